@@ -1,0 +1,39 @@
+//! The command-line interface: one subcommand per job, each argument struct in
+//! `commands::<name>`.
+
+use clap::{Parser, Subcommand};
+
+/// vnetbed: reproduce lost-notification virtio-net bugs under load, and verify their fixes.
+#[derive(Debug, Parser)]
+#[command(name = "vnetbed", version, about)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest kernel in a KVM virtual machine.
+    Run(crate::commands::run::RunArgs),
+}
+
+/// Send `tracing` output to stderr, at a level set by `-v` or `RUST_LOG`.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

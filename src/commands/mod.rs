@@ -1,0 +1,12 @@
+//! One module per subcommand.
+
+pub mod run;
+
+use crate::cli::Command;
+
+/// Run a subcommand; returns the process exit status.
+pub fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Run(args) => run::main(args),
+    }
+}

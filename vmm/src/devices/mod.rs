@@ -1,0 +1,3 @@
+//! Emulated devices and the buses they sit on.
+
+pub mod bus;
