@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages vnetbed needs at run time and in its tests.
+# Run as root. Idempotent.
+set -euo pipefail
+packages=(
+  iproute2         # ip: namespaces, bridges, taps, veths
+  dnsmasq-base     # the DHCP server of the testbed
+  iperf3           # the load generator
+  busybox-static   # udhcpc, a DHCP client for the testbed's own tests
+  iputils-ping     # ping from the testbed namespace
+  qemu-system-x86  # QEMU microvm: an independent virtio-mmio peer for the probe guest
+  acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
+  cpio             # packs the Linux guest's initramfs
+  python3          # a real JUnit/JSON consumer in the report tests
+  procps           # pgrep/pkill, used by tests
+  gcc              # the linker driver for the probe guest image
+)
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}"
