@@ -4,4 +4,5 @@
 //! guest-visible (memory map, devices) is defined here.
 
 pub mod devices;
+pub mod events;
 pub mod layout;
