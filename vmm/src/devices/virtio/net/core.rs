@@ -152,6 +152,11 @@ impl NetCore {
 
     /// Send a used-buffer interrupt for queue `i`.
     pub fn send_interrupt(&mut self, i: usize) {
+        // The interrupt goes out through an EventFd write: a syscall whose locked
+        // instructions drain a real x86 store buffer before KVM can inject the interrupt. So
+        // the emulated store buffer drains here too; otherwise the guest would take an
+        // interrupt for used entries it cannot see yet, which x86 never allows.
+        self.notifier.buffer().flush(&self.mem);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
         q.last_interrupt = Some(Instant::now());
         q.notify.last_interrupt_used = q.queue.next_used;

@@ -26,3 +26,4 @@ pub use config::{MacAddr, NetConfig, NetConfigError, NetOptions, OnStall};
 pub use device::Net;
 pub use notify_model::NotifyModel;
 pub use worker::StallExit;
+pub mod test_driver;

@@ -26,7 +26,6 @@ impl NetCore {
     /// ring is dry with notifications enabled.
     pub fn process_rx(&mut self) -> Result<(), QueueError> {
         self.disable_notifications(RX);
-        let mut delivered = 0u32;
         loop {
             let len = match self.deferred {
                 Some(len) => len,
@@ -38,10 +37,14 @@ impl NetCore {
             match self.deliver(len)? {
                 Delivery::Delivered => {
                     self.deferred = None;
-                    delivered += 1;
                     let c = &self.metrics.rx;
                     QueueMetrics::inc(&c.frames);
                     QueueMetrics::add(&c.bytes, len as u64);
+                    // Publish and decide on an interrupt per frame, as QEMU's
+                    // virtio_net_receive does (virtqueue_flush + virtio_notify per packet):
+                    // the guest can consume and refill while the device is still draining
+                    // the backend, which is the concurrency the lost-kick race needs.
+                    self.publish_and_notify(RX)?;
                 }
                 Delivery::Oversize => {
                     self.deferred = None;
@@ -59,9 +62,6 @@ impl NetCore {
                     break;
                 }
             }
-        }
-        if delivered > 0 {
-            self.publish_and_notify(RX)?;
         }
         Ok(())
     }
