@@ -547,23 +547,43 @@ fn a_frame_read_while_the_ring_is_dry_is_delivered_first_after_the_kick() {
     for seq in 0..3 {
         let f = vmm::devices::virtio::net::test_driver::make_frame(seq, 100);
         // SAFETY: valid buffer, open fd.
-        assert_eq!(unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) }, 100);
+        assert_eq!(
+            unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
+            100
+        );
     }
-    assert!(wait_until(Duration::from_secs(5), || get(&rig.metrics.rx.ring_empty) >= 1), "device found the ring dry");
+    assert!(
+        wait_until(Duration::from_secs(5), || get(&rig.metrics.rx.ring_empty)
+            >= 1),
+        "device found the ring dry"
+    );
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(get(&rig.metrics.rx.frames), 0);
-    assert_eq!(get(&rig.metrics.rx.drops), 0, "the frame is kept, not dropped");
+    assert_eq!(
+        get(&rig.metrics.rx.drops),
+        0,
+        "the frame is kept, not dropped"
+    );
     // One buffer, kick: the deferred frame (seq 0) must come first.
     let base = vmm::devices::virtio::net::test_driver::BUFFERS_START;
     for k in 0..3u64 {
         net.rx.add(&[(base + k * 2048, 2048, true)]).unwrap();
         net.rx.kick();
-        assert!(wait_until(Duration::from_secs(5), || get(&rig.metrics.rx.frames) > k), "frame {k} delivered");
+        assert!(
+            wait_until(Duration::from_secs(5), || get(&rig.metrics.rx.frames) > k),
+            "frame {k} delivered"
+        );
         let (_head, len) = net.rx.get_buf().unwrap();
         assert_eq!(len, 12 + 100);
         let mut f = vec![0u8; 100];
-        rig.mem.read_slice(&mut f, GuestAddress(base + k * 2048 + 12)).unwrap();
-        assert_eq!(frame_seq(&f), Some(k), "frames in order, deferred one first");
+        rig.mem
+            .read_slice(&mut f, GuestAddress(base + k * 2048 + 12))
+            .unwrap();
+        assert_eq!(
+            frame_seq(&f),
+            Some(k),
+            "frames in order, deferred one first"
+        );
     }
     assert!(net.rx.kicks >= 3);
 }
@@ -573,18 +593,34 @@ fn tx_eagain_waits_for_the_backend_and_drops_nothing() {
     // A tiny socket buffer and a peer that does not read at first: the device hits EAGAIN.
     let (backend, peer) = socketpair_backend(4096).unwrap();
     let rig = Rig::new(64, Box::new(backend), NetOptions::default()).unwrap();
-    let guest = rig.bring_up(NET_FEATURES, 1536).unwrap().start(2000, 1000).unwrap();
-    assert!(wait_until(Duration::from_secs(10), || get(&rig.metrics.tx.tap_eagain) > 0), "EAGAIN seen");
+    let guest = rig
+        .bring_up(NET_FEATURES, 1536)
+        .unwrap()
+        .start(2000, 1000)
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || get(&rig.metrics.tx.tap_eagain)
+            > 0),
+        "EAGAIN seen"
+    );
     let sent_while_blocked = get(&rig.metrics.tx.frames);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(get(&rig.metrics.tx.frames), sent_while_blocked, "waits while the backend is full");
+    assert_eq!(
+        get(&rig.metrics.tx.frames),
+        sent_while_blocked,
+        "waits while the backend is full"
+    );
     let mut seen = 0u64;
     let mut buf = vec![0u8; 4096];
     while seen < 2000 && wait_readable(peer.as_raw_fd(), 5000) {
         // SAFETY: valid buffer, open fd.
         let n = unsafe { libc::recv(peer.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         assert_eq!(n, 1000);
-        assert_eq!(frame_seq(&buf[..1000]), Some(seen), "no tx frame lost or reordered");
+        assert_eq!(
+            frame_seq(&buf[..1000]),
+            Some(seen),
+            "no tx frame lost or reordered"
+        );
         seen += 1;
     }
     guest.stop();
