@@ -8,7 +8,8 @@
 //! - [`worker`]: the device thread (epoll, timers);
 //! - [`backend`], [`tap`]: where frames come from and go to;
 //! - [`config`]: `--net` and the device options; [`metrics`]: counters;
-//! - [`test_driver`]: a Linux-faithful guest driver on host threads (tests, benchmarks).
+//! - [`test_driver`]: a Linux-faithful guest driver on host threads (tests, benchmarks);
+//! - [`test_netns`]: throwaway network namespaces and an AF_PACKET peer on a tap.
 
 pub mod backend;
 pub mod config;
@@ -27,3 +28,4 @@ pub use device::Net;
 pub use notify_model::NotifyModel;
 pub use worker::StallExit;
 pub mod test_driver;
+pub mod test_netns;
