@@ -30,6 +30,17 @@ pub const NET_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
     | (1 << VIRTIO_RING_F_EVENT_IDX)
     | (1 << VIRTIO_NET_F_MRG_RXBUF);
 
+/// Why a `--net` device could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum NetOpenError {
+    /// The tap could not be opened.
+    #[error(transparent)]
+    Tap(#[from] super::tap::TapError),
+    /// An EventFd could not be created.
+    #[error("cannot create the device's event fds: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// A virtio-net device over a frame backend.
 pub struct Net {
     mac: MacAddr,
@@ -64,6 +75,22 @@ impl Net {
             backend: Arc::new(Mutex::new(Some(backend))),
             worker: None,
         })
+    }
+
+    /// A device for `--net` `cfg`: opens its tap (in `cfg.netns` if given).
+    pub fn open(
+        cfg: &super::config::NetConfig,
+        options: NetOptions,
+        events: EventSink,
+    ) -> Result<Self, NetOpenError> {
+        let backend = super::tap::open_tap(&cfg.tap, cfg.netns.as_deref())?;
+        Ok(Self::new(
+            cfg.mac,
+            cfg.queue_size,
+            Box::new(backend),
+            options,
+            events,
+        )?)
     }
 
     /// Offer fewer features (tests of the non-EVENT_IDX / non-MRG_RXBUF paths).

@@ -11,6 +11,30 @@
 //! - [`test_driver`]: a Linux-faithful guest driver on host threads (tests, benchmarks);
 //! - [`test_netns`]: throwaway network namespaces and an AF_PACKET peer on a tap.
 
+//!
+//! # Events (`--events`, one JSON object per line; common fields `event`, `ts`, `t_ms`)
+//!
+//! - `device_activated`: `device`, `features` (u64), `feature_names` (e.g. `["VERSION_1",
+//!   "MAC", "STATUS", "EVENT_IDX", "MRG_RXBUF"]`), `queue_sizes` `[rx, tx]`, `notify_model`,
+//!   `race_window_us`, `stall_timeout_ms`, `on_stall`, `mac`.
+//! - `counters` (every second, one line per queue; cumulative since the device was
+//!   created): `device`, `queue` (`rx`|`tx`), `frames`, `bytes`, `kicks`, `interrupts_sent`,
+//!   `interrupts_suppressed`, `ring_empty`, `notification_enables`, `race_windows_opened`,
+//!   `tap_eagain`, `drops`, `oversize_drops`, `stalls_lost_kick`, `stalls_lost_interrupt`,
+//!   `recovered`.
+//! - `stall`: `device`, `queue`, `queue_index`, `kind` (`lost_kick`|`lost_interrupt`),
+//!   `detected_at`, `stalled_since` (Unix seconds, float), `stalled_ms`,
+//!   `device_next_avail`, `device_next_used`, `guest_avail_idx`, `guest_used_event`,
+//!   `guest_avail_flags`, `guest_visible_used_idx` (read at detection), `waiting_for_kick`,
+//!   `last_kick`, `last_interrupt` (Unix seconds or null), `last_interrupt_used_idx`,
+//!   `notify_model`, `on_stall`, `counters` (the queue's counters object).
+//! - `error`: `device`, `kind` (e.g. `descriptor_loop`, `avail_idx_jump`,
+//!   `register_write_at_wrong_status`), `error` (message), `queue` (or null),
+//!   `needs_reset: true`.
+//!
+//! `--on-stall exit` fires [`StallExit`] (a flag and an EventFd); the VMM ends with its stall
+//! exit status.
+
 pub mod backend;
 pub mod config;
 pub mod core;

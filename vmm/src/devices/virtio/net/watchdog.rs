@@ -3,10 +3,10 @@
 //! - **lost kick**: the queue waits for a kick with notifications enabled while the guest's
 //!   `avail->idx`, read fresh, has moved past the device's `next_avail`, continuously for
 //!   longer than `--stall-timeout`.
-//! - **lost interrupt**: the guest-visible `used->idx` has moved past the guest's `used_event`
-//!   since the last interrupt (with EVENT_IDX; without it: interrupts not suppressed by
-//!   `avail->flags` and used entries published since the last interrupt), no interrupt was
-//!   sent, and nothing changed (the guest consumed nothing) for longer than the timeout.
+//! - **lost interrupt** (EVENT_IDX only): the guest-visible `used->idx` has moved past the
+//!   guest's `used_event` since the last interrupt, so the guest asked for an interrupt that
+//!   was never sent, and nothing changed (the guest consumed nothing) for longer than the
+//!   timeout.
 //!
 //! A condition must hold with an unchanged ring snapshot for the whole timeout, so a kick or
 //! interrupt merely in flight is never reported. Detection latency after a stall begins is at
@@ -20,7 +20,7 @@ use serde_json::json;
 use super::config::OnStall;
 use super::core::{NetCore, RX};
 use super::metrics::QueueMetrics;
-use crate::devices::virtio::queue::{vring_need_event, QueueError, VRING_AVAIL_F_NO_INTERRUPT};
+use crate::devices::virtio::queue::{vring_need_event, QueueError};
 
 /// The kinds of stall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +100,12 @@ impl NetCore {
         if q.waiting_kick && s.avail_idx != s.next_avail {
             return Some(StallKind::LostKick);
         }
-        let last_irq = q.notify.last_interrupt_used.0;
-        let owed = if event_idx {
-            vring_need_event(s.used_event, s.used_idx, last_irq)
-        } else {
-            s.avail_flags & VRING_AVAIL_F_NO_INTERRUPT == 0 && s.used_idx != last_irq
-        };
+        // Only with EVENT_IDX does the guest say how far it has consumed (used_event is its
+        // last_used_idx when it re-enabled interrupts); without it a guest that consumed
+        // everything while polling looks the same as one that missed an interrupt, so lost
+        // interrupts are not judged there (lost kicks still are).
+        let owed =
+            event_idx && vring_need_event(s.used_event, s.used_idx, q.notify.last_interrupt_used.0);
         owed.then_some(StallKind::LostInterrupt)
     }
 
