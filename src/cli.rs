@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel in a KVM virtual machine.
     Run(crate::commands::run::RunArgs),
+    /// The testbed network: namespace, bridge, taps, supervised dnsmasq.
+    Net(crate::commands::net::NetArgs),
 }
 
 /// Send `tracing` output to stderr, at a level set by `-v` or `RUST_LOG`.

@@ -1,0 +1,175 @@
+//! Finding and removing testbeds: `down` of a testbed held by another process, and `gc` of
+//! leftovers whose holder was killed.
+//!
+//! Leftovers are found only through vnetbed's own marks, never by a broad name match:
+//! - state directories under the state root whose recorded holder (pid + start time) is gone;
+//! - namespaces named `vnetbed-<name>` with no state directory and no process inside.
+//!
+//! A dnsmasq is killed only if its pid comes from a testbed's `dnsmasq.pid` *and* its
+//! `/proc/<pid>/cmdline` names that testbed's state directory.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::error::{NetError, Result};
+use super::ip::Ip;
+use super::names;
+use super::netns::{list_vnetbed_netns, netns_exists, processes_in_netns};
+use super::state::{list_state_dirs, process_cmdline, StateDir};
+use super::testbed::{remove_links_and_netns, TestbedStatus};
+
+/// What `gc` did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct GcReport {
+    /// Testbeds removed (namespace, links, state directory).
+    pub removed: Vec<String>,
+    /// Pids of our own dnsmasq processes that were killed.
+    pub killed_dnsmasq: Vec<u32>,
+    /// Testbeds left alone because their holder is alive.
+    pub live: Vec<String>,
+    /// Namespaces left alone because processes are inside (with one such pid).
+    pub busy_netns: Vec<(String, u32)>,
+}
+
+/// Remove every leftover testbed under `root`.
+pub fn gc(root: &Path) -> Result<GcReport> {
+    let ip = Ip::locate()?;
+    let mut report = GcReport::default();
+    for name in list_state_dirs(root) {
+        if names::validate_name(&name).is_err() {
+            continue;
+        }
+        let state = StateDir::at(root, &name);
+        let holder = state.read_holder().ok().flatten();
+        if holder.is_some_and(|h| h.is_alive()) {
+            report.live.push(name);
+            continue;
+        }
+        remove_leftover(&ip, &state, &name, &mut report)?;
+    }
+    for netns in list_vnetbed_netns() {
+        let Some(name) = names::testbed_of_netns(&netns) else {
+            continue;
+        };
+        if StateDir::at(root, name).exists() {
+            continue;
+        }
+        if let Some(&pid) = processes_in_netns(&netns).first() {
+            report.busy_netns.push((netns, pid));
+            continue;
+        }
+        remove_links_and_netns(&ip, &netns)?;
+        report.removed.push(name.to_string());
+    }
+    Ok(report)
+}
+
+fn remove_leftover(ip: &Ip, state: &StateDir, name: &str, report: &mut GcReport) -> Result<()> {
+    if let Some(pid) = kill_our_dnsmasq(state) {
+        report.killed_dnsmasq.push(pid);
+    }
+    remove_links_and_netns(ip, &names::netns_name(name))?;
+    state.remove()?;
+    report.removed.push(name.to_string());
+    Ok(())
+}
+
+/// Kill the dnsmasq recorded in the state directory, if it is still ours. Returns its pid.
+fn kill_our_dnsmasq(state: &StateDir) -> Option<u32> {
+    let pid = state.read_dnsmasq_pid()?;
+    let marker = state.lease_file().display().to_string();
+    let ours = |pid: u32| {
+        process_cmdline(pid).is_some_and(|c| c.contains("dnsmasq") && c.contains(&marker))
+    };
+    if !ours(pid) {
+        return None;
+    }
+    // SAFETY: kill on a pid we just verified is our dnsmasq; signals cannot violate memory safety.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    if !wait_gone(|| ours(pid), Duration::from_secs(3)) {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        wait_gone(|| ours(pid), Duration::from_secs(2));
+    }
+    Some(pid)
+}
+
+fn wait_gone(alive: impl Fn() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// The status of testbed `name` as its holder last wrote it, if the holder is alive.
+pub fn read_status(root: &Path, name: &str) -> Result<TestbedStatus> {
+    names::validate_name(name)?;
+    let state = StateDir::at(root, name);
+    let alive = state.read_holder()?.is_some_and(|h| h.is_alive());
+    if !alive {
+        return Err(NetError::NotRunning(name.to_string()));
+    }
+    super::state::read_json(&state.status_file())?
+        .ok_or_else(|| NetError::NotRunning(name.to_string()))
+}
+
+/// Whether a process is a detached `vnetbed net supervise` holder of testbed `name`.
+fn is_supervisor_of(pid: u32, name: &str) -> bool {
+    process_cmdline(pid).is_some_and(|c| {
+        let args: Vec<&str> = c.split(' ').collect();
+        args.windows(2).any(|w| w == ["net", "supervise"])
+            && args.windows(2).any(|w| w == ["--name", name])
+    })
+}
+
+/// Take down testbed `name`, held by a detached supervisor: SIGTERM the supervisor and wait
+/// until it has removed the testbed. A testbed whose holder died is removed like `gc` would.
+/// A testbed held by some other live process (a library user) is refused.
+pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
+    names::validate_name(name)?;
+    let state = StateDir::at(root, name);
+    let netns = names::netns_name(name);
+    if !state.exists() && !netns_exists(&netns) {
+        return Err(NetError::NotRunning(name.to_string()));
+    }
+    if let Some(holder) = state.read_holder()?.filter(|h| h.is_alive()) {
+        if !is_supervisor_of(holder.pid, name) {
+            return Err(NetError::Supervisor {
+                name: name.to_string(),
+                why: format!(
+                    "it is held by process {} ({}), not by a `vnetbed net up` supervisor; stop that \
+                     process to take the testbed down",
+                    holder.pid,
+                    process_cmdline(holder.pid).unwrap_or_default().trim()
+                ),
+            });
+        }
+        // SAFETY: kill on a live pid verified (pid + start time + command line) to be our
+        // supervisor; signals cannot violate memory safety.
+        unsafe { libc::kill(holder.pid as libc::pid_t, libc::SIGTERM) };
+        if !wait_gone(|| holder.is_alive(), timeout) {
+            return Err(NetError::Supervisor {
+                name: name.to_string(),
+                why: format!(
+                    "supervisor {} did not exit within {timeout:?} after SIGTERM",
+                    holder.pid
+                ),
+            });
+        }
+    }
+    // Whatever the supervisor left (or a dead holder's leftovers).
+    let ip = Ip::locate()?;
+    let mut report = GcReport::default();
+    if state.exists() {
+        remove_leftover(&ip, &state, name, &mut report)?;
+    } else {
+        remove_links_and_netns(&ip, &netns)?;
+    }
+    Ok(())
+}
