@@ -43,7 +43,9 @@ pub fn gc(root: &Path) -> Result<GcReport> {
         }
         let state = StateDir::at(root, &name);
         let holder = state.read_holder().ok().flatten();
-        if holder.is_some_and(|h| h.is_alive()) {
+        if holder.is_some_and(|h| h.is_alive()) || (holder.is_none() && just_created(&state)) {
+            // Held, or being created right now (`up` writes the holder just after creating
+            // the directory).
             report.live.push(name);
             continue;
         }
@@ -74,6 +76,14 @@ fn remove_leftover(ip: &Ip, state: &StateDir, name: &str, report: &mut GcReport)
     state.remove()?;
     report.removed.push(name.to_string());
     Ok(())
+}
+
+fn just_created(state: &StateDir) -> bool {
+    std::fs::metadata(state.path())
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < Duration::from_secs(10))
 }
 
 /// Kill the dnsmasq recorded in the state directory, if it is still ours. Returns its pid.
@@ -172,4 +182,30 @@ pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
         remove_links_and_netns(&ip, &netns)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_file_naming_a_foreign_process_kills_nothing() {
+        let root = std::env::temp_dir().join(format!("vnetbed-gc-unit-{}", std::process::id()));
+        let state = StateDir::create(&root, "unit").unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(state.dnsmasq_pid_file(), format!("{}\n", other.id())).unwrap();
+        assert_eq!(kill_our_dnsmasq(&state), None);
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "a foreign process was killed"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+        std::fs::write(state.dnsmasq_pid_file(), "not a pid").unwrap();
+        assert_eq!(kill_our_dnsmasq(&state), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
