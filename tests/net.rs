@@ -849,3 +849,49 @@ fn error_bad_subnet_and_schedule_are_rejected_before_anything_is_built() {
     assert!(err.to_string().contains("bad testbed name"), "{err}");
     assert_eq!(leftovers("terr5"), Vec::<String>::new());
 }
+
+#[test]
+fn sigint_to_a_foreground_holder_tears_everything_down() {
+    if !require("sigint_to_a_foreground_holder", &BASE_CAPS) {
+        return;
+    }
+    let _guard = CliTestbed("tsig");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut holder = common::vnetbed()
+            .args(["net", "up", "--name", "tsig", "--foreground", "--taps", "2"])
+            .env("VNETBED_STATE_DIR", STATE_ROOT)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("foreground holder");
+        let ready = wait_until(secs(10), || {
+            let out = vnetbed(&["net", "status", "--name", "tsig", "--json"]);
+            out.status.success()
+                && serde_json::from_slice::<TestbedStatus>(&out.stdout)
+                    .is_ok_and(|s| s.dnsmasq_pid.is_some())
+        });
+        assert!(ready, "foreground testbed did not come up");
+        // SAFETY: kill on the pid of the child this test just spawned.
+        assert_eq!(unsafe { libc::kill(holder.id() as libc::pid_t, signal) }, 0);
+        assert!(
+            wait_until(secs(10), || matches!(holder.try_wait(), Ok(Some(_)))),
+            "holder ignored signal {signal}"
+        );
+        assert!(
+            holder.wait().expect("wait").success(),
+            "holder failed on signal {signal}"
+        );
+        assert_eq!(
+            leftovers("tsig"),
+            Vec::<String>::new(),
+            "after signal {signal}"
+        );
+    }
+}
+
+#[test]
+fn the_testbed_handle_can_move_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Testbed>();
+}

@@ -269,6 +269,9 @@ fn supervise(up: &UpArgs, report: bool) -> Result<(), NetError> {
     if report {
         let json = serde_json::to_string(&testbed.status()).unwrap_or_default();
         println!("READY {json}");
+        // From now on nobody reads our stdout/stderr: keep our log (dnsmasq restarts,
+        // teardown errors) in the state directory instead.
+        redirect_stderr(&testbed.state_dir().join("supervisor.log"));
     } else {
         print_status(&testbed.status());
         println!("holding the testbed; Ctrl-C takes it down");
@@ -277,6 +280,21 @@ fn supervise(up: &UpArgs, report: bool) -> Result<(), NetError> {
         std::thread::sleep(Duration::from_millis(100));
     }
     testbed.down()
+}
+
+/// Point file descriptor 2 at `path` (appending); on failure stderr stays where it was.
+fn redirect_stderr(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    // SAFETY: dup2 of a valid open descriptor onto fd 2; `file` is closed afterwards, the
+    // duplicate stays valid.
+    unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) };
 }
 
 fn down(name: &str) -> Result<(), NetError> {
