@@ -4,12 +4,14 @@
 //! guest-visible (memory map, devices) is defined here.
 
 pub mod boot;
+pub mod capabilities;
 pub mod devices;
 pub mod events;
 pub mod exit;
 pub mod layout;
 pub mod memory;
 pub mod signals;
+pub mod speedtest;
 pub mod testguest;
 pub mod vcpu;
 pub mod vm;
