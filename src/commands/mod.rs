@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod doctor;
 pub mod net;
 pub mod run;
 
@@ -10,5 +11,6 @@ pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::main(args),
         Command::Net(args) => net::main(args),
+        Command::Doctor(args) => doctor::main(args),
     }
 }
