@@ -216,6 +216,28 @@ impl ClientHost {
         self.children.push(child);
     }
 
+    /// `dhclient -r`: stop the running dhclient and release the lease.
+    fn dhclient_release(&self) {
+        let script = self.dir.join("dhclient.sh");
+        let lf = self.dir.join("dhclient.leases");
+        let pf = self.dir.join("dhclient.pid");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "dhclient", "-r", "-sf"])
+            .arg(&script)
+            .arg("-lf")
+            .arg(&lf)
+            .arg("-pf")
+            .arg(&pf)
+            .arg("eth0")
+            .output()
+            .expect("dhclient -r");
+        assert!(
+            out.status.success(),
+            "dhclient -r: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn dhclient_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dhclient.log")).unwrap_or_default()
     }
@@ -501,6 +523,11 @@ fn fast_schedule_renewals_come_on_time() {
         acks.iter().all(|a| a.ip == first.ip),
         "address changed: {acks:?}"
     );
+    client.dhclient_release();
+    let release = wait_event(&events, secs(5), |e| {
+        e.kind == DhcpEventKind::Release && e.mac == client.mac
+    });
+    assert_eq!(release.expect("RELEASE event").ip, first.ip);
     drop(client);
     testbed.down().expect("down");
 }

@@ -181,6 +181,15 @@ pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
     } else {
         remove_links_and_netns(&ip, &netns)?;
     }
+    if state.exists() || netns_exists(&netns) {
+        return Err(NetError::Supervisor {
+            name: name.to_string(),
+            why: format!(
+                "{} or namespace {netns} still exists after teardown; run `vnetbed net gc`",
+                state.path().display()
+            ),
+        });
+    }
     Ok(())
 }
 
