@@ -163,7 +163,9 @@ fn up_detached(up: &UpArgs) -> Result<(), NetError> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        // A long-lived process should not pin the caller's working directory.
+        .current_dir("/");
     // SAFETY: setsid is async-signal-safe; it detaches the supervisor from our session and
     // terminal, so that a Ctrl-C or hang-up there does not reach it.
     unsafe {
@@ -272,6 +274,7 @@ fn supervise(up: &UpArgs, report: bool) -> Result<(), NetError> {
         // From now on nobody reads our stdout/stderr: keep our log (dnsmasq restarts,
         // teardown errors) in the state directory instead.
         redirect_stderr(&testbed.state_dir().join("supervisor.log"));
+        redirect_stdout_to_null();
     } else {
         print_status(&testbed.status());
         println!("holding the testbed; Ctrl-C takes it down");
@@ -295,6 +298,16 @@ fn redirect_stderr(path: &std::path::Path) {
     // SAFETY: dup2 of a valid open descriptor onto fd 2; `file` is closed afterwards, the
     // duplicate stays valid.
     unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) };
+}
+
+/// Point stdout at /dev/null once `up` has read the report (its pipe then has no reader).
+fn redirect_stdout_to_null() {
+    use std::os::fd::AsRawFd;
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    // SAFETY: dup2 of a valid open descriptor onto fd 1.
+    unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) };
 }
 
 fn down(name: &str) -> Result<(), NetError> {

@@ -17,7 +17,7 @@ use super::error::{NetError, Result};
 use super::ip::Ip;
 use super::names;
 use super::netns::{list_vnetbed_netns, netns_exists, processes_in_netns};
-use super::state::{list_state_dirs, process_cmdline, StateDir};
+use super::state::{list_state_dirs, process_args, process_cmdline, StateDir};
 use super::testbed::{remove_links_and_netns, TestbedStatus};
 
 /// What `gc` did.
@@ -129,17 +129,20 @@ pub fn read_status(root: &Path, name: &str) -> Result<TestbedStatus> {
         .ok_or_else(|| NetError::NotRunning(name.to_string()))
 }
 
-/// Whether a process is a detached `vnetbed net supervise` holder of testbed `name`.
-fn is_supervisor_of(pid: u32, name: &str) -> bool {
-    process_cmdline(pid).is_some_and(|c| {
-        let args: Vec<&str> = c.split(' ').collect();
-        args.windows(2).any(|w| w == ["net", "supervise"])
-            && args.windows(2).any(|w| w == ["--name", name])
-    })
+/// Whether a command line is a `vnetbed net supervise` (detached) or `vnetbed net up
+/// --foreground` holder of testbed `name`.
+fn is_cli_holder_of(args: &[String], name: &str) -> bool {
+    let is_holder = args
+        .windows(2)
+        .any(|w| w[0] == "net" && (w[1] == "supervise" || w[1] == "up"));
+    let named = args.windows(2).any(|w| w[0] == "--name" && w[1] == name)
+        || args.iter().any(|a| a.strip_prefix("--name=") == Some(name))
+        || (name == names::DEFAULT_NAME && !args.iter().any(|a| a.starts_with("--name")));
+    is_holder && named
 }
 
-/// Take down testbed `name`, held by a detached supervisor: SIGTERM the supervisor and wait
-/// until it has removed the testbed. A testbed whose holder died is removed like `gc` would.
+/// Take down testbed `name`, held by `vnetbed net up` (detached or in the foreground): SIGTERM
+/// the holder and wait until it has removed the testbed. A testbed whose holder died is removed like `gc` would.
 /// A testbed held by some other live process (a library user) is refused.
 pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
     names::validate_name(name)?;
@@ -149,11 +152,11 @@ pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
         return Err(NetError::NotRunning(name.to_string()));
     }
     if let Some(holder) = state.read_holder()?.filter(|h| h.is_alive()) {
-        if !is_supervisor_of(holder.pid, name) {
+        if !process_args(holder.pid).is_some_and(|args| is_cli_holder_of(&args, name)) {
             return Err(NetError::Supervisor {
                 name: name.to_string(),
                 why: format!(
-                    "it is held by process {} ({}), not by a `vnetbed net up` supervisor; stop that \
+                    "it is held by process {} ({}), not by `vnetbed net up`; stop that \
                      process to take the testbed down",
                     holder.pid,
                     process_cmdline(holder.pid).unwrap_or_default().trim()
@@ -196,6 +199,33 @@ pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cli_holders_are_recognised_by_their_arguments() {
+        let args = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert!(is_cli_holder_of(
+            &args("/x/vnetbed net supervise --name tb1 --taps 2"),
+            "tb1"
+        ));
+        assert!(is_cli_holder_of(
+            &args("vnetbed -v net up --foreground --name=tb1"),
+            "tb1"
+        ));
+        assert!(is_cli_holder_of(
+            &args("vnetbed net up --foreground"),
+            "tb0"
+        ));
+        assert!(!is_cli_holder_of(
+            &args("vnetbed net up --foreground"),
+            "tb1"
+        ));
+        assert!(!is_cli_holder_of(
+            &args("vnetbed net supervise --name tb10"),
+            "tb1"
+        ));
+        assert!(!is_cli_holder_of(&args("cargo test --name tb1"), "tb1"));
+        assert!(!is_cli_holder_of(&args("/x/net-1234 --name tb1"), "tb1"));
+    }
 
     #[test]
     fn a_pid_file_naming_a_foreign_process_kills_nothing() {

@@ -70,6 +70,17 @@ pub fn process_cmdline(pid: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&raw).replace('\0', " "))
 }
 
+/// The arguments of a process (from the NUL-separated /proc/<pid>/cmdline).
+pub fn process_args(pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
 /// The state directory of one testbed.
 #[derive(Debug, Clone)]
 pub struct StateDir {
