@@ -928,3 +928,47 @@ fn the_testbed_handle_can_move_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Testbed>();
 }
+
+#[test]
+fn down_and_gc_with_another_state_root_leave_a_live_testbed_alone() {
+    if !require("down_and_gc_with_another_state_root", &BASE_CAPS) {
+        return;
+    }
+    let testbed = Testbed::up(config("troot")).expect("up");
+    let other_root = "/run/vnetbed-test-other";
+    let down = common::vnetbed()
+        .args(["net", "down", "--name", "troot"])
+        .env("VNETBED_STATE_DIR", other_root)
+        .output()
+        .expect("down");
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        !down.status.success(),
+        "down removed a testbed it does not hold"
+    );
+    assert!(
+        stderr.contains("is its holder using another VNETBED_STATE_DIR"),
+        "{stderr}"
+    );
+    let gc = common::vnetbed()
+        .args(["net", "gc"])
+        .env("VNETBED_STATE_DIR", other_root)
+        .output()
+        .expect("gc");
+    let stdout = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        gc.status.success() && !stdout.contains("removed leftover testbed troot"),
+        "{stdout}"
+    );
+    // Still whole: the namespace is there and dnsmasq runs in it.
+    assert!(Path::new("/run/netns/vnetbed-troot").exists());
+    let pid = testbed.status().dnsmasq_pid.expect("dnsmasq");
+    assert!(pid_alive(pid));
+    // Its own holder can still take it down; `down` of a library-held testbed is refused.
+    let refused = vnetbed(&["net", "down", "--name", "troot"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not by `vnetbed net up`"));
+    testbed.down().expect("down");
+    let _ = std::fs::remove_dir(other_root);
+    assert_eq!(leftovers("troot"), Vec::<String>::new());
+}

@@ -182,6 +182,18 @@ pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
     if state.exists() {
         remove_leftover(&ip, &state, name, &mut report)?;
     } else {
+        // A namespace with no state directory under this root: maybe a leftover, maybe the
+        // testbed of a holder that uses another state root. Only an empty one is removed.
+        if let Some(&pid) = processes_in_netns(&netns).first() {
+            return Err(NetError::Supervisor {
+                name: name.to_string(),
+                why: format!(
+                    "namespace {netns} has no state directory under {} but process {pid} ({})                      runs in it; is its holder using another VNETBED_STATE_DIR?",
+                    root.display(),
+                    process_cmdline(pid).unwrap_or_default().trim()
+                ),
+            });
+        }
         remove_links_and_netns(&ip, &netns)?;
     }
     if state.exists() || netns_exists(&netns) {
