@@ -455,13 +455,7 @@ fn cli_overrides_reach_the_client_and_events_are_journaled() {
     );
     // Other processes read the event stream from events.jsonl in the state directory.
     let journal = status.info.state_dir.join("events.jsonl");
-    let read_journal = || -> Vec<DhcpEvent> {
-        std::fs::read_to_string(&journal)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("event json"))
-            .collect()
-    };
+    let read_journal = || vnetbed::net::read_journal(&journal).unwrap_or_default();
     assert!(wait_until(secs(5), || kinds_for(
         &read_journal(),
         &client.mac

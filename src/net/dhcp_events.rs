@@ -131,6 +131,16 @@ pub fn parse_line(line: &str, time: SystemTime) -> Option<DhcpEvent> {
     })
 }
 
+/// Read an `events.jsonl` journal (as a testbed writes it in its state directory); lines that
+/// are not events (e.g. a line cut short while being written) are skipped.
+pub fn read_journal(path: &std::path::Path) -> std::io::Result<Vec<DhcpEvent>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
 /// How many past events a hub keeps for late readers.
 const HISTORY: usize = 100_000;
 

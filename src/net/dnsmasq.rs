@@ -372,3 +372,48 @@ fn supervise(
         tracing::warn!(testbed = %config.testbed, %status, "dnsmasq died; restarting it");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_serves_the_bridge_on_the_one_minute_schedule() {
+        let config = DnsmasqConfig {
+            program: PathBuf::from("/usr/sbin/dnsmasq"),
+            testbed: "tb0".into(),
+            netns_path: PathBuf::from("/run/netns/vnetbed-tb0"),
+            bridge: "vnbtb0br".into(),
+            range: (
+                Ipv4Addr::new(198, 18, 0, 10),
+                Ipv4Addr::new(198, 18, 0, 254),
+            ),
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            schedule: LeaseSchedule::new(Duration::from_secs(60), None, None).unwrap(),
+            state: StateDir::at(std::path::Path::new("/run/vnetbed"), "tb0"),
+        };
+        let args = config.args();
+        for expected in [
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--bind-interfaces",
+            "--interface=vnbtb0br",
+            "--dhcp-range=198.18.0.10,198.18.0.254,255.255.255.0,60",
+            "--dhcp-option=option:T1,30",
+            "--dhcp-option=option:T2,52",
+            "--dhcp-leasefile=/run/vnetbed/tb0/leases",
+            "--log-dhcp",
+            "--log-facility=-",
+        ] {
+            assert!(
+                args.iter().any(|a| a == expected),
+                "{expected} missing from {args:?}"
+            );
+        }
+        // Option 51 is never forced: dnsmasq would send two conflicting copies.
+        assert!(!args
+            .iter()
+            .any(|a| a.contains("option:lease-time") || a.contains("option=51")));
+    }
+}

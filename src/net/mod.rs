@@ -26,7 +26,7 @@ pub mod state;
 pub mod subnet;
 pub mod testbed;
 
-pub use dhcp_events::{DhcpEvent, DhcpEventKind};
+pub use dhcp_events::{read_journal, DhcpEvent, DhcpEventKind};
 pub use error::{NetError, Result};
 pub use gc::{down_named, gc, read_status, GcReport};
 pub use netns::{enter_netns, open_tap, with_netns, TapFlags};
