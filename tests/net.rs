@@ -690,6 +690,7 @@ fn twenty_up_down_cycles_leave_nothing() {
         .lines()
         .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string()))
         .collect();
+    let started = Instant::now();
     for cycle in 0..20 {
         let testbed = Testbed::up(TestbedConfig {
             taps: 2,
@@ -710,6 +711,10 @@ fn twenty_up_down_cycles_leave_nothing() {
             "after cycle {cycle}"
         );
     }
+    println!(
+        "20 up/down cycles (2 taps each) took {:?}",
+        started.elapsed()
+    );
     let links_after: BTreeSet<String> = run_ok("ip", &["-o", "link", "show"])
         .lines()
         .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string()))
@@ -965,4 +970,42 @@ fn down_and_gc_with_another_state_root_leave_a_live_testbed_alone() {
     testbed.down().expect("down");
     let _ = std::fs::remove_dir(other_root);
     assert_eq!(leftovers("troot"), Vec::<String>::new());
+}
+
+#[test]
+fn a_dnsmasq_that_fails_to_start_is_reported_and_nothing_is_left() {
+    if !require("a_dnsmasq_that_fails_to_start", &BASE_CAPS) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PathBuf::from("/tmp/vnbtest-fakednsmasq");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let fake = dir.join("dnsmasq");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'dnsmasq: fake failure for the test' >&2\nexit 3\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = common::vnetbed()
+        .args(["net", "up", "--name", "terr6"])
+        .env("VNETBED_STATE_DIR", STATE_ROOT)
+        .env("PATH", path)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("dnsmasq did not start in testbed terr6")
+            && stderr.contains("fake failure for the test"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(leftovers("terr6"), Vec::<String>::new());
 }
