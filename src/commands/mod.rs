@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod doctor;
 pub mod run;
 
@@ -10,5 +11,6 @@ pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::main(args),
         Command::Doctor(args) => doctor::main(args),
+        Command::Bench(args) => bench::main(args),
     }
 }
