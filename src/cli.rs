@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel in a KVM virtual machine.
     Run(crate::commands::run::RunArgs),
+    /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.
+    Report(crate::commands::report::ReportArgs),
 }
 
 /// Send `tracing` output to stderr, at a level set by `-v` or `RUST_LOG`.

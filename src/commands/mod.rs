@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod report;
 pub mod run;
 
 use crate::cli::Command;
@@ -8,5 +9,6 @@ use crate::cli::Command;
 pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::main(args),
+        Command::Report(args) => report::main(args),
     }
 }
