@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel in a KVM virtual machine.
     Run(crate::commands::run::RunArgs),
+    /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
+    Doctor(crate::commands::doctor::DoctorArgs),
     /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.
     Report(crate::commands::report::ReportArgs),
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod doctor;
 pub mod report;
 pub mod run;
 
@@ -9,6 +10,7 @@ use crate::cli::Command;
 pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::main(args),
+        Command::Doctor(args) => doctor::main(args),
         Command::Report(args) => report::main(args),
     }
 }

@@ -26,14 +26,19 @@ pub struct EventSink {
 
 impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventSink").field("enabled", &self.out.is_some()).finish()
+        f.debug_struct("EventSink")
+            .field("enabled", &self.out.is_some())
+            .finish()
     }
 }
 
 impl EventSink {
     /// A sink that discards every event.
     pub fn none() -> Self {
-        Self { out: None, start: Instant::now() }
+        Self {
+            out: None,
+            start: Instant::now(),
+        }
     }
 
     /// A sink that creates (truncates) `path` and writes one JSON line per event.
@@ -44,7 +49,10 @@ impl EventSink {
 
     /// A sink over any writer (tests use an in-memory buffer).
     pub fn to_writer(w: Box<dyn Write + Send>) -> Self {
-        Self { out: Some(Arc::new(Mutex::new(w))), start: Instant::now() }
+        Self {
+            out: Some(Arc::new(Mutex::new(w))),
+            start: Instant::now(),
+        }
     }
 
     /// Whether events are being recorded at all (lets callers skip building costly payloads).
@@ -64,7 +72,10 @@ impl EventSink {
         let Some(out) = &self.out else { return };
         let mut obj = Map::new();
         obj.insert("event".into(), Value::from(event));
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         obj.insert("ts".into(), Value::from(ts));
         obj.insert("t_ms".into(), Value::from(self.elapsed_ms()));
         match fields {
@@ -106,7 +117,10 @@ mod tests {
         sink.emit("start", serde_json::json!({"vcpus": 1}));
         sink.emit("exit", serde_json::json!({"status": 0}));
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["event"], "start");
         assert_eq!(lines[0]["vcpus"], 1);

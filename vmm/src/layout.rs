@@ -92,7 +92,10 @@ pub fn ram_regions(mem_bytes: u64) -> Vec<(u64, u64)> {
     if mem_bytes <= MMIO_GAP_START {
         vec![(0, mem_bytes)]
     } else {
-        vec![(0, MMIO_GAP_START), (MMIO_GAP_END, mem_bytes - MMIO_GAP_START)]
+        vec![
+            (0, MMIO_GAP_START),
+            (MMIO_GAP_END, mem_bytes - MMIO_GAP_START),
+        ]
     }
 }
 
@@ -108,7 +111,13 @@ mod tests {
     #[test]
     fn large_guest_skips_the_mmio_gap() {
         let r = ram_regions(4 << 30);
-        assert_eq!(r, vec![(0, MMIO_GAP_START), (MMIO_GAP_END, (4 << 30) - MMIO_GAP_START)]);
+        assert_eq!(
+            r,
+            vec![
+                (0, MMIO_GAP_START),
+                (MMIO_GAP_END, (4 << 30) - MMIO_GAP_START)
+            ]
+        );
     }
 
     #[test]
