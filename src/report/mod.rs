@@ -10,6 +10,7 @@ pub mod checks;
 mod html;
 mod json;
 mod junit;
+mod progress;
 mod stats;
 mod svg;
 mod xml;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub use analysis::Analysis;
 pub use checks::{Check, CheckStatus, Verdict};
 pub use json::REPORT_SCHEMA;
+pub use progress::Progress;
 pub use stats::{percentile, Percentiles};
 
 use crate::record::{RecordError, Timeline, TimelineReader, TIMELINE_FILE};
