@@ -440,6 +440,8 @@ fn a_passing_soak_passes() {
     let p50 = r["throughput"]["to_guest"]["p50"].as_f64().expect("p50");
     assert!((190e6..=208e6).contains(&p50), "to_guest p50 {p50}");
     assert_eq!(r["ping"]["lost"], 0);
+    assert_eq!(r["incident_reproduced"], false);
+    assert!(r["incident"][0]["at"].is_null());
     // 120 samples of 4000 + (s % 5) * 100 enables each.
     let cycles: u64 = (1..=120u64).map(|s| 4000 + (s % 5) * 100).sum();
     assert_eq!(r["exposure"]["cycles"], cycles);
@@ -476,6 +478,21 @@ fn a_lost_kick_fails_with_its_signature_and_consequences() {
     assert_eq!(r["renewals"]["failed"], 5);
     assert_eq!(r["lease_lost_at"], 151.0);
     assert!(r["ping"]["lost"].as_u64().expect("lost") >= 130);
+    // The 2012 story, step by step, with this run's times.
+    let times: Vec<Value> = r["incident"]
+        .as_array()
+        .expect("incident")
+        .iter()
+        .map(|s| s["at"].clone())
+        .collect();
+    assert_eq!(
+        times,
+        [41.2, 60.5, 60.5, 75.5, 75.5, 82.5, 82.5, 151.0]
+            .map(|t| json!(t))
+            .to_vec()
+    );
+    assert_eq!(r["incident_reproduced"], true);
+    assert!(out.contains("7. the guest gives up its address"), "{out}");
     if let Some(python) =
         python_with_modules("a_lost_kick_fails_with_its_signature_and_consequences")
     {

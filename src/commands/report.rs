@@ -27,6 +27,13 @@ pub fn main(args: ReportArgs) -> i32 {
                     c.message
                 );
             }
+            if r.analysis.first_stall().is_some() {
+                println!("the 2012 incident, step by step:");
+                println!(
+                    "{}",
+                    report::incident::render_text(&report::incident::steps(&r.analysis))
+                );
+            }
             for f in &r.files {
                 println!("wrote {}", f.display());
             }

@@ -86,6 +86,9 @@ pub fn render(timeline: &Timeline, a: &Analysis, checks: &[Check], verdict: Verd
         ];
         key_value_table(&mut s, &rows);
     }
+    if a.first_stall().is_some() {
+        incident_table(&mut s, a);
+    }
     stats_table(&mut s, a);
 
     s.push_str("<h2>Plots</h2>\n");
@@ -196,6 +199,29 @@ fn checks_table(s: &mut String, checks: &[Check]) {
         );
     }
     s.push_str("</table>\n");
+}
+
+fn incident_table(s: &mut String, a: &Analysis) {
+    let steps = super::incident::steps(a);
+    s.push_str("<h2>The 2012 incident, step by step</h2>\n<table>\n<tr><th>step</th><th>at</th><th>what</th></tr>\n");
+    for st in &steps {
+        let at = st
+            .at
+            .map_or_else(|| "not seen".to_string(), |t| format!("{t:.1} s"));
+        let _ = writeln!(
+            s,
+            "<tr><td class=\"num\">{}</td><td class=\"num\">{at}</td><td>{}</td></tr>",
+            st.step,
+            escape(&st.what)
+        );
+    }
+    s.push_str("</table>\n");
+    let verdict = if super::incident::reproduced(&steps) {
+        "Every step was observed: the run reproduced the incident."
+    } else {
+        "Not every step was observed in this run."
+    };
+    let _ = writeln!(s, "<p class=\"caption\">{verdict}</p>");
 }
 
 fn stats_table(s: &mut String, a: &Analysis) {

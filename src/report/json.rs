@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::analysis::{Analysis, Exposure, PingStats, RenewalStats, ThroughputStats};
 use super::checks::{Check, Verdict};
+use super::incident::{self, Step};
 use crate::record::{RunHeader, RunOutcome, Stall, Timeline, VmmExit};
 
 /// The schema name and version of `report.json`.
@@ -44,6 +45,10 @@ pub struct ReportJson<'a> {
     pub exposure: &'a Exposure,
     /// The VMM exit that matters (the first unexpected one, else the last one).
     pub vmm_exit: Option<&'a VmmExit>,
+    /// The 2012 incident's steps as this run shows them.
+    pub incident: Vec<Step>,
+    /// Whether every step of the incident was observed.
+    pub incident_reproduced: bool,
 }
 
 /// Facts about the timeline the report was built from.
@@ -78,6 +83,7 @@ pub fn build<'a>(
     checks: &'a [Check],
     verdict: Verdict,
 ) -> ReportJson<'a> {
+    let steps = incident::steps(analysis);
     ReportJson {
         schema: REPORT_SCHEMA,
         generated_by: format!("vnetbed {}", env!("CARGO_PKG_VERSION")),
@@ -104,5 +110,7 @@ pub fn build<'a>(
         ping: &analysis.ping,
         exposure: &analysis.exposure,
         vmm_exit: analysis.vmm_exit(),
+        incident_reproduced: incident::reproduced(&steps),
+        incident: steps,
     }
 }

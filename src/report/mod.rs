@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod checks;
 mod html;
+pub mod incident;
 mod json;
 mod junit;
 mod progress;
