@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check a vnetbed run directory's reports with independent, real consumers.
 
-usage: check_reports.py RUN_DIR SCHEMA EXPECT_JSON
+usage: check_reports.py RUN_DIR REPORT_SCHEMA TIMELINE_SCHEMA EXPECT_JSON
 
 EXPECT_JSON is an object:
   verdict       "pass" | "fail" | "error"
@@ -13,6 +13,8 @@ EXPECT_JSON is an object:
   plots         the data-plot ids report.html must contain, each with data
 
 Checks:
+  timeline.jsonl  every line validates against TIMELINE_SCHEMA, except a torn last line
+                (no newline); report.json counts the same records;
   report.json   parses and validates against the JSON Schema (python3-jsonschema);
   junit.xml     is read by junitparser (python3-junitparser), one testsuite, the expected
                 testcases and results, every failure with a message;
@@ -63,6 +65,27 @@ def check_json(run_dir, schema_path, expect):
             check(got.get(key) == value, f"report.json first_stall.{key} = {got.get(key)!r}, want {value!r}")
         check(want["kind"] in got["signature"], "the signature names the stall's kind")
     return report
+
+
+def check_timeline(run_dir, schema_path, report):
+    text = (run_dir / "timeline.jsonl").read_text()
+    validator = jsonschema.Draft202012Validator(json.loads(Path(schema_path).read_text()))
+    lines = text.split("\n")
+    valid = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        torn = number == len(lines) and not text.endswith("\n")
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            check(torn, f"timeline.jsonl line {number}: not JSON, and not a torn last line")
+            continue
+        errors = list(validator.iter_errors(record))
+        for err in errors[:1]:
+            problems.append(f"timeline.jsonl line {number}: schema: {err.message[:300]}")
+        valid += not errors
+    check(valid == report["record"]["records"] + 1, f"timeline.jsonl: {valid} valid lines, report.json counts {report['record']['records']} + header")
 
 
 def check_junit(run_dir, expect):
@@ -144,8 +167,9 @@ def check_html(run_dir, expect):
 
 
 def main():
-    run_dir, schema_path, expect = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+    run_dir, schema_path, timeline_schema, expect = Path(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     report = check_json(run_dir, schema_path, expect)
+    check_timeline(run_dir, timeline_schema, report)
     check_junit(run_dir, expect)
     root, svgs = check_html(run_dir, expect)
     if report["first_stall"] is not None:

@@ -391,7 +391,7 @@ struct Expect<'a> {
 
 /// Check the three reports with the python consumers.
 fn check_with_python(python: &Path, dir: &Path, e: &Expect) {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_reports.py");
     let expect = json!({
         "verdict": e.verdict,
@@ -405,7 +405,8 @@ fn check_with_python(python: &Path, dir: &Path, e: &Expect) {
     let out = Command::new(python)
         .arg(&script)
         .arg(dir)
-        .arg(&schema)
+        .arg(docs.join("report.schema.json"))
+        .arg(docs.join("timeline.schema.json"))
         .arg(expect.to_string())
         .output()
         .expect("run check_reports.py");
