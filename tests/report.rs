@@ -647,3 +647,82 @@ fn a_directory_without_a_timeline_is_an_error_that_says_so() {
     assert_eq!(code, 2);
     assert!(out.contains("no valid header"), "{out}");
 }
+
+/// Not a test by itself: the child process of
+/// [`a_sigkilled_writer_loses_no_appended_record`]. With `VNETBED_TEST_WRITER_DIR` set it
+/// appends samples forever, printing `appended N` after each append returns.
+#[test]
+#[ignore = "helper: the child process of a_sigkilled_writer_loses_no_appended_record"]
+fn helper_writer_child_process() {
+    let Some(dir) = std::env::var_os("VNETBED_TEST_WRITER_DIR") else {
+        return;
+    };
+    let h = header("fenced", 120.0);
+    let mut w = TimelineWriter::create(&Path::new(&dir).join(TIMELINE_FILE), &h).expect("create");
+    let mut world = World::new(&h);
+    world.lease = LeaseState::Bound;
+    for second in 1.. {
+        w.sample(&world.sample(second)).expect("append");
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "appended {second}")
+            .and_then(|()| out.flush())
+            .expect("stdout");
+    }
+}
+
+#[test]
+fn a_sigkilled_writer_loses_no_appended_record() {
+    use std::io::{BufRead, BufReader};
+    let dir = run_dir("sigkill");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "helper_writer_child_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("VNETBED_TEST_WRITER_DIR", &dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the writer child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut last = 0u64;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read child stdout");
+        seen.push(line.clone());
+        if let Some(n) = line.strip_prefix("appended ") {
+            last = n.parse().expect("a count");
+            if last >= 40 {
+                break;
+            }
+        }
+    }
+    child.kill().expect("SIGKILL the writer");
+    let status = child.wait().expect("reap the writer");
+    assert!(
+        !status.success(),
+        "the writer must have been killed; it said: {seen:?}"
+    );
+    // Whatever it confirmed after our break still counts.
+    for line in lines.map_while(Result::ok) {
+        if let Some(n) = line.strip_prefix("appended ") {
+            last = n.parse().expect("a count");
+        }
+    }
+    let (code, out) = vnetbed_report(&dir);
+    assert_eq!(code, 2, "killed mid-run is an error: {out}");
+    let r = report_json(&dir);
+    let samples = r["record"]["samples"].as_u64().expect("samples");
+    assert!(
+        samples >= last,
+        "{last} appends confirmed, only {samples} samples in the record"
+    );
+    assert!(
+        samples <= last + 1,
+        "at most the one in flight: {samples} > {last} + 1"
+    );
+    assert!(r["record"]["outcome"].is_null());
+}
