@@ -180,6 +180,15 @@ mod tests {
     }
 
     #[test]
+    fn many_bad_lines_are_summarised() {
+        let header = serde_json::to_string(&Record::Header(RunHeader::new(config()))).unwrap();
+        let text = format!("{header}\n{}", "garbage\n".repeat(1000));
+        let t = TimelineReader::parse(&text).unwrap();
+        assert_eq!(t.warnings.len(), 101);
+        assert_eq!(t.warnings[100], "… and 900 more skipped lines");
+    }
+
+    #[test]
     fn no_header_or_a_foreign_schema_is_an_error() {
         let s1 = serde_json::to_string(&Record::Sample(sample(1.0))).unwrap();
         assert!(matches!(

@@ -5,6 +5,9 @@ use std::path::Path;
 use super::types::{Record, RunHeader, TIMELINE_SCHEMA};
 use super::RecordError;
 
+/// Skipped lines are described one by one up to this many; the rest are counted.
+const MAX_WARNINGS: usize = 100;
+
 /// A timeline as read from disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
@@ -79,6 +82,11 @@ impl TimelineReader {
                     warnings.push(format!("line {line_no}: not a valid record, skipped: {e}"))
                 }
             }
+        }
+        if warnings.len() > MAX_WARNINGS {
+            let more = warnings.len() - MAX_WARNINGS;
+            warnings.truncate(MAX_WARNINGS);
+            warnings.push(format!("… and {more} more skipped lines"));
         }
         let header = header.ok_or(RecordError::NoHeader {
             path: Default::default(),

@@ -121,19 +121,15 @@ fn no_stall(a: &Analysis) -> Check {
             String::new(),
         );
     };
-    let details = a
-        .stalls
-        .iter()
-        .map(|s| {
-            format!(
-                "at {:.1} s (stalled since {:.1} s): {}",
-                s.detected_at,
-                s.stalled_since,
-                s.signature()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let details = a.stalls.iter().map(|s| {
+        format!(
+            "at {:.1} s (stalled since {:.1} s): {}",
+            s.detected_at,
+            s.stalled_since,
+            s.signature()
+        )
+    });
+    let details = capped_lines(details, a.stalls.len());
     check(
         names::NO_STALL,
         CheckStatus::Fail,
@@ -170,9 +166,8 @@ fn renewals(a: &Analysis) -> Check {
                 d.xid.as_deref().unwrap_or("?"),
                 RenewalOutcome::of(d).describe()
             )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+        });
+    let details = capped_lines(details, a.renewals.failed as usize);
     check(names::RENEWALS, CheckStatus::Fail, summary, details)
 }
 
@@ -267,7 +262,7 @@ fn vmm(a: &Analysis) -> Check {
 }
 
 fn completed(header: &RunHeader, a: &Analysis, warnings: &[String]) -> Check {
-    let warning_lines = warnings.join("\n");
+    let warning_lines = capped_lines(warnings.iter().cloned(), warnings.len());
     if a.samples.is_empty() {
         return check(
             names::COMPLETED,
@@ -310,6 +305,19 @@ fn completed(header: &RunHeader, a: &Analysis, warnings: &[String]) -> Check {
     check(names::COMPLETED, status, message, warning_lines)
 }
 
+/// Evidence lines shown per check; a 48-hour run can have thousands (report.json keeps the
+/// full numbers and times).
+const MAX_DETAIL_LINES: usize = 50;
+
+/// The first [`MAX_DETAIL_LINES`] of `total` lines, then how many were left out.
+fn capped_lines(lines: impl Iterator<Item = String>, total: usize) -> String {
+    let mut shown: Vec<String> = lines.take(MAX_DETAIL_LINES).collect();
+    if total > shown.len() {
+        shown.push(format!("… and {} more", total - shown.len()));
+    }
+    shown.join("\n")
+}
+
 /// Bits/s in words (`"941.2 Mbit/s"`).
 pub fn format_bps(bps: f64) -> String {
     let (value, unit) = if bps >= 1e9 {
@@ -341,6 +349,15 @@ mod tests {
         assert_eq!(Verdict::Fail.exit_status(), 1);
         assert_eq!(Verdict::Error.exit_status(), 2);
         assert_eq!(Verdict::Pass.exit_status(), 0);
+    }
+
+    #[test]
+    fn long_evidence_is_capped() {
+        let lines = (0..120).map(|i| format!("line {i}"));
+        let text = capped_lines(lines, 120);
+        assert_eq!(text.lines().count(), MAX_DETAIL_LINES + 1);
+        assert!(text.ends_with("… and 70 more"));
+        assert_eq!(capped_lines(["a".to_string()].into_iter(), 1), "a");
     }
 
     #[test]
