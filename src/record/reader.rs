@@ -1,5 +1,6 @@
 //! Reads `timeline.jsonl` tolerantly: a torn or garbled line costs that line, never the rest.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::types::{Record, RunHeader, TIMELINE_SCHEMA};
@@ -24,15 +25,28 @@ pub struct Timeline {
 pub struct TimelineReader;
 
 impl TimelineReader {
-    /// Read and parse `path`. Fails only when the file cannot be read or has no valid header
-    /// of a supported schema; every other bad line becomes a warning (also logged).
+    /// Read and parse `path`, one line at a time (a 48-hour record is about 170 MB). Fails
+    /// only when the file cannot be read or has no valid header of a supported schema; every
+    /// other bad line becomes a warning (also logged).
     pub fn read(path: &Path) -> Result<Timeline, RecordError> {
-        let bytes = std::fs::read(path).map_err(|source| RecordError::Read {
+        let read_error = |source| RecordError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        let text = String::from_utf8_lossy(&bytes);
-        let timeline = Self::parse(&text).map_err(|e| match e {
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut reader = BufReader::new(file);
+        let mut lines = LineParser::default();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).map_err(read_error)? == 0 {
+                break;
+            }
+            // Only the last line of a file can lack its newline: a writer that died mid-line.
+            let torn = !buf.ends_with(b"\n");
+            lines.line(&String::from_utf8_lossy(&buf), torn)?;
+        }
+        let timeline = lines.finish().map_err(|e| match e {
             RecordError::NoHeader { .. } => RecordError::NoHeader {
                 path: path.to_path_buf(),
             },
@@ -46,55 +60,78 @@ impl TimelineReader {
 
     /// Parse the text of a timeline (see [`TimelineReader::read`]).
     pub fn parse(text: &str) -> Result<Timeline, RecordError> {
-        let mut header = None;
-        let mut records = Vec::new();
-        let mut warnings = Vec::new();
-        let ends_with_newline = text.ends_with('\n');
-        let lines: Vec<&str> = text.split('\n').collect();
-        let last_index = lines.len().saturating_sub(1);
-        for (index, line) in lines.iter().enumerate() {
-            let line_no = index + 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let torn = index == last_index && !ends_with_newline;
-            let parsed: Result<Record, _> = serde_json::from_str(line);
-            match (parsed, &header) {
-                (Ok(Record::Header(h)), None) => {
-                    if h.schema != TIMELINE_SCHEMA {
-                        return Err(RecordError::UnsupportedSchema { found: h.schema });
-                    }
-                    header = Some(h);
-                }
-                (Ok(Record::Header(_)), Some(_)) => {
-                    warnings.push(format!("line {line_no}: a second header, skipped"));
-                }
-                (Ok(_), None) => {
-                    warnings.push(format!(
-                        "line {line_no}: a record before the header, skipped"
-                    ));
-                }
-                (Ok(record), Some(_)) => records.push(record),
-                (Err(e), _) if torn => warnings.push(format!(
-                    "line {line_no}: the last line is incomplete (torn by a crash?), skipped: {e}"
-                )),
-                (Err(e), _) => {
-                    warnings.push(format!("line {line_no}: not a valid record, skipped: {e}"))
-                }
-            }
+        let mut lines = LineParser::default();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let (line, torn) = match rest.find('\n') {
+                Some(end) => (&rest[..=end], false),
+                None => (rest, true),
+            };
+            lines.line(line, torn)?;
+            rest = &rest[line.len()..];
         }
-        if warnings.len() > MAX_WARNINGS {
-            let more = warnings.len() - MAX_WARNINGS;
-            warnings.truncate(MAX_WARNINGS);
-            warnings.push(format!("… and {more} more skipped lines"));
+        lines.finish()
+    }
+}
+
+/// The state of reading a timeline line by line.
+#[derive(Debug, Default)]
+struct LineParser {
+    line_no: usize,
+    header: Option<RunHeader>,
+    records: Vec<Record>,
+    warnings: Vec<String>,
+    skipped: usize,
+}
+
+impl LineParser {
+    /// Take one line (with or without its newline); `torn` when it has none.
+    fn line(&mut self, line: &str, torn: bool) -> Result<(), RecordError> {
+        self.line_no += 1;
+        let line_no = self.line_no;
+        if line.trim().is_empty() {
+            return Ok(());
         }
-        let header = header.ok_or(RecordError::NoHeader {
+        let parsed: Result<Record, _> = serde_json::from_str(line);
+        let warning = match (parsed, &self.header) {
+            (Ok(Record::Header(h)), None) => {
+                if h.schema != TIMELINE_SCHEMA {
+                    return Err(RecordError::UnsupportedSchema { found: h.schema });
+                }
+                self.header = Some(h);
+                return Ok(());
+            }
+            (Ok(record), Some(_)) if !matches!(record, Record::Header(_)) => {
+                self.records.push(record);
+                return Ok(());
+            }
+            (Ok(Record::Header(_)), Some(_)) => format!("line {line_no}: a second header, skipped"),
+            (Ok(_), _) => format!("line {line_no}: a record before the header, skipped"),
+            (Err(e), _) if torn => format!(
+                "line {line_no}: the last line is incomplete (torn by a crash?), skipped: {e}"
+            ),
+            (Err(e), _) => format!("line {line_no}: not a valid record, skipped: {e}"),
+        };
+        self.skipped += 1;
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(warning);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Timeline, RecordError> {
+        if self.skipped > self.warnings.len() {
+            let more = self.skipped - self.warnings.len();
+            self.warnings
+                .push(format!("… and {more} more skipped lines"));
+        }
+        let header = self.header.ok_or(RecordError::NoHeader {
             path: Default::default(),
         })?;
         Ok(Timeline {
             header,
-            records,
-            warnings,
+            records: self.records,
+            warnings: self.warnings,
         })
     }
 }
