@@ -22,6 +22,8 @@ pub enum Command {
     Run(crate::commands::run::RunArgs),
     /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// Measure and print performance figures (see BENCHMARKS.md).
+    Bench(crate::commands::bench::BenchArgs),
     /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.
     Report(crate::commands::report::ReportArgs),
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod doctor;
 pub mod report;
 pub mod run;
@@ -11,6 +12,7 @@ pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::main(args),
         Command::Doctor(args) => doctor::main(args),
+        Command::Bench(args) => bench::main(args),
         Command::Report(args) => report::main(args),
     }
 }
