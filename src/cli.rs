@@ -24,6 +24,8 @@ pub enum Command {
     Doctor(crate::commands::doctor::DoctorArgs),
     /// Measure and print performance figures (see BENCHMARKS.md).
     Bench(crate::commands::bench::BenchArgs),
+    /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.
+    Report(crate::commands::report::ReportArgs),
 }
 
 /// Send `tracing` output to stderr, at a level set by `-v` or `RUST_LOG`.

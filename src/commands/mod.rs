@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod doctor;
+pub mod report;
 pub mod run;
 
 use crate::cli::Command;
@@ -12,5 +13,6 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::main(args),
         Command::Doctor(args) => doctor::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Report(args) => report::main(args),
     }
 }
