@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel in a KVM virtual machine.
     Run(crate::commands::run::RunArgs),
+    /// The testbed network: namespace, bridge, taps, supervised dnsmasq.
+    Net(crate::commands::net::NetArgs),
     /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
     Doctor(crate::commands::doctor::DoctorArgs),
     /// Measure and print performance figures (see BENCHMARKS.md).
@@ -40,6 +42,7 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod doctor;
+pub mod net;
 pub mod report;
 pub mod run;
 
@@ -11,6 +12,7 @@ use crate::cli::Command;
 pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::main(args),
+        Command::Net(args) => net::main(args),
         Command::Doctor(args) => doctor::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Report(args) => report::main(args),
