@@ -13,6 +13,8 @@ packages=(
   acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
   cpio             # packs the Linux guest's initramfs
   python3          # a real JUnit/JSON consumer in the report tests
+  python3-jsonschema   # validates report.json against docs/report.schema.json (tests/report.rs)
+  python3-junitparser  # a real JUnit consumer for junit.xml (tests/report.rs)
   procps           # pgrep/pkill, used by tests
   gcc              # the linker driver for the probe guest image
 )

@@ -24,6 +24,10 @@ pub enum Command {
     Net(crate::commands::net::NetArgs),
     /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// Measure and print performance figures (see BENCHMARKS.md).
+    Bench(crate::commands::bench::BenchArgs),
+    /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.
+    Report(crate::commands::report::ReportArgs),
 }
 
 /// Send `tracing` output to stderr, at a level set by `-v` or `RUST_LOG`.

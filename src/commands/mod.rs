@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod doctor;
 pub mod net;
+pub mod report;
 pub mod run;
 
 use crate::cli::Command;
@@ -12,5 +14,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::main(args),
         Command::Net(args) => net::main(args),
         Command::Doctor(args) => doctor::main(args),
+        Command::Bench(args) => bench::main(args),
+        Command::Report(args) => report::main(args),
     }
 }

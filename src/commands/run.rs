@@ -15,7 +15,8 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Guest kernel: an ELF64 (vmlinux-style, entered at e_entry) or a bzImage. `builtin:NAME`
-    /// boots a built-in test guest: hello, triple-fault, reset, hang, speed-test.
+    /// boots a built-in test guest: hello (prints a line, resets: status 0),
+    /// hello-debug-exit (prints, debug-exit 0: status 1), triple-fault, reset, hang, speed-test.
     #[arg(long, value_name = "PATH")]
     pub kernel: String,
     /// Initial ramdisk, placed at the top of low memory.
@@ -65,7 +66,8 @@ fn parse_serial(s: &str) -> Result<SerialDest, String> {
 /// Resolve `builtin:NAME`.
 pub fn builtin_guest(name: &str) -> Option<TestGuest> {
     Some(match name {
-        "hello" => TestGuest::Hello(0),
+        "hello" => TestGuest::HelloReset,
+        "hello-debug-exit" => TestGuest::Hello(0),
         "triple-fault" => TestGuest::TripleFault,
         "reset" => TestGuest::Reset,
         "hang" => TestGuest::Hang,
@@ -78,7 +80,7 @@ pub fn builtin_guest(name: &str) -> Option<TestGuest> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Unknown `builtin:` name.
-    #[error("unknown built-in guest `{0}`; use builtin:hello, builtin:triple-fault, builtin:reset, builtin:hang or builtin:speed-test")]
+    #[error("unknown built-in guest `{0}`; use builtin:hello, builtin:hello-debug-exit, builtin:triple-fault, builtin:reset, builtin:hang or builtin:speed-test")]
     UnknownBuiltin(String),
     /// The built-in image could not be written.
     #[error("cannot write the built-in guest image to {path}: {source}")]

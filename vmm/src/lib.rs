@@ -3,6 +3,7 @@
 //! The binary `vnetbed run` is a thin front end over [`vm::Vm`]. Everything that is
 //! guest-visible (memory map, devices) is defined here.
 
+pub mod acpi;
 pub mod boot;
 pub mod capabilities;
 pub mod devices;
