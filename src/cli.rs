@@ -24,6 +24,10 @@ pub enum Command {
     Net(crate::commands::net::NetArgs),
     /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// Soak a guest under sustained iperf3 load with DHCP and stall monitoring; write the record and reports.
+    Soak(crate::commands::soak::SoakArgs),
+    /// Run the buggy notification model under load until the 2012 incident unfolds.
+    Reproduce(crate::commands::soak::ReproduceArgs),
     /// Measure and print performance figures (see BENCHMARKS.md).
     Bench(crate::commands::bench::BenchArgs),
     /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.

@@ -7,3 +7,4 @@
 pub mod net;
 pub mod record;
 pub mod report;
+pub mod soak;

@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod net;
 pub mod report;
 pub mod run;
+pub mod soak;
 
 use crate::cli::Command;
 
@@ -16,5 +17,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Doctor(args) => doctor::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Report(args) => report::main(args),
+        Command::Soak(args) => soak::soak_main(args),
+        Command::Reproduce(args) => soak::reproduce_main(args),
     }
 }
