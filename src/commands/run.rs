@@ -1,17 +1,226 @@
-//! `vnetbed run`: boot a guest.
+//! `vnetbed run`: boot a guest kernel in a KVM virtual machine.
+
+use std::path::PathBuf;
 
 use clap::Args;
+use vmm::events::EventSink;
+use vmm::exit::{ExitReason, STATUS_ERROR};
+use vmm::testguest::TestGuest;
+use vmm::vm::{SerialOutput, Vm, VmConfig};
+
+/// The default kernel command line.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
 
 /// Arguments of `vnetbed run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Guest kernel: an ELF64 (vmlinux-style) or a bzImage.
-    #[arg(long)]
-    pub kernel: std::path::PathBuf,
+    /// Guest kernel: an ELF64 (vmlinux-style, entered at e_entry) or a bzImage. `builtin:NAME`
+    /// boots a built-in test guest: hello (prints a line, resets: status 0),
+    /// hello-debug-exit (prints, debug-exit 0: status 1), triple-fault, reset, hang, speed-test.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: String,
+    /// Initial ramdisk, placed at the top of low memory.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (devices append their `virtio_mmio.device=` announcements).
+    #[arg(long, value_name = "STR", default_value = DEFAULT_CMDLINE)]
+    pub cmdline: String,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub mem: u64,
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub vcpus: usize,
+    /// Serial console output: `stdout`, `file:PATH` or `none`.
+    #[arg(long, value_name = "DEST", default_value = "stdout", value_parser = parse_serial)]
+    pub serial: SerialDest,
+    /// Write the VMM's event stream (JSON lines) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<PathBuf>,
+}
+
+/// A parsed `--serial` value.
+#[derive(Debug, Clone)]
+pub enum SerialDest {
+    /// stdout.
+    Stdout,
+    /// A file.
+    File(PathBuf),
+    /// Nowhere.
+    None,
+}
+
+fn parse_serial(s: &str) -> Result<SerialDest, String> {
+    match s {
+        "stdout" => Ok(SerialDest::Stdout),
+        "none" => Ok(SerialDest::None),
+        _ => match s.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => Ok(SerialDest::File(PathBuf::from(p))),
+            _ => Err(format!(
+                "`{s}` is not a serial destination; use stdout, none or file:PATH"
+            )),
+        },
+    }
+}
+
+/// Resolve `builtin:NAME`.
+pub fn builtin_guest(name: &str) -> Option<TestGuest> {
+    Some(match name {
+        "hello" => TestGuest::HelloReset,
+        "hello-debug-exit" => TestGuest::Hello(0),
+        "triple-fault" => TestGuest::TripleFault,
+        "reset" => TestGuest::Reset,
+        "hang" => TestGuest::Hang,
+        "speed-test" => TestGuest::SpeedTest,
+        _ => return None,
+    })
+}
+
+/// Errors of `vnetbed run` before the guest runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Unknown `builtin:` name.
+    #[error("unknown built-in guest `{0}`; use builtin:hello, builtin:hello-debug-exit, builtin:triple-fault, builtin:reset, builtin:hang or builtin:speed-test")]
+    UnknownBuiltin(String),
+    /// The built-in image could not be written.
+    #[error("cannot write the built-in guest image to {path}: {source}")]
+    WriteBuiltin {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event file could not be created.
+    #[error("cannot create the event stream file {path}: {source}")]
+    Events {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The VM could not be built or started.
+    #[error(transparent)]
+    Vm(#[from] vmm::vm::VmError),
+}
+
+/// A kernel path, materialising `builtin:` guests into a temporary file removed on drop.
+pub struct KernelPath {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl KernelPath {
+    /// Resolve the `--kernel` argument.
+    pub fn resolve(arg: &str) -> Result<Self, RunError> {
+        let Some(name) = arg.strip_prefix("builtin:") else {
+            return Ok(Self {
+                path: PathBuf::from(arg),
+                temporary: false,
+            });
+        };
+        let guest =
+            builtin_guest(name).ok_or_else(|| RunError::UnknownBuiltin(name.to_string()))?;
+        let path =
+            std::env::temp_dir().join(format!("vnetbed-builtin-{name}-{}.elf", std::process::id()));
+        vmm::testguest::write_elf(guest, &path).map_err(|source| RunError::WriteBuiltin {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            temporary: true,
+        })
+    }
+
+    /// The file to load.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for KernelPath {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<i32, RunError> {
+    let kernel = KernelPath::resolve(&args.kernel)?;
+    let events = match &args.events {
+        Some(p) => EventSink::to_file(p).map_err(|source| RunError::Events {
+            path: p.clone(),
+            source,
+        })?,
+        None => EventSink::none(),
+    };
+    let serial = match args.serial {
+        SerialDest::Stdout => SerialOutput::Stdout,
+        SerialDest::File(p) => SerialOutput::File(p),
+        SerialDest::None => SerialOutput::None,
+    };
+    let config = VmConfig {
+        kernel: kernel.path().to_path_buf(),
+        initrd: args.initrd,
+        cmdline: args.cmdline,
+        mem_mib: args.mem,
+        vcpus: args.vcpus,
+        serial,
+        events,
+    };
+    let vm = Vm::new(config)?;
+    let exit = vm.run()?;
+    match &exit.reason {
+        ExitReason::Reset => tracing::info!("{}", exit.reason),
+        ExitReason::DebugExit(_) => tracing::info!("{}", exit.reason),
+        ExitReason::Signal(sig) => {
+            eprintln!("vnetbed run: stopped by signal {sig}; the VM was shut down cleanly")
+        }
+        other => eprintln!("vnetbed run: {other}"),
+    }
+    Ok(exit.reason.status())
+}
+
+/// Print an error and its chain of causes.
+pub fn report_error(prefix: &str, e: &dyn std::error::Error) {
+    let mut msg = format!("{prefix}: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg += &format!(": {text}");
+        }
+        src = s.source();
+    }
+    eprintln!("{msg}");
 }
 
 /// Boot the guest; returns the exit status.
-pub fn main(_args: RunArgs) -> i32 {
-    eprintln!("vnetbed run: not implemented yet");
-    2
+pub fn main(args: RunArgs) -> i32 {
+    match run(args) {
+        Ok(status) => status,
+        Err(e) => {
+            report_error("vnetbed run", &e);
+            STATUS_ERROR
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_destinations_parse() {
+        assert!(matches!(parse_serial("stdout"), Ok(SerialDest::Stdout)));
+        assert!(matches!(parse_serial("none"), Ok(SerialDest::None)));
+        assert!(
+            matches!(parse_serial("file:/tmp/x"), Ok(SerialDest::File(p)) if p == std::path::Path::new("/tmp/x"))
+        );
+        assert!(parse_serial("file:").unwrap_err().contains("file:PATH"));
+        assert!(parse_serial("tty").is_err());
+    }
 }

@@ -3,6 +3,16 @@
 //! The binary `vnetbed run` is a thin front end over [`vm::Vm`]. Everything that is
 //! guest-visible (memory map, devices) is defined here.
 
+pub mod acpi;
+pub mod boot;
+pub mod capabilities;
 pub mod devices;
 pub mod events;
+pub mod exit;
 pub mod layout;
+pub mod memory;
+pub mod signals;
+pub mod speedtest;
+pub mod testguest;
+pub mod vcpu;
+pub mod vm;
