@@ -160,6 +160,49 @@ fn fenced_survives_a_million_ring_empty_cycles_without_a_stall() {
     assert!(rig.log.events("stall").is_empty());
 }
 
+#[test]
+fn fenced_bidirectional_flood_has_no_stall() {
+    let (backend, peer) = socketpair_backend(1 << 20).unwrap();
+    let options = NetOptions {
+        stall_timeout: Duration::from_millis(300),
+        ..NetOptions::default()
+    };
+    let rig = Rig::new(8, Box::new(backend), options).unwrap();
+    let guest = rig
+        .bring_up(NET_FEATURES, 1536)
+        .unwrap()
+        .start(u64::MAX, 64)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s2, fd) = (stop.clone(), peer.as_raw_fd());
+    let injector = std::thread::spawn(move || inject_frames(fd, &s2, 64));
+    let reader = drain_peer(fd, stop.clone());
+    let (rx, tx) = (&rig.metrics.rx, &rig.metrics.tx);
+    // Long enough for many stall timeouts, and for as many cycles as the unfenced test needed
+    // to stall several times.
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::SeqCst);
+    injector.join().unwrap();
+    reader.join().unwrap();
+    guest.stop();
+    eprintln!(
+        "fenced flood: rx {} frames {} ring-empty; tx {} frames {} ring-empty",
+        get(&rx.frames),
+        get(&rx.ring_empty),
+        get(&tx.frames),
+        get(&tx.ring_empty)
+    );
+    assert!(
+        get(&rx.ring_empty) > 100 && get(&tx.ring_empty) > 100,
+        "the rings ran dry often"
+    );
+    let stalls = get(&rx.stalls_lost_kick) + get(&rx.stalls_lost_interrupt);
+    assert_eq!(
+        stalls + get(&tx.stalls_lost_kick) + get(&tx.stalls_lost_interrupt),
+        0
+    );
+}
+
 fn buggy(model: NotifyModel, on_stall: OnStall) -> NetOptions {
     NetOptions {
         notify_model: model,

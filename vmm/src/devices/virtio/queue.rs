@@ -218,7 +218,7 @@ impl Chain {
 
 /// Whether `size` is a valid split-queue size (§2.7: a power of two, at most the maximum).
 pub fn valid_size(size: u16, max: u16) -> bool {
-    size != 0 && size <= max && size.is_power_of_two()
+    size != 0 && size <= max.min(MAX_QUEUE_SIZE) && size.is_power_of_two()
 }
 
 /// The device's view of one split queue: the ring addresses and its private indices.

@@ -14,7 +14,7 @@ use super::core::{NetCore, QueueRuntime, RX, TX};
 use super::metrics::NetMetrics;
 use super::notify_model::Notifier;
 use super::worker::{StallExit, Worker};
-use crate::devices::virtio::queue::{QueueConfig, SplitQueue};
+use crate::devices::virtio::queue::{QueueConfig, SplitQueue, MAX_QUEUE_SIZE};
 use crate::devices::virtio::{
     ActivateContext, ActivateError, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
 };
@@ -56,7 +56,8 @@ pub struct Net {
 
 impl Net {
     /// A device with MAC `mac`, rx/tx queues of at most `queue_size` entries (a power of two
-    /// up to 256), moving frames through `backend`.
+    /// up to 256; other values are rounded up to a power of two and capped at 256), moving
+    /// frames through `backend`.
     pub fn new(
         mac: MacAddr,
         queue_size: u16,
@@ -66,7 +67,7 @@ impl Net {
     ) -> std::io::Result<Self> {
         Ok(Self {
             mac,
-            queue_sizes: [queue_size; 2],
+            queue_sizes: [queue_size.clamp(1, MAX_QUEUE_SIZE).next_power_of_two(); 2],
             features: NET_FEATURES,
             options,
             events,

@@ -433,6 +433,18 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_race_window_means_no_emulation() {
+        let (mem, q) = setup();
+        let mut n = Notifier::new(NotifyModel::Unfenced, Duration::ZERO, true);
+        let out = n.enable(&mem, &q).unwrap();
+        assert!(!out.window_opened);
+        assert!(n.buffer().is_empty(), "the store went straight to memory");
+        let mut n = Notifier::new(NotifyModel::Unfenced, Duration::from_millis(1), true);
+        assert!(n.enable(&mem, &q).unwrap().window_opened);
+        assert_eq!(n.buffer().len(), 1);
+    }
+
+    #[test]
     fn interrupt_decision_follows_used_event() {
         let (mem, mut q) = setup();
         let mut n = Notifier::new(NotifyModel::Fenced, Duration::ZERO, true);
