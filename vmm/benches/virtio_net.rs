@@ -1,8 +1,9 @@
 //! virtio-net device benchmark (prints numbers; asserts nothing).
 //!
 //! `cargo bench -p vmm --bench virtio_net` (root and /dev/net/tun for the tap phases;
-//! `VNETBED_BENCH_SECS` sets seconds per phase, default 3; `VNETBED_STALL_SECS` the
-//! time-to-stall run, default 30).
+//! `VNETBED_BENCH_SECS` sets seconds per phase, default 3; `VNETBED_STALL_SECS` each
+//! time-to-stall run, default 30; `VNETBED_STALL_WINDOWS_US` e.g. `20,200,1000` the race
+//! windows to measure, default the default window).
 //!
 //! 1. Device-only frames/s with the host-thread test driver as the guest:
 //!    - tap -> rx ring (frames injected on the tap through AF_PACKET in a throwaway netns),
@@ -11,7 +12,7 @@
 //!    - the same two device paths over a socket pair (no tap: the device's own ceiling).
 //! 2. Time-to-stall distribution of the `unfenced` model at the default race window: one
 //!    long run with `--on-stall recover`; for each stall, the time from the previous
-//!    recovery (or the start) to `stalled_since`.
+//!    recovery (or the start) to its `race_at` (the device's last enable / publish).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -322,8 +323,7 @@ fn time_to_stall(window: Duration, d: Duration) {
     let mut last = start_wall;
     let mut gaps: Vec<(String, f64)> = Vec::new();
     for s in rig.log.events("stall") {
-        let (Some(since), Some(detected)) =
-            (s["stalled_since"].as_f64(), s["detected_at"].as_f64())
+        let (Some(since), Some(detected)) = (s["race_at"].as_f64(), s["detected_at"].as_f64())
         else {
             continue;
         };
@@ -360,7 +360,7 @@ fn time_to_stall(window: Duration, d: Duration) {
         "  rx race windows opened: {}",
         QueueMetrics::get(&rig.metrics.rx.race_windows_opened)
     );
-    println!("  (resolution: stalled_since is the first watchdog look, every 100 ms)");
+    println!("  (time to stall: from the start or the previous recovery to the stall's race_at)");
 }
 
 fn main() {
@@ -368,5 +368,17 @@ fn main() {
     println!("# virtio-net device benchmark (host-thread test driver as guest, no KVM)");
     throughput(d);
     let stall_secs = secs_env("VNETBED_STALL_SECS", 30);
-    time_to_stall(DEFAULT_RACE_WINDOW, stall_secs);
+    // VNETBED_STALL_WINDOWS_US: comma-separated race windows (default: the default window).
+    let windows: Vec<Duration> = std::env::var("VNETBED_STALL_WINDOWS_US")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|w| w.trim().parse().ok())
+                .map(Duration::from_micros)
+                .collect()
+        })
+        .unwrap_or_else(|| vec![DEFAULT_RACE_WINDOW]);
+    for w in windows {
+        time_to_stall(w, stall_secs);
+    }
 }

@@ -305,10 +305,19 @@ fn unfenced_loses_kicks_and_interrupts_and_recover_keeps_it_going() {
             "last_kick",
             "last_interrupt",
             "counters",
+            "race_at",
         ] {
             assert!(s.get(field).is_some(), "{kind} event has {field}: {s}");
         }
         assert!(s["stalled_ms"].as_u64().unwrap() >= 300);
+        let (race, detected) = (
+            s["race_at"].as_f64().unwrap(),
+            s["detected_at"].as_f64().unwrap(),
+        );
+        assert!(
+            race <= detected && detected - race >= 0.3,
+            "{kind}: race {race} detected {detected}"
+        );
     }
     let kick = stalls.iter().find(|s| s["kind"] == "lost_kick").unwrap();
     assert_ne!(

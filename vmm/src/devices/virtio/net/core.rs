@@ -45,6 +45,10 @@ pub struct QueueRuntime {
     pub last_kick: Option<Instant>,
     /// Last interrupt sent.
     pub last_interrupt: Option<Instant>,
+    /// When the device last started waiting for a kick (enable found nothing).
+    pub waiting_since: Option<Instant>,
+    /// When the device last published `used->idx`.
+    pub last_publish: Option<Instant>,
     /// Watchdog bookkeeping.
     pub watch: WatchState,
 }
@@ -59,6 +63,8 @@ impl QueueRuntime {
             waiting_kick: false,
             last_kick: None,
             last_interrupt: None,
+            waiting_since: None,
+            last_publish: None,
             watch: WatchState::default(),
         }
     }
@@ -141,6 +147,7 @@ impl NetCore {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
         notifier.publish_used(mem, &q.queue);
+        q.last_publish = Some(Instant::now());
         let c = self.metrics.queue(i);
         if notifier.needs_interrupt(mem, &q.queue, &mut q.notify)? {
             self.send_interrupt(i);
@@ -177,6 +184,9 @@ impl NetCore {
             QueueMetrics::inc(&c.race_windows_opened);
         }
         q.waiting_kick = !out.more;
+        if !out.more {
+            q.waiting_since = Some(Instant::now());
+        }
         Ok(out.more)
     }
 

@@ -23,7 +23,8 @@
 //!   `tap_eagain`, `drops`, `oversize_drops`, `stalls_lost_kick`, `stalls_lost_interrupt`,
 //!   `recovered`.
 //! - `stall`: `device`, `queue`, `queue_index`, `kind` (`lost_kick`|`lost_interrupt`),
-//!   `detected_at`, `stalled_since` (Unix seconds, float), `stalled_ms`,
+//!   `detected_at`, `stalled_since`, `race_at` (Unix seconds, float; `race_at` is the
+//!   device's last enable / publish before the lost kick / interrupt), `stalled_ms`,
 //!   `device_next_avail`, `device_next_used`, `guest_avail_idx`, `guest_used_event`,
 //!   `guest_avail_flags`, `guest_visible_used_idx` (read at detection), `waiting_for_kick`,
 //!   `last_kick`, `last_interrupt` (Unix seconds or null), `last_interrupt_used_idx`,

@@ -8,6 +8,9 @@
 //!   was never sent, and nothing changed (the guest consumed nothing) for longer than the
 //!   timeout.
 //!
+//! The `stall` event also carries `race_at`: the device's last enable before a lost kick,
+//! or its last publish before a lost interrupt — when the lost notification happened.
+//!
 //! A condition must hold with an unchanged ring snapshot for the whole timeout, so a kick or
 //! interrupt merely in flight is never reported. Detection latency after a stall begins is at
 //! most `stall_timeout + watchdog_period` (plus the race window).
@@ -175,6 +178,13 @@ impl NetCore {
             "detected_at": wall_ms(now),
             "stalled_since": wall_ms(since),
             "stalled_ms": now.duration_since(since).as_millis() as u64,
+            // When the race most likely happened: the device's last enable (lost kick) or
+            // its last publish of used->idx (lost interrupt). Finer than stalled_since,
+            // which is the first watchdog look (every ~100 ms).
+            "race_at": time(match kind {
+                StallKind::LostKick => q.waiting_since,
+                StallKind::LostInterrupt => q.last_publish,
+            }),
             "device_next_avail": s.next_avail,
             "device_next_used": s.next_used,
             "guest_avail_idx": s.avail_idx,
