@@ -227,18 +227,12 @@ impl VirtioDevice for Net {
             broken: false,
             exit_requested: false,
         };
-        let backend_slot = self.backend.clone();
-        match Worker::spawn(core, kicks, self.exit.clone()) {
-            Ok(w) => {
-                self.worker = Some(w);
-                Ok(())
-            }
-            Err(e) => {
-                // The core (and its backend) was dropped with the failed spawn.
-                drop(backend_slot);
-                Err(ActivateError::Thread(e))
-            }
-        }
+        // If the thread cannot be spawned the backend is dropped with the core; the error
+        // (NEEDS_RESET) says so, and a later activation reports the lost backend.
+        let worker =
+            Worker::spawn(core, kicks, self.exit.clone()).map_err(ActivateError::Thread)?;
+        self.worker = Some(worker);
+        Ok(())
     }
 
     fn reset(&mut self) {

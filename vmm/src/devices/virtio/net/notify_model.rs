@@ -324,6 +324,8 @@ impl Notifier {
         }
         let new = q.next_used;
         let old = state.signalled_used.replace(new);
+        // Relaxed loads: in the fenced models the SeqCst fence above already orders them after
+        // the used->idx store; in the unfenced model they are deliberately unordered.
         if !self.event_idx {
             let flags = q.load_u16(mem, q.avail_flags_addr(), Ordering::Relaxed)?;
             return Ok(flags & VRING_AVAIL_F_NO_INTERRUPT == 0);

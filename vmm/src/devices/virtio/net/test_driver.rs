@@ -378,6 +378,7 @@ impl GuestQueue {
         let new = self.avail_idx_shadow.0;
         let old = new.wrapping_sub(self.num_added);
         self.num_added = 0;
+        // Relaxed loads: ordered after the avail->idx store by the fence above.
         if self.event {
             vring_need_event(self.load(self.avail_event(), Ordering::Relaxed), new, old)
         } else {
@@ -400,6 +401,7 @@ impl GuestQueue {
 
     /// `more_used`.
     pub fn more_used(&self) -> bool {
+        // Relaxed: only a test; get_buf re-reads with Acquire before touching the ring.
         self.load(GuestAddress(self.used.0 + 2), Ordering::Relaxed) != self.last_used_idx.0
     }
 
@@ -431,6 +433,8 @@ impl GuestQueue {
 
     /// `virtqueue_disable_cb`.
     pub fn disable_cb(&mut self) {
+        // Plain (Relaxed) stores and no barrier, as in Linux: suppression is only a hint, an
+        // interrupt that slips through is harmless.
         if !self.no_interrupt_shadow {
             self.no_interrupt_shadow = true;
             if self.event {
@@ -450,6 +454,8 @@ impl GuestQueue {
                 self.store(self.avail, 0, Ordering::Relaxed);
             }
         }
+        // Relaxed: the virtio_mb that orders this store before the used->idx load is in
+        // `poll`, as in Linux.
         self.store(self.used_event(), self.last_used_idx.0, Ordering::Relaxed);
         self.last_used_idx.0
     }
