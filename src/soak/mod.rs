@@ -47,6 +47,8 @@ pub enum StopWhen {
     /// When the 2012 incident has fully unfolded (stall, failed renewals, lease lost), or the
     /// duration (the timeout) passes.
     IncidentComplete,
+    /// At the first stall, or when the duration (the timeout) passes.
+    FirstStall,
 }
 
 /// Everything a soak needs.
