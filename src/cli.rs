@@ -28,6 +28,8 @@ pub enum Command {
     Soak(crate::commands::soak::SoakArgs),
     /// Run the buggy notification model under load until the 2012 incident unfolds.
     Reproduce(crate::commands::soak::ReproduceArgs),
+    /// A/B-verify the fix: the buggy model must stall, the fenced one must not (the main job).
+    Verify(crate::commands::verify::VerifyArgs),
     /// Measure and print performance figures (see BENCHMARKS.md).
     Bench(crate::commands::bench::BenchArgs),
     /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.

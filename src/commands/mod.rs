@@ -6,6 +6,7 @@ pub mod net;
 pub mod report;
 pub mod run;
 pub mod soak;
+pub mod verify;
 
 use crate::cli::Command;
 
@@ -19,5 +20,6 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Report(args) => report::main(args),
         Command::Soak(args) => soak::soak_main(args),
         Command::Reproduce(args) => soak::reproduce_main(args),
+        Command::Verify(args) => verify::main(args),
     }
 }

@@ -29,6 +29,9 @@ pub struct DhcpTracker {
     lease: Option<LeaseState>,
     open: Option<Open>,
     done: Vec<DhcpExchange>,
+    /// Answers the guest reported before the server's log line for them was seen (the two
+    /// streams race): (kind, xid, at).
+    early_receipts: Vec<(String, Option<u32>, f64)>,
 }
 
 fn phase_for(kind: DhcpEventKind, lease: Option<LeaseState>) -> DhcpPhase {
@@ -54,6 +57,7 @@ impl DhcpTracker {
             lease: None,
             open: None,
             done: Vec::new(),
+            early_receipts: Vec::new(),
         }
     }
 
@@ -115,6 +119,15 @@ impl DhcpTracker {
                     }
                     o.replied_at = Some(at);
                 }
+                let reply = format!("{:?}", ev.kind).to_ascii_lowercase();
+                if let Some(i) = self
+                    .early_receipts
+                    .iter()
+                    .position(|(k, x, _)| *k == reply && self.matches_open(*x))
+                {
+                    self.early_receipts.remove(i);
+                    self.close(Some(true));
+                }
             }
         }
     }
@@ -130,6 +143,28 @@ impl DhcpTracker {
         };
         if confirms {
             self.close(Some(true));
+        }
+    }
+
+    /// The guest reported receiving a `kind` message (`offer`, `ack`, `nak`) with transaction
+    /// id `xid` (when known): the open exchange's answer reached it.
+    pub fn guest_received(&mut self, kind: &str, xid: Option<u32>, at: f64) {
+        let replied = self.open.as_ref().and_then(|o| o.exchange.reply.as_deref()) == Some(kind);
+        if replied && self.matches_open(xid) {
+            self.close(Some(true));
+        } else {
+            // The server's log line for this answer has not been seen yet: keep it a while.
+            self.early_receipts
+                .retain(|(_, _, t)| at - t < CONFIRM_WAIT_S);
+            self.early_receipts.push((kind.to_string(), xid, at));
+        }
+    }
+
+    fn matches_open(&self, xid: Option<u32>) -> bool {
+        let Some(o) = &self.open else { return false };
+        match (xid, o.exchange.xid.as_deref()) {
+            (Some(x), Some(open)) => u32::from_str_radix(open, 16).ok() == Some(x),
+            _ => true,
         }
     }
 
@@ -160,6 +195,7 @@ pub fn lease_state_from_word(word: &str) -> Option<LeaseState> {
     Some(match word.to_ascii_lowercase().as_str() {
         "init" | "init_reboot" | "rebooting" => LeaseState::Init,
         "selecting" | "discovering" => LeaseState::Selecting,
+        "unbound" => LeaseState::Expired,
         "requesting" => LeaseState::Requesting,
         "bound" | "renewed" | "rebound" | "reboot" => LeaseState::Bound,
         "renewing" | "renew" => LeaseState::Renewing,
@@ -231,6 +267,31 @@ mod tests {
                 (DhcpPhase::Rebind, Some(false))
             ]
         );
+    }
+
+    #[test]
+    fn the_guest_reporting_the_ack_on_its_wire_is_receipt() {
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Renewing, 30.0);
+        t.server_event(&ev(DhcpEventKind::Request), 30.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 30.0);
+        // An answer to another transaction does not count.
+        t.guest_received("ack", Some(0x1234), 30.1);
+        assert!(t.take_closed().is_empty());
+        t.guest_received("ack", Some(0xec54), 30.1);
+        let done = t.take_closed();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].received_by_guest, Some(true));
+
+        // The guest's line may come before the server's log line.
+        t.guest_state(LeaseState::Renewing, 60.0);
+        t.server_event(&ev(DhcpEventKind::Request), 60.0);
+        t.guest_received("ack", Some(0xec54), 60.1);
+        assert!(t.take_closed().is_empty());
+        t.server_event(&ev(DhcpEventKind::Ack), 60.2);
+        let done = t.take_closed();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].received_by_guest, Some(true));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum StopWhen {
     /// When the 2012 incident has fully unfolded (stall, failed renewals, lease lost), or the
     /// duration (the timeout) passes.
     IncidentComplete,
+    /// At the first stall, or when the duration (the timeout) passes.
+    FirstStall,
 }
 
 /// Everything a soak needs.
@@ -315,42 +317,68 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
             let Some(v) = probe_line(&line.text) else {
                 continue;
             };
+            let at = elapsed(line.at);
             match v.get("event").and_then(Value::as_str) {
-                Some("dhcp") => {
-                    let at = elapsed(line.at);
-                    if let Some(state) = v
+                Some("dhcp_state") => {
+                    let Some(state) = v
                         .get("state")
                         .and_then(Value::as_str)
                         .and_then(lease_state_from_word)
-                    {
-                        tracker.guest_state(state, at);
-                        if state == crate::record::LeaseState::Bound && guest_ip.is_none() {
-                            guest_ip = v
-                                .get("ip")
-                                .or_else(|| v.get("address"))
-                                .and_then(Value::as_str)
-                                .map(String::from);
-                            if let Some(ip) = &guest_ip {
-                                acc.notes.push(format!("guest bound {ip} at {at:.1} s"));
-                                match start_ping(&netns, ip) {
-                                    Ok(p) => ping = Some(p),
-                                    Err(e) => acc.notes.push(format!("cannot start ping: {e}")),
-                                }
-                                if plan.load != LoadKind::None {
-                                    let lp = LoadPlan {
-                                        netns: netns.clone(),
-                                        guest: ip.clone(),
-                                        kind: plan.load,
-                                        rate: plan.rate.clone(),
-                                        run_length: plan.run_length,
-                                    };
-                                    load_thread =
-                                        Some(load::spawn(lp, stop_load.clone(), load_tx.clone()));
-                                }
+                    else {
+                        continue;
+                    };
+                    tracker.guest_state(state, at);
+                    if state == crate::record::LeaseState::Bound && guest_ip.is_none() {
+                        guest_ip = v
+                            .get("address")
+                            .or_else(|| v.get("ip"))
+                            .and_then(Value::as_str)
+                            .map(|a| a.split('/').next().unwrap_or(a).to_string());
+                        if let Some(ip) = &guest_ip {
+                            acc.notes.push(format!("guest bound {ip} at {at:.1} s"));
+                            match start_ping(&netns, ip) {
+                                Ok(p) => ping = Some(p),
+                                Err(e) => acc.notes.push(format!("cannot start ping: {e}")),
+                            }
+                            if plan.load != LoadKind::None {
+                                let lp = LoadPlan {
+                                    netns: netns.clone(),
+                                    guest: ip.clone(),
+                                    kind: plan.load,
+                                    rate: plan.rate.clone(),
+                                    run_length: plan.run_length,
+                                };
+                                load_thread =
+                                    Some(load::spawn(lp, stop_load.clone(), load_tx.clone()));
                             }
                         }
                     }
                 }
+                // Every DHCP message on the guest's wire: what it sent tells its state, what
+                // it received is the proof that an answer reached it.
+                Some("dhcp") => match v.get("dir").and_then(Value::as_str) {
+                    Some("tx") => {
+                        if let Some(state) = v
+                            .get("state")
+                            .and_then(Value::as_str)
+                            .and_then(lease_state_from_word)
+                        {
+                            tracker.guest_state(state, at);
+                        }
+                    }
+                    Some("rx") => {
+                        let xid = v.get("xid").and_then(|x| match x {
+                            Value::String(s) => {
+                                u32::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+                            }
+                            Value::Number(n) => n.as_u64().map(|n| n as u32),
+                            _ => None,
+                        });
+                        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+                        tracker.guest_received(kind, xid, at);
+                    }
+                    _ => {}
+                },
                 Some("counters") => guest_counters = Some(convert::guest_counters(&v)),
                 _ => {}
             }
