@@ -50,12 +50,6 @@ pub mod reg {
     pub const CONFIG: u64 = 0x100;
 }
 
-/// The Linux kernel command-line parameter announcing a virtio-mmio device of `size` bytes
-/// at `base` with interrupt `irq`: `virtio_mmio.device=<size>@<base>:<irq>`.
-pub fn cmdline_param(size: u64, base: u64, irq: u32) -> String {
-    format!("virtio_mmio.device={size:#x}@{base:#x}:{irq}")
-}
-
 /// Driver mistakes the transport detects.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -560,17 +554,6 @@ mod tests {
         w(t, reg::QUEUE_DEVICE_LOW, (base + 0x2000) as u32);
         w(t, reg::QUEUE_READY, 1);
         assert_eq!(r(t, reg::QUEUE_READY), 1);
-    }
-
-    #[test]
-    fn announces_itself_in_linux_syntax() {
-        let i = 1;
-        let p = cmdline_param(
-            crate::layout::VIRTIO_MMIO_DEVICE_SIZE,
-            crate::layout::virtio_mmio_base(i),
-            crate::layout::virtio_irq(i),
-        );
-        assert_eq!(p, "virtio_mmio.device=0x1000@0xd0001000:6");
     }
 
     #[test]
