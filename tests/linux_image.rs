@@ -54,11 +54,13 @@ struct Image {
     initramfs: PathBuf,
 }
 
-/// Run guest-images/linux/build.sh OUT_DIR (what `vnetbed image build linux` runs).
-fn build_image(out: &Path) -> Image {
+/// Run guest-images/linux/build.sh OUT_DIR (what `vnetbed image build linux` runs), with its
+/// scratch space in `tmp`.
+fn build_image(out: &Path, tmp: &Path) -> Image {
     let out = Command::new("bash")
         .arg(linux_dir().join("build.sh"))
         .arg(out)
+        .env("TMPDIR", tmp)
         .output()
         .expect("run guest-images/linux/build.sh");
     assert!(
@@ -81,7 +83,7 @@ fn build_image(out: &Path) -> Image {
 /// The image most tests share, built once per test binary.
 fn shared_image() -> &'static Image {
     static IMAGE: OnceLock<Image> = OnceLock::new();
-    IMAGE.get_or_init(|| build_image(&scratch("linux-image-a")))
+    IMAGE.get_or_init(|| build_image(&scratch("linux-image-a"), &std::env::temp_dir()))
 }
 
 /// The initramfs unpacked into a fresh directory.
@@ -313,6 +315,7 @@ fn image_builds_and_holds_every_part() {
     assert!(checked.contains_key("usr/lib/x86_64-linux-gnu/libcrypto.so.3"));
     let size = std::fs::metadata(&image.initramfs).unwrap().len();
     eprintln!("initramfs: {size} bytes, kernel {release}");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 fn sha256(p: &Path) -> String {
@@ -333,11 +336,15 @@ fn two_builds_give_identical_images() {
         return;
     }
     let a = shared_image();
-    let b = build_image(&scratch("linux-image-b"));
+    // A second build in another directory, with its scratch space elsewhere too.
+    let b = build_image(&scratch("linux-image-b"), &scratch("linux-image-b-tmp"));
     let (ha, hb) = (sha256(&a.initramfs), sha256(&b.initramfs));
     eprintln!("initramfs sha256: {ha} and {hb}");
     assert_eq!(ha, hb, "the initramfs differs between two builds");
     assert_eq!(sha256(&a.kernel), sha256(&b.kernel));
+    for dir in ["linux-image-b", "linux-image-b-tmp"] {
+        let _ = std::fs::remove_dir_all(scratch(dir));
+    }
 }
 
 #[test]
@@ -673,7 +680,8 @@ fn image_dhclient_gets_a_lease_from_dnsmasq_and_iperf3_runs_both_ways() {
     );
     let mut guest = Reaper(spawn_tied(
         Command::new("unshare")
-            .args(["--net", "--mount", "--pid", "--fork", "--kill-child"])
+            .args(["--net", "--mount", "--propagation", "private"])
+            .args(["--pid", "--fork", "--kill-child"])
             .args(["sh", "-c", &guest_script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -811,6 +819,8 @@ fn image_dhclient_gets_a_lease_from_dnsmasq_and_iperf3_runs_both_ways() {
     drop(stdin);
     drop(server);
     drop(guest);
+    // The mounts lived only in the guest's private mount namespace, which is gone.
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// SIGTERM a `vnetbed run` child and return its output.

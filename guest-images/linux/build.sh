@@ -11,8 +11,8 @@
 # bit-identical initramfs (fixed mtimes, sorted file list, fixed owner, gzip -n).
 #
 # Environment:
-#   SOURCE_DATE_EPOCH  mtime of every file in the initramfs (default: the last commit that
-#                      touched guest-images/linux, or 0 outside git)
+#   SOURCE_DATE_EPOCH  mtime of every file in the initramfs (default 0: a constant, so that the
+#                      image does not depend on checkout or commit times, e.g. shallow clones)
 #   VNETBED_DEB_CACHE  where downloaded .debs are kept (default: <repo>/target/debian-debs)
 #
 # The last two lines of output are the kernel path and the initramfs path.
@@ -47,10 +47,9 @@ for tool in apt-get apt-cache dpkg cpio gzip readelf objcopy find sort; do
   command -v "$tool" >/dev/null || die "\`$tool\` is not on PATH; run scripts/install-deps.sh (Debian/Ubuntu host)"
 done
 
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-  SOURCE_DATE_EPOCH=$(git -C "$repo" log -1 --format=%ct -- guest-images/linux 2>/dev/null || true)
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
-fi
+case ${SOURCE_DATE_EPOCH:=0} in
+  '' | *[!0-9]*) die "SOURCE_DATE_EPOCH must be seconds since 1970, not '$SOURCE_DATE_EPOCH'" ;;
+esac
 export SOURCE_DATE_EPOCH
 
 # ---- 1. the kernel (scripts/fetch-debian-kernel.sh resolves and unpacks the versioned package)
@@ -217,6 +216,10 @@ cp -R "$here/rootfs/." "$staging/"
 chmod 0755 "$staging/init" "$staging/vnetbed/agent.sh" "$staging/vnetbed/dhclient-hook.sh"
 chmod 0644 "$staging/vnetbed/lib.sh" "$staging/etc/dhcp/dhclient.conf"
 mkdir -p "$staging"/{dev,proc,sys,run,tmp,var/lib/dhcp,sbin,usr/bin,usr/sbin}
+# Modes must not depend on the umask of the checkout: directories 0755, files 0755 or 0644.
+find "$staging" -type d -exec chmod 0755 {} +
+find "$staging" -type f -perm /111 -exec chmod 0755 {} +
+find "$staging" -type f ! -perm /111 -exec chmod 0644 {} +
 chmod 1777 "$staging/tmp"
 
 # ---- 6. a reproducible cpio archive
