@@ -7,6 +7,7 @@ packages=(
   dnsmasq-base     # the DHCP server of the testbed
   iperf3           # the load generator
   busybox-static   # udhcpc, a DHCP client for the testbed's own tests
+  isc-dhcp-client  # dhclient: follows T1/T2 (udhcpc renews at lease/2), for the renewal tests
   iputils-ping     # ping from the testbed namespace
   qemu-system-x86  # QEMU microvm: an independent virtio-mmio peer for the probe guest
   acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
