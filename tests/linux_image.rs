@@ -490,7 +490,10 @@ fn dhclient_hook_reports_each_state_and_configures_the_interface() {
         .collect();
     eprintln!("{stdout}");
 
-    let dhcp: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "dhcp").collect();
+    let dhcp: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "dhcp_state")
+        .collect();
     assert_eq!(dhcp.len(), 7, "{stdout}");
     let b = dhcp[0];
     assert_eq!(b["state"], "bound");
@@ -504,9 +507,10 @@ fn dhclient_hook_reports_each_state_and_configures_the_interface() {
     assert!(b["t_ms"].as_u64().is_some(), "{b}");
     assert_eq!(addrs[0], "198.18.0.150/24", "BOUND configures the address");
 
-    assert_eq!(dhcp[1]["state"], "renewing");
+    // dhclient calls its script after a renewal succeeded: the client is bound again.
+    assert_eq!(dhcp[1]["state"], "renewed");
     assert_eq!(addrs[1], "198.18.0.150/24");
-    assert_eq!(dhcp[2]["state"], "rebinding");
+    assert_eq!(dhcp[2]["state"], "rebound");
     assert_eq!(dhcp[2]["ip"], "198.18.0.151");
     assert_eq!(dhcp[2]["t1_s"], serde_json::Value::Null, "not sent: null");
     assert_eq!(
@@ -532,6 +536,24 @@ fn dhclient_hook_reports_each_state_and_configures_the_interface() {
             .any(|e| e["event"] == "error" && e["what"] == "dhcp_bad_address"),
         "{stdout}"
     );
+
+    // The soak reads these lines: each state is a word its lease tracker knows, meaning what
+    // dhclient's reason means.
+    use vnetbed::record::LeaseState;
+    use vnetbed::soak::dhcp_track::lease_state_from_word;
+    let expected = [
+        LeaseState::Bound,
+        LeaseState::Bound,
+        LeaseState::Bound,
+        LeaseState::Expired,
+        LeaseState::Expired,
+        LeaseState::Expired,
+        LeaseState::Bound,
+    ];
+    for (line, want) in dhcp.iter().zip(expected) {
+        let word = line["state"].as_str().unwrap();
+        assert_eq!(lease_state_from_word(word), Some(want), "{line}");
+    }
 }
 
 #[test]
@@ -688,7 +710,8 @@ fn image_dhclient_gets_a_lease_from_dnsmasq_and_iperf3_runs_both_ways() {
             .stderr(Stdio::inherit()),
     ));
     let guest_pid = guest.0.id();
-    let leases = scratch("linux-chroot-dnsmasq").join("leases");
+    let dnsmasq_dir = scratch("linux-chroot-dnsmasq");
+    let leases = dnsmasq_dir.join("leases");
     let server_script = format!(
         "read go || exit 1; \
          ip addr add 198.18.0.1/24 dev vnbl0 && ip link set vnbl0 up && ip link set lo up \
@@ -746,7 +769,7 @@ fn image_dhclient_gets_a_lease_from_dnsmasq_and_iperf3_runs_both_ways() {
     let mut seen = Vec::new();
 
     let bound = wait_probe(&rx, &mut seen, Duration::from_secs(60), |v| {
-        v["event"] == "dhcp" && v["state"] == "bound"
+        v["event"] == "dhcp_state" && v["state"] == "bound"
     })
     .unwrap_or_else(|| panic!("no bound lease; guest output: {seen:#?}"));
     eprintln!("lease: {bound}");
@@ -821,6 +844,7 @@ fn image_dhclient_gets_a_lease_from_dnsmasq_and_iperf3_runs_both_ways() {
     drop(guest);
     // The mounts lived only in the guest's private mount namespace, which is gone.
     let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&dnsmasq_dir);
 }
 
 /// SIGTERM a `vnetbed run` child and return its output.
@@ -838,7 +862,8 @@ fn kernel_with_this_initramfs_starts_in_vnetbed() {
         return;
     }
     let image = shared_image();
-    let serial = scratch("linux-image-boot").join("serial.txt");
+    let dir = scratch("linux-image-boot");
+    let serial = dir.join("serial.txt");
     let mut child = vnetbed()
         .args(["run", "--kernel", image.kernel.to_str().unwrap()])
         .args([
@@ -882,6 +907,7 @@ fn kernel_with_this_initramfs_starts_in_vnetbed() {
         text(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(10), "stderr: {}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Why Linux guests cannot run on this host, from `vnetbed doctor --json`, or None when
@@ -973,7 +999,7 @@ fn linux_guest_boots_gets_a_lease_and_serves_iperf3() {
     let bound = loop {
         if let Some(b) = read_events()
             .into_iter()
-            .find(|e| e["event"] == "dhcp" && e["state"] == "bound")
+            .find(|e| e["event"] == "dhcp_state" && e["state"] == "bound")
         {
             break b;
         }
