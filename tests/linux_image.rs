@@ -854,6 +854,58 @@ fn stop(child: Child) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `vnetbed run` of the Linux image with 512 MiB, serial output to a file, and optionally a
+/// NIC (the value of `--net`).
+fn start_linux_guest(image: &Image, cmdline: &str, net: Option<&str>, serial: &Path) -> Child {
+    let mut cmd = vnetbed();
+    cmd.args(["run", "--kernel", image.kernel.to_str().unwrap()])
+        .args(["--initrd", image.initramfs.to_str().unwrap()])
+        .args(["--mem", "512", "--cmdline", cmdline])
+        .args(["--serial", &format!("file:{}", serial.display())]);
+    if let Some(net) = net {
+        cmd.args(["--net", net]);
+    }
+    cmd.stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// The decompressor's line, printed because of `nokaslr` (Debian's cloud kernel is built
+/// without X86_VERBOSE_BOOTUP, so it is the only line before decompression).
+const DECOMPRESSOR_LINE: &str = "KASLR disabled: 'nokaslr' on cmdline.";
+
+/// Wait until the serial file contains `needle`; false when the VMM ends first or after
+/// `limit`. Guest ring 0 may be emulated (about 1 M instructions/s): early kernel lines take
+/// seconds here, microseconds on hardware. The limit only keeps a broken boot from hanging
+/// the suite.
+fn wait_serial(serial: &Path, needle: &str, child: &mut Child, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if std::fs::read_to_string(serial)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            eprintln!("{needle:?} after {:.1} s", start.elapsed().as_secs_f64());
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// SIGTERM the VMM and check that it shut down cleanly (status 10) after printing `needle`.
+fn expect_line_then_clean_stop(child: Child, found: bool, serial: &Path) {
+    let out = stop(child);
+    assert!(
+        found,
+        "no decompressor line; serial: {:?}; stderr: {}",
+        std::fs::read_to_string(serial),
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(10), "stderr: {}", text(&out.stderr));
+}
+
 #[test]
 fn kernel_with_this_initramfs_starts_in_vnetbed() {
     let mut caps = BUILD_TOOLS.to_vec();
@@ -864,49 +916,88 @@ fn kernel_with_this_initramfs_starts_in_vnetbed() {
     let image = shared_image();
     let dir = scratch("linux-image-boot");
     let serial = dir.join("serial.txt");
-    let mut child = vnetbed()
-        .args(["run", "--kernel", image.kernel.to_str().unwrap()])
-        .args([
-            "--initrd",
-            image.initramfs.to_str().unwrap(),
-            "--mem",
-            "512",
-        ])
-        .args(["--cmdline", "earlyprintk=serial nokaslr console=ttyS0"])
-        .args(["--serial", &format!("file:{}", serial.display())])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Guest ring 0 may be emulated (about 1 M instructions/s): the line takes seconds here,
-    // microseconds on hardware. The limit only keeps a broken boot from hanging the suite.
-    let start = Instant::now();
-    let mut found = false;
-    while start.elapsed() < Duration::from_secs(180) {
-        if std::fs::read_to_string(&serial)
-            .unwrap_or_default()
-            .contains("KASLR disabled: 'nokaslr' on cmdline.")
-        {
-            found = true;
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let mut child = start_linux_guest(
+        image,
+        "earlyprintk=serial nokaslr console=ttyS0",
+        None,
+        &serial,
+    );
+    let found = wait_serial(
+        &serial,
+        DECOMPRESSOR_LINE,
+        &mut child,
+        Duration::from_secs(180),
+    );
+    expect_line_then_clean_stop(child, found, &serial);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Holds a `vnetbed net up` testbed and takes it down when dropped.
+struct TestbedGuard(String);
+
+impl TestbedGuard {
+    /// `vnetbed net up --name NAME --taps 1`.
+    fn up(name: &str) -> TestbedGuard {
+        let up = vnetbed()
+            .args(["net", "up", "--name", name, "--taps", "1"])
+            .output()
+            .unwrap();
+        let guard = TestbedGuard(name.to_string());
+        assert!(up.status.success(), "net up: {}", text(&up.stderr));
+        guard
     }
-    eprintln!(
-        "decompressor line with a {} byte initramfs after {:.1} s",
-        std::fs::metadata(&image.initramfs).unwrap().len(),
-        start.elapsed().as_secs_f64()
+
+    /// The namespace, `vnetbed-NAME`.
+    fn netns(&self) -> String {
+        format!("vnetbed-{}", self.0)
+    }
+
+    /// The `--net` value for the testbed's first tap (`vnbNAMEt0`).
+    fn net_arg(&self) -> String {
+        format!("tap=vnb{}t0,netns={}", self.0, self.netns())
+    }
+}
+
+impl Drop for TestbedGuard {
+    fn drop(&mut self) {
+        let _ = vnetbed().args(["net", "down", "--name", &self.0]).output();
+    }
+}
+
+/// The end-to-end test's command line, verified where it can be: a testbed, the Linux image
+/// with a virtio-net NIC on the testbed's tap (so the DSDT describes it as LNRO0005), the
+/// decompressor line, a clean stop, the testbed down.
+#[test]
+fn linux_guest_with_a_testbed_nic_starts_in_vnetbed() {
+    let mut caps = BUILD_TOOLS.to_vec();
+    caps.extend([
+        Capability::Kvm,
+        Capability::Root,
+        Capability::Tun,
+        Capability::Program("ip"),
+        Capability::Program("dnsmasq"),
+    ]);
+    if !require("linux_image_boot_nic", &caps) {
+        return;
+    }
+    let image = shared_image();
+    let testbed = TestbedGuard::up(&format!("ln{}", std::process::id() % 100_000));
+    let dir = scratch("linux-image-boot-nic");
+    let serial = dir.join("serial.txt");
+    let mut child = start_linux_guest(
+        image,
+        "earlyprintk=serial nokaslr console=ttyS0",
+        Some(&testbed.net_arg()),
+        &serial,
     );
-    let out = stop(child);
-    assert!(
-        found,
-        "no decompressor line; serial: {:?}; stderr: {}",
-        std::fs::read_to_string(&serial),
-        text(&out.stderr)
+    let found = wait_serial(
+        &serial,
+        DECOMPRESSOR_LINE,
+        &mut child,
+        Duration::from_secs(180),
     );
-    assert_eq!(out.status.code(), Some(10), "stderr: {}", text(&out.stderr));
+    expect_line_then_clean_stop(child, found, &serial);
+    drop(testbed);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -928,15 +1019,6 @@ fn doctor_says_ring0_is_emulated() -> Option<String> {
             "vnetbed doctor could not measure guest speed: {}",
             report["problems"]
         )),
-    }
-}
-
-/// Holds a `vnetbed net up` testbed and takes it down when dropped.
-struct TestbedGuard(String);
-
-impl Drop for TestbedGuard {
-    fn drop(&mut self) {
-        let _ = vnetbed().args(["net", "down", "--name", &self.0]).output();
     }
 }
 
@@ -968,31 +1050,15 @@ fn linux_guest_boots_gets_a_lease_and_serves_iperf3() {
         return;
     }
     let image = shared_image();
-    let name = format!("lx{}", std::process::id() % 100_000);
-    let netns = format!("vnetbed-{name}");
-    let tap = format!("vnb{name}t0");
-    let up = vnetbed()
-        .args(["net", "up", "--name", &name, "--taps", "1"])
-        .output()
-        .unwrap();
-    let _testbed = TestbedGuard(name.clone());
-    assert!(up.status.success(), "net up: {}", text(&up.stderr));
-
+    let testbed = TestbedGuard::up(&format!("lx{}", std::process::id() % 100_000));
+    let netns = testbed.netns();
     let serial = scratch("linux-guest-e2e").join("serial.txt");
-    let child = vnetbed()
-        .args(["run", "--kernel", image.kernel.to_str().unwrap()])
-        .args([
-            "--initrd",
-            image.initramfs.to_str().unwrap(),
-            "--mem",
-            "512",
-        ])
-        .args(["--cmdline", "console=ttyS0 panic=-1"])
-        .args(["--net", &format!("tap={tap},netns={netns}")])
-        .args(["--serial", &format!("file:{}", serial.display())])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_linux_guest(
+        image,
+        "console=ttyS0 panic=-1",
+        Some(&testbed.net_arg()),
+        &serial,
+    );
     let guest = Reaper(child);
     let read_events = || probe_lines(&std::fs::read_to_string(&serial).unwrap_or_default());
     let start = Instant::now();
@@ -1056,5 +1122,29 @@ fn linux_guest_boots_gets_a_lease_and_serves_iperf3() {
             .is_some_and(|c| c["rx_bytes"].as_u64().unwrap_or(0) > 1_000_000),
         "{counters:?}"
     );
+    let stats: Vec<_> = read_events()
+        .into_iter()
+        .filter(|e| e["event"] == "virtio_net")
+        .collect();
+    assert!(
+        stats
+            .last()
+            .is_some_and(|s| s["rx_queue_0_packets"].as_u64().unwrap_or(0) > 0),
+        "virtio_net statistics from ethtool -S: {stats:?}"
+    );
+    // A healthy guest renews at T1 (30 s on the testbed's one-minute schedule).
+    let t1 = bound["t1_s"].as_u64().unwrap_or(30);
+    let deadline = Instant::now() + Duration::from_secs(t1 + 30);
+    while !read_events()
+        .iter()
+        .any(|e| e["event"] == "dhcp_state" && e["state"] == "renewed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no renewal within T1 + 30 s: {:?}",
+            read_events()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     drop(guest);
 }
