@@ -12,6 +12,7 @@ packages=(
   qemu-system-x86  # QEMU microvm: an independent virtio-mmio peer for the probe guest
   acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
   cpio             # packs the Linux guest's initramfs
+  binutils         # readelf/objcopy: the Linux image builder resolves libraries and module deps
   python3          # a real JUnit/JSON consumer in the report tests
   python3-jsonschema   # validates report.json against docs/report.schema.json (tests/report.rs)
   python3-junitparser  # a real JUnit consumer for junit.xml (tests/report.rs)
