@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use vmm::devices::virtio::net::{NetConfig, NetOptions, NotifyModel, OnStall};
+use vmm::devices::virtio::net::{NetConfig, NetOptions, NotifyModel, OnStall, RaceQueues};
 use vmm::duration::parse_duration;
 use vmm::events::EventSink;
 use vmm::exit::{ExitReason, STATUS_ERROR};
@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// How long the buggy models' notification stores stay invisible to the guest (0: none).
     #[arg(long, value_parser = parse_duration)]
     pub race_window: Option<Duration>,
+    /// Which queues' notification stores the race window delays: rx (default: the 2012
+    /// incident's lost rx kick), tx or all.
+    #[arg(long, default_value = "rx", value_parser = |s: &str| s.parse::<RaceQueues>())]
+    pub race_queues: RaceQueues,
     /// How long a queue may be stalled before the watchdog reports it.
     #[arg(long, value_parser = parse_duration)]
     pub stall_timeout: Option<Duration>,

@@ -189,6 +189,8 @@ pub struct NetOptions {
     pub notify_model: NotifyModel,
     /// `--race-window` (ignored by `fenced`).
     pub race_window: Duration,
+    /// `--race-queues`: which queues' notification stores get the race window.
+    pub race_queues: super::notify_model::RaceQueues,
     /// `--stall-timeout`.
     pub stall_timeout: Duration,
     /// `--on-stall`.
@@ -204,6 +206,7 @@ impl Default for NetOptions {
         Self {
             notify_model: NotifyModel::Fenced,
             race_window: DEFAULT_RACE_WINDOW,
+            race_queues: super::notify_model::RaceQueues::Rx,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             on_stall: OnStall::Report,
             watchdog_period: Duration::from_millis(100),

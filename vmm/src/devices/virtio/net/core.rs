@@ -146,7 +146,7 @@ impl NetCore {
     pub fn publish_and_notify(&mut self, i: usize) -> Result<(), QueueError> {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        notifier.publish_used(mem, &q.queue);
+        notifier.publish_used(mem, &q.queue, i);
         q.last_publish = Some(Instant::now());
         let c = self.metrics.queue(i);
         if notifier.needs_interrupt(mem, &q.queue, &mut q.notify)? {
@@ -177,7 +177,7 @@ impl NetCore {
     pub fn enable_notifications(&mut self, i: usize) -> Result<bool, QueueError> {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        let out = notifier.enable(mem, &q.queue)?;
+        let out = notifier.enable(mem, &q.queue, i)?;
         let c = self.metrics.queue(i);
         QueueMetrics::inc(&c.notification_enables);
         if out.window_opened {
@@ -194,6 +194,6 @@ impl NetCore {
     pub fn disable_notifications(&mut self, i: usize) {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        notifier.disable(mem, &q.queue);
+        notifier.disable(mem, &q.queue, i);
     }
 }

@@ -199,6 +199,7 @@ impl VirtioDevice for Net {
                 "queue_sizes": [rx_cfg.size, tx_cfg.size],
                 "notify_model": self.options.notify_model.to_string(),
                 "race_window_us": self.options.race_window.as_micros() as u64,
+                "race_queues": self.options.race_queues.to_string(),
                 "stall_timeout_ms": self.options.stall_timeout.as_millis() as u64,
                 "on_stall": self.options.on_stall.to_string(),
                 "mac": self.mac.to_string(),
@@ -209,7 +210,8 @@ impl VirtioDevice for Net {
                 self.options.notify_model,
                 self.options.race_window,
                 event_idx,
-            ),
+            )
+            .with_race_queues(self.options.race_queues),
             rx: QueueRuntime::new(RX, rx),
             tx: QueueRuntime::new(TX, tx),
             mem: ctx.mem,

@@ -50,7 +50,7 @@ pub mod worker;
 
 pub use config::{MacAddr, NetConfig, NetConfigError, NetOptions, OnStall};
 pub use device::Net;
-pub use notify_model::NotifyModel;
+pub use notify_model::{NotifyModel, RaceQueues};
 pub use worker::StallExit;
 pub mod test_driver;
 pub mod test_netns;

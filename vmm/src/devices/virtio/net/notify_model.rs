@@ -71,6 +71,57 @@ impl std::fmt::Display for NotifyModel {
     }
 }
 
+/// Which queues' notification stores the emulated store buffer holds for the race window
+/// (`--race-queues`). The unfenced code is the same for both queues; only the stretched delay
+/// is selective. The default, `rx`, follows the 2012 incident: an rx lost kick, where the
+/// guest could still transmit (its renewals reached the server) but received nothing. With
+/// `all`, tx lost kicks dominate, because the probe guest transmits in bursts of two frames
+/// within a window far more often than it refills an empty rx ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RaceQueues {
+    /// The receive queue only.
+    #[default]
+    Rx,
+    /// The transmit queue only.
+    Tx,
+    /// Both queues.
+    All,
+}
+
+impl RaceQueues {
+    /// Whether queue `i` (0 rx, 1 tx) gets the stretched delay.
+    pub fn covers(self, i: usize) -> bool {
+        matches!(
+            (self, i),
+            (RaceQueues::All, _) | (RaceQueues::Rx, 0) | (RaceQueues::Tx, 1)
+        )
+    }
+}
+
+impl FromStr for RaceQueues {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rx" => Ok(RaceQueues::Rx),
+            "tx" => Ok(RaceQueues::Tx),
+            "all" => Ok(RaceQueues::All),
+            other => Err(format!(
+                "unknown --race-queues `{other}`: use rx, tx or all"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for RaceQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RaceQueues::Rx => "rx",
+            RaceQueues::Tx => "tx",
+            RaceQueues::All => "all",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PendingStore {
     visible_at: Instant,
@@ -110,13 +161,28 @@ impl StoreBuffer {
         value: u16,
         now: Instant,
     ) {
-        if self.window.is_zero() {
+        self.store_after(mem, addr, value, now, self.window);
+    }
+
+    /// Store `value` at `addr`, visible after `delay` but never before an earlier pending
+    /// store (FIFO). A zero delay with nothing pending goes straight to memory.
+    pub fn store_after(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        addr: GuestAddress,
+        value: u16,
+        now: Instant,
+        delay: Duration,
+    ) {
+        if delay.is_zero() && self.pending.is_empty() {
             // Release: on x86 a plain store; keeps earlier data/used-element stores before it.
             let _ = mem.store(value, addr, Ordering::Release);
             return;
         }
+        // x86-TSO is FIFO: a store may not become visible before one issued earlier.
+        let earliest = self.pending.back().map_or(now, |p| p.visible_at);
         self.pending.push_back(PendingStore {
-            visible_at: now + self.window,
+            visible_at: (now + delay).max(earliest),
             addr,
             value,
         });
@@ -194,6 +260,7 @@ pub struct Notifier {
     model: NotifyModel,
     event_idx: bool,
     buffer: StoreBuffer,
+    race_queues: RaceQueues,
 }
 
 impl Notifier {
@@ -208,6 +275,22 @@ impl Notifier {
             model,
             event_idx,
             buffer: StoreBuffer::new(window),
+            race_queues: RaceQueues::All,
+        }
+    }
+
+    /// Stretch only the stores of `queues` (see [`RaceQueues`]).
+    pub fn with_race_queues(mut self, queues: RaceQueues) -> Self {
+        self.race_queues = queues;
+        self
+    }
+
+    /// The emulated store-buffer delay for queue `i`'s notification stores.
+    fn delay_for(&self, i: usize) -> Duration {
+        if self.race_queues.covers(i) {
+            self.buffer.window
+        } else {
+            Duration::ZERO
         }
     }
 
@@ -226,7 +309,13 @@ impl Notifier {
         self.buffer.next_deadline()
     }
 
-    fn store_notify_field(&mut self, mem: &GuestMemoryMmap<()>, addr: GuestAddress, value: u16) {
+    fn store_notify_field(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        addr: GuestAddress,
+        value: u16,
+        i: usize,
+    ) {
         match self.model {
             // Fenced: a plain (Release) store; the SeqCst fence that must follow is placed by
             // the caller right after, next to the load it orders.
@@ -236,7 +325,9 @@ impl Notifier {
             // Unfenced and no-recheck: the store sits in the (emulated) store buffer for the
             // race window.
             NotifyModel::Unfenced | NotifyModel::NoRecheck => {
-                self.buffer.store(mem, addr, value, Instant::now())
+                let delay = self.delay_for(i);
+                self.buffer
+                    .store_after(mem, addr, value, Instant::now(), delay)
             }
         }
     }
@@ -244,9 +335,9 @@ impl Notifier {
     /// Suppress kicks while the device drains the queue (§2.7.10). With EVENT_IDX the device
     /// simply stops moving `avail_event` (as virtio-queue and Firecracker do); without it, it
     /// sets `VRING_USED_F_NO_NOTIFY`. No fence: a kick that arrives anyway is harmless.
-    pub fn disable(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue) {
+    pub fn disable(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue, i: usize) {
         if !self.event_idx {
-            self.store_notify_field(mem, q.used_flags_addr(), VRING_USED_F_NO_NOTIFY);
+            self.store_notify_field(mem, q.used_flags_addr(), VRING_USED_F_NO_NOTIFY, i);
         }
     }
 
@@ -256,6 +347,7 @@ impl Notifier {
         &mut self,
         mem: &GuestMemoryMmap<()>,
         q: &SplitQueue,
+        i: usize,
     ) -> Result<EnableOutcome, QueueError> {
         let (addr, value) = if self.event_idx {
             // §2.7.10: kick me when avail->idx moves past next_avail.
@@ -263,8 +355,8 @@ impl Notifier {
         } else {
             (q.used_flags_addr(), 0)
         };
-        let window_opened = self.model != NotifyModel::Fenced && !self.buffer.window.is_zero();
-        self.store_notify_field(mem, addr, value);
+        let window_opened = self.model != NotifyModel::Fenced && !self.delay_for(i).is_zero();
+        self.store_notify_field(mem, addr, value, i);
         let more = match self.model {
             NotifyModel::Fenced => {
                 // Store-buffering pattern, device half: the enable store must be globally
@@ -290,7 +382,7 @@ impl Notifier {
 
     /// Publish `used->idx = next_used`, making the used elements written so far visible
     /// (§2.7.8: elements before the index — the Release store orders them).
-    pub fn publish_used(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue) {
+    pub fn publish_used(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue, i: usize) {
         let value = q.next_used.0;
         match self.model {
             // no-recheck only removes the re-check; its interrupt path is the fenced one.
@@ -298,8 +390,9 @@ impl Notifier {
                 let _ = mem.store(value, q.used_idx_addr(), Ordering::Release);
             }
             NotifyModel::Unfenced => {
+                let delay = self.delay_for(i);
                 self.buffer
-                    .store(mem, q.used_idx_addr(), value, Instant::now())
+                    .store_after(mem, q.used_idx_addr(), value, Instant::now(), delay)
             }
         }
     }
@@ -419,14 +512,14 @@ mod tests {
             .unwrap();
         for model in [NotifyModel::Fenced, NotifyModel::Unfenced] {
             let mut n = Notifier::new(model, Duration::from_secs(1), true);
-            assert!(n.enable(&mem, &q).unwrap().more);
+            assert!(n.enable(&mem, &q, 0).unwrap().more);
         }
         let mut n = Notifier::new(NotifyModel::NoRecheck, Duration::from_secs(1), true);
-        let out = n.enable(&mem, &q).unwrap();
+        let out = n.enable(&mem, &q, 0).unwrap();
         assert!(!out.more && out.window_opened, "no-recheck never re-checks");
         q.next_avail = Wrapping(1);
         let mut fenced = Notifier::new(NotifyModel::Fenced, Duration::ZERO, true);
-        assert!(!fenced.enable(&mem, &q).unwrap().more);
+        assert!(!fenced.enable(&mem, &q, 0).unwrap().more);
         assert_eq!(
             mem.load::<u16>(q.avail_event_addr(), Ordering::SeqCst)
                 .unwrap(),
@@ -435,14 +528,48 @@ mod tests {
     }
 
     #[test]
+    fn race_queues_select_the_stretched_queue_and_keep_fifo_order() {
+        assert!(RaceQueues::Rx.covers(0) && !RaceQueues::Rx.covers(1));
+        assert!(RaceQueues::Tx.covers(1) && !RaceQueues::Tx.covers(0));
+        assert!(RaceQueues::All.covers(0) && RaceQueues::All.covers(1));
+        assert_eq!("all".parse::<RaceQueues>(), Ok(RaceQueues::All));
+        assert!("both".parse::<RaceQueues>().is_err());
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+        let mut sb = StoreBuffer::new(Duration::from_millis(5));
+        let t = Instant::now();
+        // A zero-delay store with nothing pending is visible at once.
+        sb.store_after(&mem, GuestAddress(0x10), 1, t, Duration::ZERO);
+        assert_eq!(
+            mem.load::<u16>(GuestAddress(0x10), Ordering::Relaxed)
+                .unwrap(),
+            1
+        );
+        // Behind a stretched store, a zero-delay store waits its turn (FIFO).
+        sb.store_after(&mem, GuestAddress(0x20), 2, t, Duration::from_millis(5));
+        sb.store_after(&mem, GuestAddress(0x30), 3, t, Duration::ZERO);
+        assert_eq!(sb.drain_due(&mem, t + Duration::from_millis(1)), 0);
+        assert_eq!(
+            mem.load::<u16>(GuestAddress(0x30), Ordering::Relaxed)
+                .unwrap(),
+            0
+        );
+        assert_eq!(sb.drain_due(&mem, t + Duration::from_millis(5)), 2);
+        assert_eq!(
+            mem.load::<u16>(GuestAddress(0x30), Ordering::Relaxed)
+                .unwrap(),
+            3
+        );
+    }
+
+    #[test]
     fn a_zero_race_window_means_no_emulation() {
         let (mem, q) = setup();
         let mut n = Notifier::new(NotifyModel::Unfenced, Duration::ZERO, true);
-        let out = n.enable(&mem, &q).unwrap();
+        let out = n.enable(&mem, &q, 0).unwrap();
         assert!(!out.window_opened);
         assert!(n.buffer().is_empty(), "the store went straight to memory");
         let mut n = Notifier::new(NotifyModel::Unfenced, Duration::from_millis(1), true);
-        assert!(n.enable(&mem, &q).unwrap().window_opened);
+        assert!(n.enable(&mem, &q, 0).unwrap().window_opened);
         assert_eq!(n.buffer().len(), 1);
     }
 
