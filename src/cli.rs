@@ -22,6 +22,8 @@ pub enum Command {
     Run(crate::commands::run::RunArgs),
     /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// Build guest images (`vnetbed image build probe`).
+    Image(crate::commands::image::ImageArgs),
 }
 
 /// Send `tracing` output to stderr, at a level set by `-v` or `RUST_LOG`.

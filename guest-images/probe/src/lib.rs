@@ -1,0 +1,6 @@
+//! The probe guest's hardware-independent logic, testable on the host with `cargo test`
+//! (the image itself is the `probe` binary, src/main.rs).
+
+#![cfg_attr(not(test), no_std)]
+
+pub mod cmdline;
