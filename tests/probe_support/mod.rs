@@ -152,6 +152,9 @@ pub fn qemu_microvm(image: &Path, append: &str, tap: Option<&str>) -> Command {
         "stdio",
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=4",
+        // QEMU 7.2 defaults virtio-mmio to the legacy interface (version 1).
+        "-global",
+        "virtio-mmio.force-legacy=false",
         "-kernel",
     ]);
     command.arg(image);
@@ -184,4 +187,104 @@ pub fn vnetbed_run(image: &Path, append: &str) -> Command {
 /// Exit status of a VMM whose guest wrote `value` to the debug-exit port.
 pub fn debug_exit_status(value: i32) -> i32 {
     (value << 1) | 1
+}
+
+pub mod testbed;
+
+/// A guest running in the background whose console is collected as it arrives.
+pub struct RunningGuest {
+    child: std::process::Child,
+    console: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningGuest {
+    /// Start `command` (its stdout is the serial console).
+    pub fn start(mut command: Command) -> RunningGuest {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let console = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = console.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        RunningGuest {
+            child,
+            console,
+            reader: Some(reader),
+        }
+    }
+
+    /// The console so far.
+    pub fn console(&self) -> String {
+        self.console.lock().unwrap().clone()
+    }
+
+    /// The agent events so far (complete lines only).
+    pub fn events(&self) -> Vec<Value> {
+        let console = self.console();
+        let complete = match console.rfind('\n') {
+            Some(end) => &console[..end],
+            None => "",
+        };
+        parse_agent_lines(complete)
+    }
+
+    /// Wait up to `limit` for an event matching `want`; panics with the console if none.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(event) = self.events().into_iter().find(|e| want(e)) {
+                return event;
+            }
+            if Instant::now() >= deadline {
+                panic!("no {what} within {limit:?}; console:\n{}", self.console());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "guest exited ({status}) before {what}; console:\n{}",
+                    self.console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningGuest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// QEMU microvm with a virtio-net-device on the testbed's tap, inside its namespace.
+pub fn qemu_microvm_in(testbed: &testbed::Testbed, image: &Path, append: &str) -> Command {
+    let qemu = qemu_microvm(image, append, Some(testbed::TAP));
+    let mut command = testbed.command("qemu-system-x86_64");
+    command.args(qemu.get_args());
+    command
 }

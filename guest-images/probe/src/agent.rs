@@ -23,13 +23,18 @@ pub struct Event {
 impl Event {
     /// Start the line: `@probe {"t_us":<micros since entry>,"event":"<name>"`.
     pub fn new(name: &str) -> Self {
+        Self::at(name, time::rdtsc())
+    }
+
+    /// Start a line for something that happened at TSC value `tsc`.
+    pub fn at(name: &str, tsc: u64) -> Self {
         let mut event = Event {
             buf: [0; LINE_CAPACITY],
             len: 0,
             truncated: false,
         };
         event.raw("@probe {\"t_us\":");
-        event.number(time::micros_since_entry());
+        event.number(time::tsc_to_micros_since_entry(tsc));
         event.raw(",\"event\":");
         event.quoted(name);
         event
@@ -39,6 +44,13 @@ impl Event {
     pub fn u64(mut self, key: &str, value: u64) -> Self {
         self.key(key);
         self.number(value);
+        self
+    }
+
+    /// Add a boolean field.
+    pub fn bool(mut self, key: &str, value: bool) -> Self {
+        self.key(key);
+        self.raw(if value { "true" } else { "false" });
         self
     }
 

@@ -159,8 +159,9 @@ common64:
     mov rax, cr4
     or rax, 0x600
     mov cr4, rax
-    /* Drop to ring 3 with interrupts enabled. */
-    lea rax, [rip + user_stack_top]
+    /* Drop to ring 3 with interrupts enabled. The SysV ABI wants rsp = 8 (mod 16) at
+       function entry, as if `call` had pushed a return address. */
+    lea rax, [rip + user_stack_top - 8]
     lea rcx, [rip + probe_main]
     push UDATA
     push rax

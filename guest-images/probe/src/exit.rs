@@ -17,6 +17,9 @@ pub enum ExitCode {
     // 2 (status 5): a CPU exception, written by the ring-0 stub in boot.s.
     /// The boot information or command line is unusable: status 7.
     BadBootInfo = 3,
+    /// The NIC failed: negotiation refused, or the device broke the virtqueue contract:
+    /// status 9.
+    DeviceError = 4,
 }
 
 /// End the VM with `code`. If the VMM has no debug-exit device, halt forever via the

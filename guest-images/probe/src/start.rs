@@ -2,7 +2,7 @@
 
 use crate::agent::Event;
 use crate::exit::{exit, ExitCode};
-use crate::{apic, bootinfo, idle, serial, time};
+use crate::{apic, bootinfo, idle, net, serial, time};
 use probe::cmdline::{self, Options, SelfTest};
 
 /// The probe's version, reported in the first agent line.
@@ -11,11 +11,8 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// First Rust code, in ring 3 with SSE enabled and interrupts on.
 #[no_mangle]
 pub extern "C" fn probe_main() -> ! {
+    let ring3_tsc = time::rdtsc();
     serial::init();
-    Event::new("boot")
-        .str("stage", "ring3")
-        .str("version", VERSION)
-        .emit();
     let boot = match bootinfo::read() {
         Ok(boot) => boot,
         Err(error) => fatal(ExitCode::BadBootInfo, "boot_info", format_args!("{error}")),
@@ -24,6 +21,12 @@ pub extern "C" fn probe_main() -> ! {
         Ok(options) => options,
         Err(error) => fatal(ExitCode::BadBootInfo, "cmdline", format_args!("{error}")),
     };
+    // Calibrate first, so that every timestamp (also of the stages before) is right.
+    let (tsc_khz, source) = time::init(options.tsc_khz);
+    Event::at("boot", ring3_tsc)
+        .str("stage", "ring3")
+        .str("version", VERSION)
+        .emit();
     Event::new("boot")
         .str("stage", "boot_info")
         .str("protocol", boot.protocol.name())
@@ -31,7 +34,6 @@ pub extern "C" fn probe_main() -> ! {
         .u64("ram_bytes", boot.ram_bytes)
         .u64("memory_map_entries", boot.memory_map_entries)
         .emit();
-    let (tsc_khz, source) = time::init(options.tsc_khz);
     Event::new("boot")
         .str("stage", "tsc")
         .u64("tsc_khz", tsc_khz)
@@ -70,7 +72,15 @@ pub extern "C" fn probe_main() -> ! {
         Event::new("exit").str("reason", "exit_after_boot").emit();
         exit(ExitCode::Success);
     }
-    idle_forever(&options)
+    match options.devices().next() {
+        Some(device) => net::run(&options, device, apic::TIMER_VECTOR + 1),
+        None => {
+            Event::new("idle")
+                .str("reason", "no virtio_mmio.device on the command line")
+                .emit();
+            idle_forever(&options)
+        }
+    }
 }
 
 /// Nothing else to do yet: sleep through the idle gate.
@@ -131,7 +141,7 @@ fn selftest_name(test: SelfTest) -> &'static str {
 }
 
 /// Report a fatal error as an agent line and end the VM.
-fn fatal(code: ExitCode, reason: &str, message: core::fmt::Arguments<'_>) -> ! {
+pub fn fatal(code: ExitCode, reason: &str, message: core::fmt::Arguments<'_>) -> ! {
     Event::new("fatal")
         .str("reason", reason)
         .fmt("message", message)

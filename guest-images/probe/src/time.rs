@@ -141,7 +141,12 @@ pub fn tsc_khz() -> u64 {
 
 /// Microseconds since the first entry instruction.
 pub fn micros_since_entry() -> u64 {
-    ticks_to_micros(rdtsc().saturating_sub(PROBE_TSC_AT_ENTRY.load(Ordering::Relaxed)))
+    tsc_to_micros_since_entry(rdtsc())
+}
+
+/// Microseconds from the first entry instruction to TSC value `tsc`.
+pub fn tsc_to_micros_since_entry(tsc: u64) -> u64 {
+    ticks_to_micros(tsc.saturating_sub(PROBE_TSC_AT_ENTRY.load(Ordering::Relaxed)))
 }
 
 /// Convert TSC ticks to microseconds.

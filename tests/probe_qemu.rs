@@ -1,0 +1,148 @@
+//! Issue 5's acceptance checks for the probe guest against QEMU microvm's virtio-net
+//! (an independent virtio-mmio device), in a test network of its own (netns, bridge, tap,
+//! dnsmasq). The image is built by the test (`vnetbed image build probe`).
+
+mod common;
+mod probe_support;
+
+use std::time::Duration;
+
+use common::{require, Capability};
+use probe_support::testbed::{Testbed, HOST_ADDRESS};
+use probe_support::*;
+use serde_json::Value;
+
+const CAPS: [Capability; 6] = [
+    Capability::Kvm,
+    Capability::Root,
+    Capability::Tun,
+    Capability::Program("qemu-system-x86_64"),
+    Capability::Program("dnsmasq"),
+    Capability::Program("ping"),
+];
+
+fn is_bound(e: &Value) -> bool {
+    e["event"] == "dhcp_state" && e["state"] == "bound"
+}
+
+/// The guest's address without the prefix length.
+fn address(bound: &Value) -> String {
+    bound["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Ping `count` times from the namespace; returns the replies received.
+fn ping(testbed: &Testbed, target: &str, count: u32) -> u32 {
+    let out = testbed
+        .command("ping")
+        .args([
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            "-q",
+            target,
+        ])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(", ")
+        .find_map(|part| part.strip_suffix(" received"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected ping output:\n{text}"))
+}
+
+fn check_dhcp_and_ping(append: &str, event_idx: bool) {
+    let testbed = Testbed::up(&["--dhcp-option=option:T1,30", "--dhcp-option=option:T2,52"]);
+    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), append));
+    let nic = guest.wait_for("nic event", Duration::from_secs(20), |e| {
+        e["event"] == "nic"
+    });
+    assert_eq!(nic["event_idx"], event_idx, "{nic}");
+    assert_eq!(nic["mrg_rxbuf"], true, "{nic}");
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    // Acceptance: bound within 2 s of boot (t_us counts from the first instruction).
+    assert!(bound["t_us"].as_u64().unwrap() < 2_000_000, "{bound}");
+    assert_eq!(bound["server"], HOST_ADDRESS);
+    assert_eq!(bound["lease_s"], 120, "dnsmasq's floor for a 1m lease");
+    assert_eq!(bound["t1_s"], 30);
+    assert_eq!(bound["t2_s"], 52);
+    guest.wait_for("gateway check", Duration::from_secs(5), |e| {
+        e["event"] == "gateway" && e["state"] == "reachable"
+    });
+    // Acceptance: 100 of 100 pings answered.
+    let replies = ping(&testbed, &address(&bound), 100);
+    assert_eq!(replies, 100, "console:\n{}", guest.console());
+    // The driver's counters saw the traffic (reported once a second).
+    let counters = guest.wait_for("counters with the pings", Duration::from_secs(5), |e| {
+        e["event"] == "counters" && e["rx_packets"].as_u64().unwrap_or(0) >= 100
+    });
+    assert!(
+        counters["tx_packets"].as_u64().unwrap() >= 100,
+        "{counters}"
+    );
+    assert!(counters["interrupts"].as_u64().unwrap() > 0, "{counters}");
+    assert_eq!(counters["rx_errors"], 0, "{counters}");
+}
+
+#[test]
+fn probe_on_qemu_binds_dhcp_fast_and_answers_100_pings() {
+    if !require("probe_on_qemu_binds_dhcp_fast_and_answers_100_pings", &CAPS) {
+        return;
+    }
+    check_dhcp_and_ping("", true);
+}
+
+#[test]
+fn probe_on_qemu_works_without_event_idx() {
+    if !require("probe_on_qemu_works_without_event_idx", &CAPS) {
+        return;
+    }
+    check_dhcp_and_ping("probe.event_idx=0", false);
+}
+
+#[test]
+fn probe_on_qemu_renews_by_unicast_at_t1() {
+    if !require("probe_on_qemu_renews_by_unicast_at_t1", &CAPS) {
+        return;
+    }
+    // A shortened schedule: renew after 3 s, rebind after 6 s (lease 120 s).
+    let testbed = Testbed::up(&["--dhcp-option=option:T1,3", "--dhcp-option=option:T2,6"]);
+    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), ""));
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    assert_eq!(bound["t1_s"], 3);
+    let bound_at = bound["t_us"].as_u64().unwrap();
+    let renew = guest.wait_for("renewal", Duration::from_secs(10), |e| {
+        e["event"] == "dhcp" && e["dir"] == "tx" && e["state"] == "renewing"
+    });
+    // RFC 2131 4.4.5: at T1, a REQUEST unicast to the server, with ciaddr set.
+    assert_eq!(renew["dst"], HOST_ADDRESS, "{renew}");
+    assert_eq!(renew["ciaddr"], address(&bound), "{renew}");
+    let after_s = (renew["t_us"].as_u64().unwrap() - bound_at) as f64 / 1e6;
+    assert!(
+        after_s >= 2.9,
+        "renewed {after_s} s after binding, before T1 = 3 s"
+    );
+    assert!(after_s < 5.0, "renewed {after_s} s after binding, T1 = 3 s");
+    let renew_xid = renew["xid"].clone();
+    guest.wait_for("ACK of the renewal", Duration::from_secs(5), |e| {
+        e["event"] == "dhcp" && e["dir"] == "rx" && e["type"] == "ack" && e["xid"] == renew_xid
+    });
+    // The server saw it too.
+    let log = testbed.dnsmasq_log_text();
+    assert!(
+        log.matches("DHCPREQUEST(br0) ").count() >= 2,
+        "dnsmasq log:\n{log}"
+    );
+    assert!(
+        log.matches("DHCPACK(br0) ").count() >= 2,
+        "dnsmasq log:\n{log}"
+    );
+}
