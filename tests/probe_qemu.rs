@@ -146,3 +146,166 @@ fn probe_on_qemu_renews_by_unicast_at_t1() {
         "dnsmasq log:\n{log}"
     );
 }
+
+/// Run the real iperf3 client from the namespace with `-J`; returns its JSON report.
+fn iperf3(testbed: &Testbed, server: &str, args: &[&str]) -> Value {
+    let out = testbed
+        .command("timeout")
+        .args(["60", "iperf3", "-c", server, "-J"])
+        .args(args)
+        .output()
+        .expect("run iperf3");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 {args:?}: no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert!(
+        report.get("error").is_none(),
+        "iperf3 {args:?} failed: {}",
+        report["error"]
+    );
+    assert!(
+        out.status.success(),
+        "iperf3 {args:?} exited with {}",
+        out.status
+    );
+    report
+}
+
+/// Check the parts of a -J report every test has, and that it ran for about `seconds`.
+fn check_report(report: &Value, protocol: &str, reverse: bool, seconds: u64) {
+    let start = &report["start"];
+    assert_eq!(start["test_start"]["protocol"], protocol, "{start}");
+    assert_eq!(
+        start["test_start"]["reverse"],
+        u64::from(reverse),
+        "{start}"
+    );
+    assert_eq!(start["test_start"]["duration"], seconds, "{start}");
+    assert!(
+        !start["connected"].as_array().unwrap().is_empty(),
+        "{start}"
+    );
+    let intervals = report["intervals"].as_array().unwrap();
+    assert!(
+        intervals.len() as u64 >= seconds,
+        "{} intervals",
+        intervals.len()
+    );
+    assert!(
+        report["end"]["streams"]
+            .as_array()
+            .is_some_and(|s| s.len() == 1),
+        "{}",
+        report["end"]
+    );
+    assert!(
+        report["end"]["cpu_utilization_percent"]["remote_total"].is_number(),
+        "{}",
+        report["end"]
+    );
+}
+
+fn mbit(bits_per_second: &Value) -> f64 {
+    bits_per_second.as_f64().unwrap_or(0.0) / 1e6
+}
+
+#[test]
+fn probe_on_qemu_serves_iperf3_tcp_both_directions() {
+    let caps = [CAPS.as_slice(), &[Capability::Program("iperf3")]].concat();
+    if !require("probe_on_qemu_serves_iperf3_tcp_both_directions", &caps) {
+        return;
+    }
+    let testbed = Testbed::up(&[]);
+    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), ""));
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    let server = address(&bound);
+    guest.wait_for("iperf3 server", Duration::from_secs(5), |e| {
+        e["event"] == "iperf3" && e["state"] == "listening"
+    });
+    for reverse in [false, true] {
+        let args: &[&str] = if reverse {
+            &["-t", "10", "-R"]
+        } else {
+            &["-t", "10"]
+        };
+        let report = iperf3(&testbed, &server, args);
+        check_report(&report, "TCP", reverse, 10);
+        let sent = &report["end"]["sum_sent"];
+        let received = &report["end"]["sum_received"];
+        assert!(received["bytes"].as_u64().unwrap() > 0, "{received}");
+        // Bytes received never exceed bytes sent; the receiver gets nearly all of it.
+        assert!(
+            received["bytes"].as_u64() <= sent["bytes"].as_u64(),
+            "{sent} {received}"
+        );
+        assert!(received["seconds"].as_f64().unwrap() > 9.0, "{received}");
+        eprintln!(
+            "iperf3 TCP {}: sent {:.1} Mbit/s, received {:.1} Mbit/s",
+            if reverse {
+                "guest->host (-R)"
+            } else {
+                "host->guest"
+            },
+            mbit(&sent["bits_per_second"]),
+            mbit(&received["bits_per_second"])
+        );
+    }
+    // The guest reported both tests, and is ready for more (like iperf3 -s).
+    let ends = guest.wait_for("second iperf3 end", Duration::from_secs(5), |e| {
+        e["event"] == "iperf3" && e["state"] == "end" && e["test"] == 2
+    });
+    assert!(ends["bytes"].as_u64().unwrap() > 0, "{ends}");
+}
+
+#[test]
+fn probe_on_qemu_serves_iperf3_udp_200m_with_under_1_percent_loss() {
+    let caps = [CAPS.as_slice(), &[Capability::Program("iperf3")]].concat();
+    if !require(
+        "probe_on_qemu_serves_iperf3_udp_200m_with_under_1_percent_loss",
+        &caps,
+    ) {
+        return;
+    }
+    let testbed = Testbed::up(&[]);
+    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), ""));
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    let server = address(&bound);
+    guest.wait_for("iperf3 server", Duration::from_secs(5), |e| {
+        e["event"] == "iperf3" && e["state"] == "listening"
+    });
+    let report = iperf3(
+        &testbed,
+        &server,
+        &["-u", "-b", "200M", "-l", "1400", "-t", "10"],
+    );
+    check_report(&report, "UDP", false, 10);
+    let sum = &report["end"]["sum"];
+    let lost_percent = sum["lost_percent"].as_f64().unwrap();
+    eprintln!(
+        "iperf3 UDP host->guest -b 200M -l 1400: {:.1} Mbit/s, {} of {} lost ({lost_percent:.3} %), jitter {:.3} ms",
+        mbit(&sum["bits_per_second"]),
+        sum["lost_packets"],
+        sum["packets"],
+        sum["jitter_ms"].as_f64().unwrap_or(0.0)
+    );
+    assert!(sum["packets"].as_u64().unwrap() > 100_000, "{sum}");
+    assert!(lost_percent < 1.0, "{sum}");
+    // Reverse UDP: the guest paces datagrams itself; the report must be complete.
+    let report = iperf3(
+        &testbed,
+        &server,
+        &["-u", "-b", "50M", "-l", "1400", "-t", "3", "-R"],
+    );
+    check_report(&report, "UDP", true, 3);
+    let sum = &report["end"]["sum"];
+    assert!(sum["packets"].as_u64().unwrap() > 1000, "{sum}");
+    eprintln!(
+        "iperf3 UDP guest->host -b 50M -l 1400 -R: {:.1} Mbit/s, {} of {} lost",
+        mbit(&sum["bits_per_second"]),
+        sum["lost_packets"],
+        sum["packets"]
+    );
+}

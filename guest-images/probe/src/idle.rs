@@ -34,9 +34,19 @@ pub fn interrupt_count() -> u64 {
     PROBE_IRQ_COUNT.load(Ordering::Relaxed)
 }
 
+/// TSC ticks spent halted.
+static IDLE_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// TSC ticks spent halted since boot (for CPU utilisation).
+pub fn idle_ticks() -> u64 {
+    IDLE_TICKS.load(Ordering::Relaxed)
+}
+
 /// Sleep in ring 0 until an interrupt arrives; returns at once if one is pending.
 pub fn wait_for_interrupt() {
+    let start = crate::time::rdtsc();
     // SAFETY: probe_idle (boot.s) is `hlt; ret`; the hlt faults into the #GP handler,
     // which halts in ring 0 and resumes after it. It follows the C ABI.
     unsafe { probe_idle() };
+    IDLE_TICKS.fetch_add(crate::time::rdtsc() - start, Ordering::Relaxed);
 }

@@ -4,4 +4,5 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cmdline;
+pub mod iperf3_proto;
 pub mod virtqueue;

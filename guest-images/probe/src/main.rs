@@ -13,6 +13,7 @@ mod dhcp_watch;
 mod exit;
 mod gateway;
 mod idle;
+mod iperf3;
 mod mem;
 mod net;
 mod port;

@@ -11,6 +11,7 @@ use crate::agent::Event;
 use crate::dhcp_watch::{self, Direction};
 use crate::exit::ExitCode;
 use crate::gateway::GatewayCheck;
+use crate::iperf3;
 use crate::statics::Once;
 use crate::virtio_net::{feature, NetError, VirtioNet, MAX_FRAME};
 use crate::{apic, idle, start, time};
@@ -151,6 +152,7 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
     let mut sockets = SocketSet::new(&mut SOCKET_STORAGE.take()[..]);
     let dhcp = sockets.add(dhcpv4::Socket::new());
     let mut gateway = GatewayCheck::new(&mut sockets);
+    let mut iperf = iperf3::Server::new(&mut sockets);
     Event::new("dhcp_state").str("state", "discovering").emit();
 
     let mut bound = false;
@@ -181,6 +183,7 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
             gateway.start(router, time::micros_since_entry());
         }
         gateway.poll(&mut sockets, time::micros_since_entry());
+        iperf.poll(&mut sockets, time::micros_since_entry());
 
         let now_us = time::micros_since_entry();
         if now_us >= next_counters {
@@ -194,13 +197,13 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
         let mut sleep_us = next_counters
             .saturating_sub(time::micros_since_entry())
             .min(MAX_SLEEP_US);
-        for delay in [
+        let now_us = time::micros_since_entry();
+        let delays = [
             stack_delay,
-            gateway.poll_delay_us(time::micros_since_entry()),
-        ]
-        .into_iter()
-        .flatten()
-        {
+            gateway.poll_delay_us(now_us),
+            iperf.poll_delay_us(now_us),
+        ];
+        for delay in delays.into_iter().flatten() {
             sleep_us = sleep_us.min(delay);
         }
         if sleep_us == 0 {

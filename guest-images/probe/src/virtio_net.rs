@@ -14,7 +14,7 @@
 use core::cell::UnsafeCell;
 use core::ptr::{read_volatile, write_volatile};
 
-use probe::virtqueue::{QueueMemory, SplitQueue, MAX_QUEUE_SIZE};
+use probe::virtqueue::{ring_bytes, QueueMemory, SplitQueue, MAX_QUEUE_SIZE};
 
 // virtio-mmio registers (virtio 1.x, 4.2.2).
 const MAGIC_VALUE: usize = 0x000;
@@ -73,9 +73,10 @@ pub const NET_HDR_LEN: usize = 12;
 const NUM_BUFFERS_OFFSET: usize = 10;
 /// Bytes per rx and tx buffer.
 const BUFFER_LEN: usize = 2048;
-/// rx buffer size offered when MRG_RXBUF is negotiated: smaller than a full-size frame
-/// (1514 + 12 bytes), so the num_buffers merge path carries real traffic.
-const MERGEABLE_RX_LEN: usize = 1024;
+/// rx buffer size: a full-size frame plus header (1514 + 12 bytes) fits, as with Linux's
+/// GOOD_PACKET_LEN-sized buffers. With MRG_RXBUF a device may still spread a packet over
+/// several buffers (num_buffers), which the driver merges.
+const RX_BUFFER_LEN: usize = 1536;
 /// Largest frame we accept: Ethernet MTU 1500 + 14-byte header (no VLAN, no GSO).
 pub const MAX_FRAME: usize = 1514;
 /// NAPI budget: packets per poll round.
@@ -150,15 +151,25 @@ impl core::fmt::Display for NetError {
     }
 }
 
+/// Ring sizes for MAX_QUEUE_SIZE, rounded up to whole pages (which keeps every part
+/// aligned: descriptors 16, avail 2, used 4 bytes).
+const DESC_BYTES: usize = page_round(ring_bytes(MAX_QUEUE_SIZE as u16).0);
+const AVAIL_BYTES: usize = page_round(ring_bytes(MAX_QUEUE_SIZE as u16).1 + 2);
+const USED_BYTES: usize = page_round(ring_bytes(MAX_QUEUE_SIZE as u16).2 + 2);
+
+const fn page_round(bytes: usize) -> usize {
+    bytes.div_ceil(4096) * 4096
+}
+
 /// Guest memory the device reads and writes: rings and buffers, identity-mapped.
 #[repr(C, align(4096))]
 struct NicMemory {
-    rx_desc: [u8; 4096],
-    rx_avail: [u8; 4096],
-    rx_used: [u8; 4096],
-    tx_desc: [u8; 4096],
-    tx_avail: [u8; 4096],
-    tx_used: [u8; 4096],
+    rx_desc: [u8; DESC_BYTES],
+    rx_avail: [u8; AVAIL_BYTES],
+    rx_used: [u8; USED_BYTES],
+    tx_desc: [u8; DESC_BYTES],
+    tx_avail: [u8; AVAIL_BYTES],
+    tx_used: [u8; USED_BYTES],
     rx_buffers: [[u8; BUFFER_LEN]; MAX_QUEUE_SIZE],
     tx_buffers: [[u8; BUFFER_LEN]; MAX_QUEUE_SIZE],
 }
@@ -170,12 +181,12 @@ struct DmaCell(UnsafeCell<NicMemory>);
 unsafe impl Sync for DmaCell {}
 
 static NIC_MEMORY: DmaCell = DmaCell(UnsafeCell::new(NicMemory {
-    rx_desc: [0; 4096],
-    rx_avail: [0; 4096],
-    rx_used: [0; 4096],
-    tx_desc: [0; 4096],
-    tx_avail: [0; 4096],
-    tx_used: [0; 4096],
+    rx_desc: [0; DESC_BYTES],
+    rx_avail: [0; AVAIL_BYTES],
+    rx_used: [0; USED_BYTES],
+    tx_desc: [0; DESC_BYTES],
+    tx_avail: [0; AVAIL_BYTES],
+    tx_used: [0; USED_BYTES],
     rx_buffers: [[0; BUFFER_LEN]; MAX_QUEUE_SIZE],
     tx_buffers: [[0; BUFFER_LEN]; MAX_QUEUE_SIZE],
 }));
@@ -265,7 +276,7 @@ impl VirtioNet {
         let memory = NIC_MEMORY.0.get();
         let use_event_idx = features & feature::EVENT_IDX != 0;
         // SAFETY: NIC_MEMORY is claimed once (flag in `new`); the rings are page-aligned
-        // pages of 4096 bytes, enough for MAX_QUEUE_SIZE (ring_bytes(256) <= 4096).
+        // and sized for MAX_QUEUE_SIZE including the event words (DESC/AVAIL/USED_BYTES).
         let (rx_mem, tx_mem) = unsafe {
             (
                 QueueMemory {
@@ -293,11 +304,7 @@ impl VirtioNet {
             features,
             rx,
             tx,
-            rx_buffer_len: if features & feature::MRG_RXBUF != 0 {
-                MERGEABLE_RX_LEN
-            } else {
-                BUFFER_LEN
-            },
+            rx_buffer_len: RX_BUFFER_LEN,
             memory,
             rx_scheduled: false,
             budget_left: 0,

@@ -15,7 +15,7 @@ use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{fence, Ordering};
 
 /// Largest queue the driver sets up.
-pub const MAX_QUEUE_SIZE: usize = 256;
+pub const MAX_QUEUE_SIZE: usize = 1024;
 
 const VRING_DESC_F_WRITE: u16 = 2;
 const VRING_USED_F_NO_NOTIFY: u16 = 1;
