@@ -7,11 +7,14 @@ packages=(
   dnsmasq-base     # the DHCP server of the testbed
   iperf3           # the load generator
   busybox-static   # udhcpc, a DHCP client for the testbed's own tests
+  isc-dhcp-client  # dhclient: follows T1/T2 (udhcpc renews at lease/2), for the renewal tests
   iputils-ping     # ping from the testbed namespace
   qemu-system-x86  # QEMU microvm: an independent virtio-mmio peer for the probe guest
   acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
   cpio             # packs the Linux guest's initramfs
   python3          # a real JUnit/JSON consumer in the report tests
+  python3-jsonschema   # validates report.json against docs/report.schema.json (tests/report.rs)
+  python3-junitparser  # a real JUnit consumer for junit.xml (tests/report.rs)
   procps           # pgrep/pkill, used by tests
   gcc              # the linker driver for the probe guest image
 )

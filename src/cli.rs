@@ -20,10 +20,20 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel in a KVM virtual machine.
     Run(crate::commands::run::RunArgs),
+    /// The testbed network: namespace, bridge, taps, supervised dnsmasq.
+    Net(crate::commands::net::NetArgs),
     /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
     Doctor(crate::commands::doctor::DoctorArgs),
     /// Build guest images (`vnetbed image build probe`).
     Image(crate::commands::image::ImageArgs),
+    /// Soak a guest under sustained iperf3 load with DHCP and stall monitoring; write the record and reports.
+    Soak(crate::commands::soak::SoakArgs),
+    /// Run the buggy notification model under load until the 2012 incident unfolds.
+    Reproduce(crate::commands::soak::ReproduceArgs),
+    /// Measure and print performance figures (see BENCHMARKS.md).
+    Bench(crate::commands::bench::BenchArgs),
+    /// Rebuild report.json, junit.xml and report.html from a run directory's timeline.jsonl.
+    Report(crate::commands::report::ReportArgs),
 }
 
 /// Send `tracing` output to stderr, at a level set by `-v` or `RUST_LOG`.
@@ -38,6 +48,7 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }

@@ -88,15 +88,7 @@ pub const TOOLS: &[(&str, &str, &str)] = &[
     ("iperf3", "iperf3", "--version"),
 ];
 
-/// Find a program on PATH, or in /usr/sbin and /sbin (where Debian keeps ip and dnsmasq even
-/// when PATH lacks them).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
+pub use vnetbed::net::preflight::find_program;
 
 fn tool_report(name: &str, package: &str, flag: &str) -> ToolReport {
     let path = find_program(name);

@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::Args;
+use vmm::devices::virtio::net::{NetConfig, NetOptions, NotifyModel, OnStall};
+use vmm::duration::parse_duration;
 use vmm::events::EventSink;
 use vmm::exit::{ExitReason, STATUS_ERROR};
 use vmm::testguest::TestGuest;
@@ -15,7 +19,8 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Guest kernel: an ELF64 (vmlinux-style, entered at e_entry) or a bzImage. `builtin:NAME`
-    /// boots a built-in test guest: hello, triple-fault, reset, hang, speed-test.
+    /// boots a built-in test guest: hello (prints a line, resets: status 0),
+    /// hello-debug-exit (prints, debug-exit 0: status 1), triple-fault, reset, hang, speed-test.
     #[arg(long, value_name = "PATH")]
     pub kernel: String,
     /// Initial ramdisk, placed at the top of low memory.
@@ -36,6 +41,23 @@ pub struct RunArgs {
     /// Write the VMM's event stream (JSON lines) to PATH.
     #[arg(long, value_name = "PATH")]
     pub events: Option<PathBuf>,
+    /// A virtio-net device on a tap: `tap=NAME[,mac=MAC][,queue-size=N][,netns=NS]`, where NS is
+    /// a network namespace under /var/run/netns (a testbed's is `vnetbed-<name>`). Repeatable.
+    #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<NetConfig>().map_err(|e| e.to_string()))]
+    pub net: Vec<NetConfig>,
+    /// How the device enables notifications and decides to interrupt: fenced (correct; QEMU >= 1.1),
+    /// unfenced (alias qemu-kvm-1.0: no fences, emulated store buffer) or no-recheck (QEMU before 2010).
+    #[arg(long, default_value = "fenced", value_parser = |s: &str| s.parse::<NotifyModel>().map_err(|e| e.to_string()))]
+    pub notify_model: NotifyModel,
+    /// How long the buggy models' notification stores stay invisible to the guest (0: none).
+    #[arg(long, value_parser = parse_duration)]
+    pub race_window: Option<Duration>,
+    /// How long a queue may be stalled before the watchdog reports it.
+    #[arg(long, value_parser = parse_duration)]
+    pub stall_timeout: Option<Duration>,
+    /// What to do about a stall: report (leave it), recover (deliver the lost notification) or exit (status 8).
+    #[arg(long, default_value = "report", value_parser = |s: &str| s.parse::<OnStall>().map_err(|e| e.to_string()))]
+    pub on_stall: OnStall,
 }
 
 /// A parsed `--serial` value.
@@ -65,7 +87,8 @@ fn parse_serial(s: &str) -> Result<SerialDest, String> {
 /// Resolve `builtin:NAME`.
 pub fn builtin_guest(name: &str) -> Option<TestGuest> {
     Some(match name {
-        "hello" => TestGuest::Hello(0),
+        "hello" => TestGuest::HelloReset,
+        "hello-debug-exit" => TestGuest::Hello(0),
         "triple-fault" => TestGuest::TripleFault,
         "reset" => TestGuest::Reset,
         "hang" => TestGuest::Hang,
@@ -78,7 +101,7 @@ pub fn builtin_guest(name: &str) -> Option<TestGuest> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Unknown `builtin:` name.
-    #[error("unknown built-in guest `{0}`; use builtin:hello, builtin:triple-fault, builtin:reset, builtin:hang or builtin:speed-test")]
+    #[error("unknown built-in guest `{0}`; use builtin:hello, builtin:hello-debug-exit, builtin:triple-fault, builtin:reset, builtin:hang or builtin:speed-test")]
     UnknownBuiltin(String),
     /// The built-in image could not be written.
     #[error("cannot write the built-in guest image to {path}: {source}")]
@@ -101,6 +124,15 @@ pub enum RunError {
     /// The VM could not be built or started.
     #[error(transparent)]
     Vm(#[from] vmm::vm::VmError),
+    /// A NIC could not be attached.
+    #[error("--net tap={tap}: {source}")]
+    Net {
+        /// The tap.
+        tap: String,
+        /// Why.
+        #[source]
+        source: vmm::netdev::NetDevError,
+    },
 }
 
 /// A kernel path, materialising `builtin:` guests into a temporary file removed on drop.
@@ -169,7 +201,24 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         serial,
         events,
     };
-    let vm = Vm::new(config)?;
+    let mut vm = Vm::new(config)?;
+    let mut options = NetOptions {
+        notify_model: args.notify_model,
+        on_stall: args.on_stall,
+        ..NetOptions::default()
+    };
+    if let Some(w) = args.race_window {
+        options.race_window = w;
+    }
+    if let Some(t) = args.stall_timeout {
+        options.stall_timeout = t;
+    }
+    for cfg in &args.net {
+        vmm::netdev::attach_net(&mut vm, cfg, options).map_err(|source| RunError::Net {
+            tap: cfg.tap.clone(),
+            source,
+        })?;
+    }
     let exit = vm.run()?;
     match &exit.reason {
         ExitReason::Reset => tracing::info!("{}", exit.reason),

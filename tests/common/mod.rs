@@ -40,16 +40,18 @@ impl Capability {
             }
             Capability::Tun => (!Path::new("/dev/net/tun").exists())
                 .then(|| "/dev/net/tun does not exist".to_string()),
-            Capability::Program(name) => {
-                find_program(name).is_none().then(|| format!("`{name}` is not on PATH"))
-            }
+            Capability::Program(name) => find_program(name)
+                .is_none()
+                .then(|| format!("`{name}` is not on PATH")),
         }
     }
 }
 
 /// Whether this run is CI (`CI=true`), where every capability is mandatory.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// Check every capability. Returns `true` when the test may run. When one is missing it

@@ -11,6 +11,7 @@
 //! 0x0000_b000  PD (4 x 512 2 MiB pages)   PDE_START   (identity maps the first 4 GiB)
 //! 0x0002_0000  kernel command line        CMDLINE_START (CMDLINE_MAX_SIZE bytes)
 //! 0x0009_fc00  end of low RAM in the e820 map (EBDA above)
+//! 0x000e_0000  ACPI tables: RSDP, XSDT, FADT, MADT, DSDT   ACPI_START (in the BIOS area Linux scans)
 //! 0x0010_0000  kernel load address        HIMEM_START
 //! ...          initrd: placed at the top of low RAM, page aligned
 //! 0xd000_0000  virtio-mmio window         MMIO_WINDOW_START, one VIRTIO_MMIO_DEVICE_SIZE slot per device
@@ -42,6 +43,11 @@ pub const CMDLINE_START: u64 = 0x20000;
 pub const CMDLINE_MAX_SIZE: usize = 4096;
 /// End of the usable low memory reported in e820 (the EBDA starts here).
 pub const EBDA_START: u64 = 0x9fc00;
+/// ACPI tables (RSDP first, 16-byte aligned, inside the 0xe0000-0xfffff BIOS area that
+/// Linux scans for the RSDP; vnetbed also passes its address in boot_params).
+pub const ACPI_START: u64 = 0xe_0000;
+/// End of the ACPI area.
+pub const ACPI_END: u64 = 0x10_0000;
 /// Where kernels are loaded (1 MiB).
 pub const HIMEM_START: u64 = 0x10_0000;
 
@@ -123,7 +129,7 @@ mod tests {
     #[test]
     fn device_windows_sit_inside_the_gap_and_below_the_ioapic() {
         let last = virtio_mmio_base(MAX_VIRTIO_DEVICES - 1) + VIRTIO_MMIO_DEVICE_SIZE;
-        assert!(MMIO_WINDOW_START >= MMIO_GAP_START);
+        const { assert!(MMIO_WINDOW_START >= MMIO_GAP_START) };
         assert!(last <= IOAPIC_START);
         assert_eq!(virtio_irq(MAX_VIRTIO_DEVICES - 1), IRQ_MAX);
     }

@@ -3,13 +3,16 @@
 //! The binary `vnetbed run` is a thin front end over [`vm::Vm`]. Everything that is
 //! guest-visible (memory map, devices) is defined here.
 
+pub mod acpi;
 pub mod boot;
 pub mod capabilities;
 pub mod devices;
+pub mod duration;
 pub mod events;
 pub mod exit;
 pub mod layout;
 pub mod memory;
+pub mod netdev;
 pub mod signals;
 pub mod speedtest;
 pub mod testguest;

@@ -27,7 +27,8 @@ global_asm!(
     .globl vnetbed_tg_start
 vnetbed_tg_start:
 
-// Hello: print HELLO_LINE + '\n' on COM1, then write the 32-bit status word to debug-exit.
+// Hello: print HELLO_LINE + '\n' on COM1, then write the 32-bit status word to debug-exit
+// (or reset through the i8042 when the word is 0xffffffff).
 vnetbed_tg_hello:
     lea rsi, [rip + 2f]
     lea rcx, [rip + 3f]
@@ -39,6 +40,8 @@ vnetbed_tg_hello:
     dec ecx
     jnz 1b
     mov eax, dword ptr [rip + vnetbed_tg_status]
+    cmp eax, 0xffffffff
+    je vnetbed_tg_reset
     mov dx, 0xf4
     out dx, eax
     jmp vnetbed_tg_park
@@ -156,6 +159,8 @@ pub enum TestGuest {
     /// Prints [`HELLO_LINE`] and ends through the debug-exit port with the given value
     /// (process exit status `(v << 1) | 1`).
     Hello(u32),
+    /// Prints [`HELLO_LINE`] and resets through the i8042 (exit status 0).
+    HelloReset,
     /// Triple-faults at once.
     TripleFault,
     /// Resets through the i8042.
@@ -185,7 +190,7 @@ fn offset(sym: *const u8) -> usize {
 impl TestGuest {
     fn entry_offset(self) -> usize {
         offset(match self {
-            TestGuest::Hello(_) => &raw const vnetbed_tg_off_hello,
+            TestGuest::Hello(_) | TestGuest::HelloReset => &raw const vnetbed_tg_off_hello,
             TestGuest::TripleFault => &raw const vnetbed_tg_off_triple,
             TestGuest::Reset => &raw const vnetbed_tg_off_reset,
             TestGuest::Hang => &raw const vnetbed_tg_off_hang,
@@ -197,7 +202,12 @@ impl TestGuest {
 /// The guest as an ELF64 executable image (bytes of a file).
 pub fn elf_image(guest: TestGuest) -> Vec<u8> {
     let mut code = blob().to_vec();
-    if let TestGuest::Hello(status) = guest {
+    let status = match guest {
+        TestGuest::Hello(status) => Some(status),
+        TestGuest::HelloReset => Some(u32::MAX),
+        _ => None,
+    };
+    if let Some(status) = status {
         let at = offset(&raw const vnetbed_tg_off_status);
         code[at..at + 4].copy_from_slice(&status.to_le_bytes());
     }

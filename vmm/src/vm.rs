@@ -21,6 +21,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
+use crate::acpi::{self, AcpiError};
 use crate::boot::cpu::{self, CpuSetupError};
 use crate::boot::loader::{self, LoadError, LoadedKernel};
 use crate::boot::params::{self, InitrdPlacement, ParamsError};
@@ -122,6 +123,9 @@ pub enum VmError {
     /// Zero page.
     #[error(transparent)]
     Params(#[from] ParamsError),
+    /// ACPI tables.
+    #[error(transparent)]
+    Acpi(#[from] AcpiError),
     /// The kernel command line.
     #[error("invalid kernel command line: {0}; it must be printable ASCII and at most {max} bytes", max = layout::CMDLINE_MAX_SIZE - 1)]
     Cmdline(String),
@@ -240,7 +244,7 @@ pub struct Vm {
     initrd: Option<InitrdPlacement>,
     cmdline: String,
     events: EventSink,
-    virtio_devices: usize,
+    virtio_slots: Vec<VirtioSlot>,
     mem_mib: u64,
     _kvm: Kvm,
 }
@@ -355,7 +359,7 @@ impl Vm {
             initrd,
             cmdline: config.cmdline,
             events: config.events,
-            virtio_devices: 0,
+            virtio_slots: Vec::new(),
             mem_mib: config.mem_mib,
             _kvm: kvm,
         })
@@ -409,11 +413,10 @@ impl Vm {
     /// Reserve the next virtio-mmio slot and announce it on the command line in Linux syntax
     /// (`virtio_mmio.device=4K@0xd0000000:5`). The caller puts the device at `slot.base`.
     pub fn allocate_virtio_slot(&mut self) -> Result<VirtioSlot, VmError> {
-        let index = self.virtio_devices;
+        let index = self.virtio_slots.len();
         if index >= layout::MAX_VIRTIO_DEVICES {
             return Err(VmError::TooManyDevices);
         }
-        self.virtio_devices += 1;
         let slot = VirtioSlot {
             index,
             base: layout::virtio_mmio_base(index),
@@ -456,7 +459,24 @@ impl Vm {
             .len();
         linux_loader::loader::load_cmdline(&self.mem, GuestAddress(layout::CMDLINE_START), &cl)
             .map_err(|e| VmError::Cmdline(e.to_string()))?;
-        params::write_boot_params(&self.mem, self.kernel.setup_header, len, self.initrd)?;
+        let devices: Vec<acpi::MmioDevice> = self
+            .virtio_slots
+            .iter()
+            .map(|s| acpi::MmioDevice {
+                base: s.base,
+                size: s.size,
+                irq: s.irq,
+            })
+            .collect();
+        let tables = acpi::build(self.vcpus.len(), &devices)?;
+        let rsdp = acpi::write(&self.mem, &tables)?;
+        params::write_boot_params(
+            &self.mem,
+            self.kernel.setup_header,
+            len,
+            self.initrd,
+            Some(rsdp),
+        )?;
         Ok(())
     }
 

@@ -48,12 +48,14 @@ fn add_e820(params: &mut boot_params, addr: u64, size: u64) -> Result<(), Params
 }
 
 /// Build and write the zero page. `hdr` is the bzImage setup header, or `None` for an ELF
-/// kernel (a minimal header is synthesised). `cmdline_len` includes the NUL.
+/// kernel (a minimal header is synthesised). `cmdline_len` includes the NUL. `acpi_rsdp` is
+/// the RSDP's address (boot protocol 2.14 `acpi_rsdp_addr`; older kernels scan for it).
 pub fn write_boot_params(
     mem: &GuestMemoryMmap,
     hdr: Option<setup_header>,
     cmdline_len: usize,
     initrd: Option<InitrdPlacement>,
+    acpi_rsdp: Option<u64>,
 ) -> Result<(), ParamsError> {
     let mut params = boot_params::default();
     if let Some(h) = hdr {
@@ -66,6 +68,9 @@ pub fn write_boot_params(
     params.hdr.type_of_loader = KERNEL_LOADER_OTHER;
     params.hdr.cmd_line_ptr = CMDLINE_START as u32;
     params.hdr.cmdline_size = cmdline_len as u32;
+    if let Some(rsdp) = acpi_rsdp {
+        params.acpi_rsdp_addr = rsdp;
+    }
     if let Some(i) = initrd {
         params.hdr.ramdisk_image = i.addr as u32;
         params.hdr.ramdisk_size = i.size as u32;

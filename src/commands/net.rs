@@ -1,0 +1,380 @@
+//! `vnetbed net up|down|status|gc`: the testbed network from the command line.
+//!
+//! # Why `up` leaves a supervisor process behind
+//!
+//! dnsmasq must stay supervised (restarted within a second if it dies) for as long as the
+//! testbed exists, so some process has to outlive `vnetbed net up`. `up` therefore starts a
+//! detached holder, the hidden `vnetbed net supervise` (own session, no terminal), which builds
+//! the testbed through the library ([`Testbed::up`]), reports `READY` or the error on a pipe,
+//! and then owns dnsmasq until SIGINT/SIGTERM/SIGHUP, when it tears everything down. `up`
+//! returns as soon as the report arrives, with the supervisor's error as its own. `down` sends
+//! SIGTERM to the supervisor (verified by pid, start time and command line) and waits for it to
+//! finish. `up --foreground` runs the same holder in the terminal instead, until Ctrl-C.
+//! If the holder is SIGKILLed, dnsmasq dies with it (parent-death signal) and `gc` removes the
+//! namespace and state directory.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use vnetbed::net::{self, NetError, Subnet, Testbed, TestbedConfig, TestbedStatus};
+
+/// Arguments of `vnetbed net`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// What to do with the testbed network.
+    #[command(subcommand)]
+    pub command: NetCommand,
+}
+
+/// The `net` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Build a testbed: namespace vnetbed-NAME, bridge, taps and a supervised dnsmasq.
+    Up(UpArgs),
+    /// Remove a testbed: stop dnsmasq, delete taps, bridge and namespace.
+    Down(NameArgs),
+    /// Show a testbed's addresses, taps, lease schedule and dnsmasq state.
+    Status(StatusArgs),
+    /// Remove leftovers of testbeds whose holder was killed.
+    Gc,
+    /// Hold a testbed until SIGINT/SIGTERM (started by `net up`; not for direct use).
+    #[command(hide = true)]
+    Supervise(UpArgs),
+}
+
+/// Arguments of `net up`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Testbed name (1-8 characters a-z, 0-9, '-'); the namespace is vnetbed-NAME.
+    #[arg(long, default_value = net::names::DEFAULT_NAME)]
+    pub name: String,
+    /// IPv4 subnet; the bridge gets its first address (.1).
+    #[arg(long, default_value = net::subnet::DEFAULT_SUBNET)]
+    pub subnet: String,
+    /// Lease time configured in dnsmasq (dnsmasq sends at least 120 s).
+    #[arg(long, default_value = "1m")]
+    pub lease: String,
+    /// Renewal time T1 sent to clients (default: half the lease, 30 s for 1m).
+    #[arg(long)]
+    pub renew_after: Option<String>,
+    /// Rebinding time T2 sent to clients (default: 7/8 of the lease, 52 s for 1m).
+    #[arg(long)]
+    pub rebind_after: Option<String>,
+    /// Number of taps on the bridge.
+    #[arg(long, default_value_t = 1)]
+    pub taps: u32,
+    /// Hold the testbed in this terminal until Ctrl-C instead of a detached supervisor.
+    #[arg(long)]
+    pub foreground: bool,
+}
+
+impl UpArgs {
+    fn config(&self) -> Result<TestbedConfig, NetError> {
+        net::names::validate_name(&self.name)?;
+        let optional = |d: &Option<String>| d.as_deref().map(net::parse_duration).transpose();
+        let config = TestbedConfig {
+            name: self.name.clone(),
+            subnet: self.subnet.parse::<Subnet>()?,
+            lease: net::parse_duration(&self.lease)?,
+            renew_after: optional(&self.renew_after)?,
+            rebind_after: optional(&self.rebind_after)?,
+            taps: self.taps,
+            ..TestbedConfig::default()
+        };
+        net::LeaseSchedule::new(config.lease, config.renew_after, config.rebind_after)?;
+        Ok(config)
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--name".to_string(),
+            self.name.clone(),
+            "--subnet".into(),
+            self.subnet.clone(),
+            "--lease".into(),
+            self.lease.clone(),
+            "--taps".into(),
+            self.taps.to_string(),
+        ];
+        if let Some(d) = &self.renew_after {
+            args.extend(["--renew-after".to_string(), d.clone()]);
+        }
+        if let Some(d) = &self.rebind_after {
+            args.extend(["--rebind-after".to_string(), d.clone()]);
+        }
+        args
+    }
+}
+
+/// A testbed name argument.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Testbed name.
+    #[arg(long, default_value = net::names::DEFAULT_NAME)]
+    pub name: String,
+}
+
+/// Arguments of `net status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Testbed name.
+    #[arg(long, default_value = net::names::DEFAULT_NAME)]
+    pub name: String,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a `net` subcommand; returns the exit status.
+pub fn main(args: NetArgs) -> i32 {
+    let (what, result) = match args.command {
+        NetCommand::Up(up) if up.foreground => ("up", supervise(&up, false)),
+        NetCommand::Up(up) => ("up", up_detached(&up)),
+        NetCommand::Supervise(up) => ("supervise", supervise(&up, true)),
+        NetCommand::Down(n) => ("down", down(&n.name)),
+        NetCommand::Status(s) => ("status", status(&s)),
+        NetCommand::Gc => ("gc", gc()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vnetbed net {what}: error: {e}");
+            1
+        }
+    }
+}
+
+/// How long `up` waits for the supervisor's report.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `down` waits for the supervisor to finish.
+const DOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn up_detached(up: &UpArgs) -> Result<(), NetError> {
+    // Catch argument mistakes here, before a process is started.
+    up.config()?;
+    let exe =
+        std::env::current_exe().map_err(|e| NetError::io("cannot find the vnetbed binary", e))?;
+    let mut command = Command::new(exe);
+    command.args(["net", "supervise"]).args(up.to_args());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // A long-lived process should not pin the caller's working directory.
+        .current_dir("/");
+    // SAFETY: setsid is async-signal-safe; it detaches the supervisor from our session and
+    // terminal, so that a Ctrl-C or hang-up there does not reach it.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| NetError::io("cannot start the supervisor", e))?;
+    let supervisor_error = |why: String| NetError::Supervisor {
+        name: up.name.clone(),
+        why,
+    };
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| supervisor_error("no report pipe".into()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(supervisor_error(format!(
+                "no report within {READY_TIMEOUT:?}; it was killed"
+            )));
+        }
+    };
+    if let Some(json) = line.strip_prefix("READY ") {
+        let status: TestbedStatus = serde_json::from_str(json)
+            .map_err(|e| supervisor_error(format!("unreadable report: {e}")))?;
+        print_status(&status);
+        println!(
+            "supervisor: pid {} (take the testbed down with `vnetbed net down --name {}`)",
+            child.id(),
+            up.name
+        );
+        return Ok(());
+    }
+    // The supervisor failed and exits; reap it.
+    let _ = child.wait();
+    let why = line
+        .strip_prefix("ERROR ")
+        .unwrap_or(&line)
+        .trim()
+        .replace("\\n", "\n");
+    if why.is_empty() {
+        return Err(supervisor_error("it exited without a report".into()));
+    }
+    Err(NetError::Reported(why))
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Route SIGINT, SIGTERM and SIGHUP to [`request_stop`] (plain sigaction: the handler only
+/// stores to an atomic, which is all a signal handler may safely do; no crate is needed).
+fn install_stop_handlers() -> Result<(), NetError> {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction is a valid starting value; the handler is an
+        // async-signal-safe extern "C" fn that only stores to an atomic.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = request_stop as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(NetError::io(
+                "cannot install signal handlers",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Hold a testbed until a stop signal. With `report`, write `READY <status json>` or
+/// `ERROR <message>` as the single line on stdout (for `up`).
+fn supervise(up: &UpArgs, report: bool) -> Result<(), NetError> {
+    install_stop_handlers()?;
+    let testbed = match up.config().and_then(Testbed::up) {
+        Ok(testbed) => testbed,
+        Err(e) => {
+            if report {
+                println!("ERROR {}", e.to_string().replace('\n', "\\n"));
+            }
+            return Err(e);
+        }
+    };
+    if report {
+        let json = serde_json::to_string(&testbed.status()).unwrap_or_default();
+        println!("READY {json}");
+        // From now on nobody reads our stdout/stderr: keep our log (dnsmasq restarts,
+        // teardown errors) in the state directory instead.
+        redirect_stderr(&testbed.state_dir().join("supervisor.log"));
+        redirect_stdout_to_null();
+    } else {
+        print_status(&testbed.status());
+        println!("holding the testbed; Ctrl-C takes it down");
+    }
+    while !STOP_REQUESTED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    testbed.down()
+}
+
+/// Point file descriptor 2 at `path` (appending); on failure stderr stays where it was.
+fn redirect_stderr(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    // SAFETY: dup2 of a valid open descriptor onto fd 2; `file` is closed afterwards, the
+    // duplicate stays valid.
+    unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) };
+}
+
+/// Point stdout at /dev/null once `up` has read the report (its pipe then has no reader).
+fn redirect_stdout_to_null() {
+    use std::os::fd::AsRawFd;
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    // SAFETY: dup2 of a valid open descriptor onto fd 1.
+    unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) };
+}
+
+fn down(name: &str) -> Result<(), NetError> {
+    net::down_named(&net::state_root(), name, DOWN_TIMEOUT)?;
+    println!("testbed {name} is down");
+    Ok(())
+}
+
+fn status(args: &StatusArgs) -> Result<(), NetError> {
+    let status = net::read_status(&net::state_root(), &args.name)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&status)
+            .map_err(|e| NetError::io("cannot format the status", std::io::Error::other(e)))?;
+        println!("{json}");
+    } else {
+        print_status(&status);
+    }
+    Ok(())
+}
+
+fn print_status(s: &TestbedStatus) {
+    let i = &s.info;
+    println!(
+        "testbed {}: namespace {}, bridge {} {}/{}",
+        i.name,
+        i.netns,
+        i.bridge,
+        i.bridge_address,
+        i.subnet.rsplit('/').next().unwrap_or("")
+    );
+    println!(
+        "  subnet {}, DHCP range {} - {}",
+        i.subnet, i.dhcp_range_first, i.dhcp_range_last
+    );
+    println!("  taps: {}", i.taps.join(" "));
+    println!(
+        "  lease: configured {} s, clients receive {} s; T1 {} s, T2 {} s",
+        i.lease_secs, i.effective_lease_secs, i.renew_secs, i.rebind_secs
+    );
+    println!("  note: {}", i.lease_note);
+    match s.dnsmasq_pid {
+        Some(pid) => println!("  dnsmasq: pid {pid}, restarts {}", s.dnsmasq_restarts),
+        None => println!("  dnsmasq: not running, restarts {}", s.dnsmasq_restarts),
+    }
+    println!(
+        "  state: {} (holder pid {})",
+        i.state_dir.display(),
+        i.holder_pid
+    );
+}
+
+fn gc() -> Result<(), NetError> {
+    let report = net::gc(&net::state_root())?;
+    for name in &report.removed {
+        println!("removed leftover testbed {name}");
+    }
+    for pid in &report.killed_dnsmasq {
+        println!("killed leftover dnsmasq {pid}");
+    }
+    for name in &report.live {
+        println!("kept {name}: its holder is alive");
+    }
+    for (netns, pid) in &report.busy_netns {
+        println!("kept namespace {netns}: process {pid} is inside it");
+    }
+    if report.removed.is_empty() {
+        println!("nothing to clean up");
+    }
+    Ok(())
+}

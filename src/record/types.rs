@@ -1,0 +1,435 @@
+//! The records of `timeline.jsonl`, schema `vnetbed.timeline/1`.
+//!
+//! The file is JSON lines. The first line is a [`RunHeader`]; every later line is one
+//! [`Record`], tagged by `"record"`. Times are `t` (wall clock, seconds since the Unix epoch)
+//! and `elapsed` (seconds since the run started); every other time in a record is also
+//! run-elapsed seconds. Counters are cumulative since their source started (the VMM, the
+//! guest); a counter that goes down means its source restarted.
+//!
+//! Compatibility: readers ignore fields they do not know, so adding an optional field keeps
+//! the schema at `/1`; removing or changing the meaning of a field bumps it.
+
+use serde::{Deserialize, Serialize};
+
+/// The schema name and version written in every header.
+pub const TIMELINE_SCHEMA: &str = "vnetbed.timeline/1";
+
+/// One line of the timeline after the header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    /// The run header (only as the first line).
+    Header(RunHeader),
+    /// The once-per-second measurements.
+    Sample(Sample),
+    /// A stall the VMM's watchdog detected, written as soon as it is known.
+    Stall(Stall),
+    /// A DHCP exchange, written once its outcome is known.
+    Dhcp(DhcpExchange),
+    /// The VMM process ended.
+    VmmExit(VmmExit),
+    /// A free-form observation (dnsmasq restarted, iperf3 run failed to start, ...).
+    Note(Note),
+    /// The orchestrator finished the run (absent after a SIGKILL).
+    End(RunEnd),
+}
+
+/// The first line: what was run, how, and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunHeader {
+    /// Always [`TIMELINE_SCHEMA`] for this version.
+    pub schema: String,
+    /// The vnetbed version that wrote the record.
+    pub vnetbed_version: String,
+    /// The command line, one argument per element.
+    pub command: Vec<String>,
+    /// When the run started, seconds since the Unix epoch.
+    pub started_unix: f64,
+    /// When the run started, RFC 3339 in UTC.
+    pub started_at: String,
+    /// The run's configuration.
+    pub config: RunConfig,
+    /// The host it ran on.
+    pub host: HostInfo,
+}
+
+/// The run's configuration, as the user asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The guest image (`probe`, `linux`).
+    pub guest: String,
+    /// The device's notify model (`fenced`, `unfenced`, `no-recheck`).
+    pub notify_model: String,
+    /// The race window, as given (for example `"2us"`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub race_window: Option<String>,
+    /// The load (`udp`, `tcp`, `tcp-reverse`, `mixed`, `none`).
+    pub load: String,
+    /// The load's rate, as given to iperf3 (for example `"200M"`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// The planned duration in seconds (absent: until a stall or a timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// The throughput floor in bits/s: the median total throughput while load runs must reach
+    /// it. Absent: the throughput check is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput_floor_bps: Option<f64>,
+}
+
+/// The host the run was recorded on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// CPU model name from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Number of online CPUs.
+    pub nproc: u32,
+}
+
+/// The once-per-second measurements. Every group is optional: a monitor that has nothing for
+/// this second leaves its field out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Wall clock, seconds since the Unix epoch.
+    pub t: f64,
+    /// Seconds since the run started.
+    pub elapsed: f64,
+    /// iperf3 throughput during this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<Throughput>,
+    /// The ping sent this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<Ping>,
+    /// DHCP exchanges that completed (or timed out) in this second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dhcp: Vec<DhcpExchange>,
+    /// The guest's DHCP lease state at the end of this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseState>,
+    /// The device's counters (cumulative), from the VMM's event stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceCounters>,
+    /// The guest driver's counters (cumulative), from its `@probe` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestCounters>,
+    /// Stalls detected in this second that were not already written as [`Record::Stall`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stalls: Vec<Stall>,
+    /// The VMM's exit, when it happened this second and was not written as
+    /// [`Record::VmmExit`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_exit: Option<VmmExit>,
+    /// Free-form notes for this second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// iperf3 throughput in one second, per direction, in bits/s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Host (namespace) → guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_guest_bps: Option<f64>,
+    /// Guest → host (namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_guest_bps: Option<f64>,
+    /// The iperf3 run (1, 2, ...) this second belongs to; absent between runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iperf_run: Option<u64>,
+}
+
+/// One ping of the guest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Round-trip time in milliseconds; absent when lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// No reply within the interval.
+    pub lost: bool,
+}
+
+/// The kind of a DHCP exchange, from the client's state when it sent its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DhcpPhase {
+    /// DISCOVER / OFFER.
+    Discover,
+    /// REQUEST in SELECTING or INIT-REBOOT state (getting a first lease).
+    Request,
+    /// REQUEST in RENEWING state (unicast to the server at T1).
+    Renew,
+    /// REQUEST in REBINDING state (broadcast at T2).
+    Rebind,
+    /// RELEASE, DECLINE, INFORM.
+    Other,
+}
+
+impl DhcpPhase {
+    /// Renewals are the exchanges the "every renewal answered and received" check covers.
+    pub fn is_renewal(self) -> bool {
+        matches!(self, DhcpPhase::Renew | DhcpPhase::Rebind)
+    }
+}
+
+/// One DHCP exchange: the guest's request and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DhcpExchange {
+    /// Seconds since the run started at which the request was seen.
+    pub at: f64,
+    /// What the client was doing.
+    pub phase: DhcpPhase,
+    /// The request's message type (`discover`, `request`, `release`, ...).
+    pub message: String,
+    /// The transaction id, when known (hex, as dnsmasq logs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<String>,
+    /// The client's MAC address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The address requested or offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The server's answer (`offer`, `ack`, `nak`); absent when it did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// Whether the guest reported receiving the answer; absent when not yet known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_by_guest: Option<bool>,
+}
+
+/// The guest's DHCP client state (RFC 2131 §4.4), as the guest reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseState {
+    /// No lease, not yet asking.
+    Init,
+    /// Looking for a server.
+    Selecting,
+    /// Asking for the offered address.
+    Requesting,
+    /// Holds a lease.
+    Bound,
+    /// Past T1, asking its server to extend.
+    Renewing,
+    /// Past T2, asking any server to extend.
+    Rebinding,
+    /// The lease ran out; the address is gone.
+    Expired,
+}
+
+impl LeaseState {
+    /// Whether the guest holds an address in this state.
+    pub fn holds_address(self) -> bool {
+        matches!(
+            self,
+            LeaseState::Bound | LeaseState::Renewing | LeaseState::Rebinding
+        )
+    }
+}
+
+/// Counters of the virtio-net device, from the VMM's event stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCounters {
+    /// One entry per virtqueue.
+    pub queues: Vec<QueueCounters>,
+}
+
+/// Cumulative counters of one virtqueue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueCounters {
+    /// The queue's name: `rx` or `tx` (with a suffix for multiqueue: `rx1`, ...).
+    pub queue: String,
+    /// Frames moved.
+    #[serde(default)]
+    pub frames: u64,
+    /// Bytes moved.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Kicks (queue notifications) received from the guest.
+    #[serde(default)]
+    pub kicks: u64,
+    /// Interrupts sent to the guest.
+    #[serde(default)]
+    pub interrupts_sent: u64,
+    /// Interrupts suppressed by the guest's flags or `used_event`.
+    #[serde(default)]
+    pub interrupts_suppressed: u64,
+    /// Times the device found the ring empty.
+    #[serde(default)]
+    pub ring_empty: u64,
+    /// Times the device enabled notifications (on rx: after finding the ring empty; each one
+    /// is one exposure to the lost-kick race).
+    #[serde(default)]
+    pub notify_enables: u64,
+    /// Race windows the notify model opened (`--race-window`).
+    #[serde(default)]
+    pub race_windows: u64,
+    /// EAGAIN from the tap.
+    #[serde(default)]
+    pub tap_eagain: u64,
+    /// Frames dropped.
+    #[serde(default)]
+    pub drops: u64,
+}
+
+/// Cumulative counters of the guest's virtio-net driver, from its `@probe` lines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestCounters {
+    /// Packets received.
+    #[serde(default)]
+    pub rx_packets: u64,
+    /// Bytes received.
+    #[serde(default)]
+    pub rx_bytes: u64,
+    /// Packets sent.
+    #[serde(default)]
+    pub tx_packets: u64,
+    /// Bytes sent.
+    #[serde(default)]
+    pub tx_bytes: u64,
+    /// Rx buffers refilled.
+    #[serde(default)]
+    pub refills: u64,
+    /// Kicks sent to the device.
+    #[serde(default)]
+    pub kicks_sent: u64,
+    /// Kicks suppressed by the device's flags or `avail_event`.
+    #[serde(default)]
+    pub kicks_suppressed: u64,
+    /// Interrupts taken.
+    #[serde(default)]
+    pub interrupts: u64,
+    /// Poll passes over the used rings.
+    #[serde(default)]
+    pub polls: u64,
+    /// Times the driver found its rx ring without buffers.
+    #[serde(default)]
+    pub ring_empty: u64,
+}
+
+/// The kind of a lost notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StallKind {
+    /// The guest published buffers and did not kick; the device waits for a kick.
+    LostKick,
+    /// The device published used entries and did not interrupt; the guest sleeps.
+    LostInterrupt,
+}
+
+impl StallKind {
+    /// The name used in the record and the reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StallKind::LostKick => "lost_kick",
+            StallKind::LostInterrupt => "lost_interrupt",
+        }
+    }
+}
+
+/// A stall signature from the VMM's watchdog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stall {
+    /// The queue (`rx`, `tx`).
+    pub queue: String,
+    /// Lost kick or lost interrupt.
+    pub kind: StallKind,
+    /// When the watchdog detected it (run-elapsed seconds).
+    pub detected_at: f64,
+    /// Since when the queue has not progressed (run-elapsed seconds).
+    pub stalled_since: f64,
+    /// The device's `next_avail`.
+    pub device_next_avail: u16,
+    /// The device's `next_used`.
+    pub device_next_used: u16,
+    /// The guest's `avail->idx`, read when detected.
+    pub guest_avail_idx: u16,
+    /// The guest's `used_event`, read when detected (absent without EVENT_IDX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_used_event: Option<u16>,
+    /// The guest's `avail->flags`, read when detected.
+    pub guest_avail_flags: u16,
+    /// The last kick the device received (run-elapsed seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_kick_at: Option<f64>,
+    /// The last interrupt the device sent (run-elapsed seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_interrupt_at: Option<f64>,
+}
+
+impl Stall {
+    /// A one-line human description of the signature.
+    pub fn signature(&self) -> String {
+        let used_event = self
+            .guest_used_event
+            .map_or_else(|| "-".to_string(), |v| v.to_string());
+        format!(
+            "{} on {}: device next_avail={} next_used={}, guest avail_idx={} used_event={} flags={:#x}",
+            self.kind.as_str(),
+            self.queue,
+            self.device_next_avail,
+            self.device_next_used,
+            self.guest_avail_idx,
+            used_event,
+            self.guest_avail_flags
+        )
+    }
+}
+
+/// The VMM process ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmmExit {
+    /// When it ended (run-elapsed seconds).
+    pub at: f64,
+    /// Its exit status, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+    /// The signal that killed it, when killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Why, in words (`"killed by SIGKILL"`, `"stall watchdog: --on-stall exit"`, `"hung: no
+    /// events for 10 s"`, `"stopped by the orchestrator"`).
+    pub cause: String,
+    /// Whether the orchestrator asked for it (the normal end of a run).
+    pub expected: bool,
+    /// The VMM's last events, as it emitted them (newest last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_events: Vec<serde_json::Value>,
+}
+
+/// A free-form observation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    /// When (run-elapsed seconds).
+    pub at: f64,
+    /// What happened.
+    pub text: String,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Ran for its planned duration (or until its goal, for `reproduce`).
+    Completed,
+    /// Stopped early by SIGINT/SIGTERM; the record is what was measured until then.
+    Interrupted,
+    /// The orchestrator itself failed (testbed setup, a missing tool, ...).
+    Error,
+}
+
+/// The last line the orchestrator writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    /// Wall clock, seconds since the Unix epoch.
+    pub t: f64,
+    /// Seconds since the run started.
+    pub elapsed: f64,
+    /// How the run ended.
+    pub outcome: RunOutcome,
+    /// The error, for [`RunOutcome::Error`], or the signal, for [`RunOutcome::Interrupted`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}

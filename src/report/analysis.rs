@@ -1,0 +1,431 @@
+//! Statistics of a timeline: stalls, renewals, lease, throughput, ping, exposure, VMM exit.
+
+use serde::Serialize;
+
+use super::stats::{counter_delta, Percentiles};
+use crate::record::{
+    DhcpExchange, LeaseState, Note, Record, RunEnd, Sample, Stall, Timeline, VmmExit,
+};
+
+/// Everything the reports say about a run, computed from its timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// Run-elapsed seconds of the last record.
+    pub duration_s: f64,
+    /// The once-per-second samples, in order.
+    pub samples: Vec<Sample>,
+    /// The end record, when the orchestrator wrote one.
+    pub end: Option<RunEnd>,
+    /// Every distinct stall, by detection time.
+    pub stalls: Vec<Stall>,
+    /// Every DHCP exchange, by time.
+    pub dhcp: Vec<DhcpExchange>,
+    /// Renewal statistics.
+    pub renewals: RenewalStats,
+    /// When the guest lost its lease (expired, or fell back to INIT after holding one).
+    pub lease_lost_at: Option<f64>,
+    /// Throughput while load ran.
+    pub throughput: ThroughputStats,
+    /// Ping statistics.
+    pub ping: PingStats,
+    /// Exposure to the lost-kick race.
+    pub exposure: Exposure,
+    /// Every exit of the VMM, in order.
+    pub vmm_exits: Vec<VmmExit>,
+    /// Notes, from note records and samples, by time.
+    pub notes: Vec<Note>,
+}
+
+/// What became of the guest's renewals (REQUESTs in RENEWING or REBINDING).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RenewalStats {
+    /// Renewals the guest sent.
+    pub attempted: u64,
+    /// Renewals the server answered (ACK or NAK).
+    pub answered: u64,
+    /// Renewals whose answer the guest reported receiving.
+    pub received: u64,
+    /// Renewals not answered, or answered but not received.
+    pub failed: u64,
+    /// Renewals answered, but whether the guest received the answer is unknown (the record
+    /// ended first).
+    pub unresolved: u64,
+    /// When each failed renewal was sent (run-elapsed seconds).
+    pub failed_at: Vec<f64>,
+}
+
+/// Outcome of one renewal, for plots and statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalOutcome {
+    /// Answered and received.
+    Ok,
+    /// The server answered; the guest never got it.
+    NotReceived,
+    /// The server did not answer.
+    Unanswered,
+    /// Answered; receipt unknown.
+    Unresolved,
+}
+
+impl RenewalOutcome {
+    /// Classify an exchange.
+    pub fn of(exchange: &DhcpExchange) -> Self {
+        match (&exchange.reply, exchange.received_by_guest) {
+            (None, _) => RenewalOutcome::Unanswered,
+            (Some(_), Some(true)) => RenewalOutcome::Ok,
+            (Some(_), Some(false)) => RenewalOutcome::NotReceived,
+            (Some(_), None) => RenewalOutcome::Unresolved,
+        }
+    }
+
+    /// Whether this counts as a failed renewal.
+    pub fn failed(self) -> bool {
+        matches!(
+            self,
+            RenewalOutcome::NotReceived | RenewalOutcome::Unanswered
+        )
+    }
+
+    /// Words for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RenewalOutcome::Ok => "answered and received",
+            RenewalOutcome::NotReceived => "answered by the server, never received by the guest",
+            RenewalOutcome::Unanswered => "not answered by the server",
+            RenewalOutcome::Unresolved => "answered; receipt by the guest unknown",
+        }
+    }
+}
+
+/// Throughput percentiles in bits/s, over the seconds in which an iperf3 run was active.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ThroughputStats {
+    /// Host → guest.
+    pub to_guest: Percentiles,
+    /// Guest → host.
+    pub from_guest: Percentiles,
+    /// Both directions added.
+    pub total: Percentiles,
+}
+
+/// Ping statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PingStats {
+    /// Pings sent.
+    pub sent: u64,
+    /// Pings without a reply.
+    pub lost: u64,
+    /// `lost / sent`; `null` when none were sent.
+    pub loss_ratio: Option<f64>,
+    /// Round-trip-time percentiles in milliseconds.
+    pub rtt_ms: Percentiles,
+}
+
+/// Exposure to the lost-kick race: the rx rings' ring-empty → notification-enable cycles,
+/// counted by the device's `notify_enables` on every `rx*` queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Exposure {
+    /// Cycles over the whole run.
+    pub cycles: u64,
+    /// Cycles per minute of run time; `null` for a run shorter than a second.
+    pub per_minute: Option<f64>,
+}
+
+impl Analysis {
+    /// Compute the analysis of `timeline`.
+    pub fn of(timeline: &Timeline) -> Self {
+        let mut samples = Vec::new();
+        let mut end = None;
+        let mut stalls = Vec::new();
+        let mut dhcp = Vec::new();
+        let mut vmm_exits = Vec::new();
+        let mut notes = Vec::new();
+        let mut duration_s: f64 = 0.0;
+        for record in &timeline.records {
+            match record {
+                Record::Header(_) => {}
+                Record::Sample(s) => {
+                    duration_s = duration_s.max(s.elapsed);
+                    stalls.extend(s.stalls.iter().cloned());
+                    dhcp.extend(s.dhcp.iter().cloned());
+                    vmm_exits.extend(s.vmm_exit.iter().cloned());
+                    notes.extend(s.notes.iter().map(|text| Note {
+                        at: s.elapsed,
+                        text: text.clone(),
+                    }));
+                    samples.push(s.clone());
+                }
+                Record::Stall(s) => stalls.push(s.clone()),
+                Record::Dhcp(d) => dhcp.push(d.clone()),
+                Record::VmmExit(v) => {
+                    duration_s = duration_s.max(v.at);
+                    vmm_exits.push(v.clone());
+                }
+                Record::Note(n) => notes.push(n.clone()),
+                Record::End(e) => {
+                    duration_s = duration_s.max(e.elapsed);
+                    end = Some(e.clone());
+                }
+            }
+        }
+        samples.sort_by(|a, b| a.elapsed.total_cmp(&b.elapsed));
+        stalls.sort_by(|a, b| a.detected_at.total_cmp(&b.detected_at));
+        // The same stall may have been written twice (as its own record and in a sample).
+        stalls.dedup_by(|a, b| {
+            a.queue == b.queue && a.kind == b.kind && a.stalled_since == b.stalled_since
+        });
+        dhcp.sort_by(|a, b| a.at.total_cmp(&b.at));
+        vmm_exits.sort_by(|a, b| a.at.total_cmp(&b.at));
+        notes.sort_by(|a, b| a.at.total_cmp(&b.at));
+
+        Self {
+            duration_s,
+            renewals: renewal_stats(&dhcp),
+            lease_lost_at: lease_lost_at(&samples),
+            throughput: throughput_stats(&samples),
+            ping: ping_stats(&samples),
+            exposure: exposure(&samples, duration_s),
+            samples,
+            end,
+            stalls,
+            dhcp,
+            vmm_exits,
+            notes,
+        }
+    }
+
+    /// The first stall, if any.
+    pub fn first_stall(&self) -> Option<&Stall> {
+        self.stalls.first()
+    }
+
+    /// The VMM exit that matters: the first unexpected one, else the last one.
+    pub fn vmm_exit(&self) -> Option<&VmmExit> {
+        self.vmm_exits
+            .iter()
+            .find(|e| !e.expected)
+            .or_else(|| self.vmm_exits.last())
+    }
+}
+
+fn renewal_stats(dhcp: &[DhcpExchange]) -> RenewalStats {
+    let mut stats = RenewalStats::default();
+    for exchange in dhcp.iter().filter(|d| d.phase.is_renewal()) {
+        stats.attempted += 1;
+        let outcome = RenewalOutcome::of(exchange);
+        stats.answered += u64::from(exchange.reply.is_some());
+        stats.received += u64::from(outcome == RenewalOutcome::Ok);
+        stats.unresolved += u64::from(outcome == RenewalOutcome::Unresolved);
+        if outcome.failed() {
+            stats.failed += 1;
+            stats.failed_at.push(exchange.at);
+        }
+    }
+    stats
+}
+
+fn lease_lost_at(samples: &[Sample]) -> Option<f64> {
+    let mut held = false;
+    for s in samples {
+        let Some(state) = s.lease else { continue };
+        if state == LeaseState::Expired || (held && !state.holds_address()) {
+            return Some(s.elapsed);
+        }
+        held |= state.holds_address();
+    }
+    None
+}
+
+fn throughput_stats(samples: &[Sample]) -> ThroughputStats {
+    let loaded = samples
+        .iter()
+        .filter_map(|s| s.throughput.as_ref())
+        .filter(|t| t.iperf_run.is_some());
+    let (mut to, mut from, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for t in loaded {
+        to.extend(t.to_guest_bps);
+        from.extend(t.from_guest_bps);
+        total.push(t.to_guest_bps.unwrap_or(0.0) + t.from_guest_bps.unwrap_or(0.0));
+    }
+    ThroughputStats {
+        to_guest: Percentiles::of(&to),
+        from_guest: Percentiles::of(&from),
+        total: Percentiles::of(&total),
+    }
+}
+
+fn ping_stats(samples: &[Sample]) -> PingStats {
+    let pings: Vec<_> = samples.iter().filter_map(|s| s.ping.as_ref()).collect();
+    let sent = pings.len() as u64;
+    let lost = pings.iter().filter(|p| p.lost).count() as u64;
+    let rtts: Vec<f64> = pings
+        .iter()
+        .filter(|p| !p.lost)
+        .filter_map(|p| p.rtt_ms)
+        .collect();
+    PingStats {
+        sent,
+        lost,
+        loss_ratio: (sent > 0).then(|| lost as f64 / sent as f64),
+        rtt_ms: Percentiles::of(&rtts),
+    }
+}
+
+/// The rx exposure cycles counted in each sample (the growth of the rx queues'
+/// `notify_enables` since the previous sample with device counters).
+pub fn exposure_per_sample(samples: &[Sample]) -> Vec<(f64, u64)> {
+    let mut previous: std::collections::HashMap<&str, u64> = Default::default();
+    let mut out = Vec::new();
+    for s in samples {
+        let Some(device) = &s.device else { continue };
+        let mut cycles = 0;
+        for q in device.queues.iter().filter(|q| q.queue.starts_with("rx")) {
+            cycles += counter_delta(previous.get(q.queue.as_str()).copied(), q.notify_enables);
+            previous.insert(q.queue.as_str(), q.notify_enables);
+        }
+        out.push((s.elapsed, cycles));
+    }
+    out
+}
+
+fn exposure(samples: &[Sample], duration_s: f64) -> Exposure {
+    let cycles = exposure_per_sample(samples).iter().map(|(_, c)| c).sum();
+    Exposure {
+        cycles,
+        per_minute: (duration_s >= 1.0).then(|| cycles as f64 * 60.0 / duration_s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{DeviceCounters, DhcpPhase, QueueCounters, StallKind};
+
+    fn renewal(at: f64, reply: Option<&str>, received: Option<bool>) -> DhcpExchange {
+        DhcpExchange {
+            at,
+            phase: DhcpPhase::Renew,
+            message: "request".into(),
+            xid: None,
+            mac: None,
+            ip: None,
+            reply: reply.map(str::to_string),
+            received_by_guest: received,
+        }
+    }
+
+    #[test]
+    fn renewals_are_classified() {
+        let mut discover = renewal(0.0, Some("offer"), Some(true));
+        discover.phase = DhcpPhase::Discover;
+        let stats = renewal_stats(&[
+            discover,
+            renewal(30.0, Some("ack"), Some(true)),
+            renewal(60.0, Some("ack"), Some(false)),
+            renewal(61.0, None, None),
+            renewal(62.0, Some("ack"), None),
+        ]);
+        assert_eq!(stats.attempted, 4);
+        assert_eq!(stats.answered, 3);
+        assert_eq!(stats.received, 1);
+        assert_eq!(stats.failed, 2);
+        assert_eq!(stats.unresolved, 1);
+        assert_eq!(stats.failed_at, vec![60.0, 61.0]);
+    }
+
+    fn with_lease(elapsed: f64, lease: LeaseState) -> Sample {
+        Sample {
+            elapsed,
+            lease: Some(lease),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn lease_loss_is_expiry_or_falling_back_after_holding() {
+        use LeaseState::*;
+        let before_bound = [
+            with_lease(1.0, Init),
+            with_lease(2.0, Selecting),
+            with_lease(3.0, Bound),
+        ];
+        assert_eq!(lease_lost_at(&before_bound), None);
+        let dropped = [
+            with_lease(1.0, Bound),
+            with_lease(2.0, Rebinding),
+            with_lease(3.0, Init),
+        ];
+        assert_eq!(lease_lost_at(&dropped), Some(3.0));
+        let expired = [with_lease(1.0, Bound), with_lease(5.0, Expired)];
+        assert_eq!(lease_lost_at(&expired), Some(5.0));
+    }
+
+    fn with_rx_enables(elapsed: f64, enables: u64) -> Sample {
+        let q = |name: &str, n| QueueCounters {
+            queue: name.into(),
+            notify_enables: n,
+            ..Default::default()
+        };
+        Sample {
+            elapsed,
+            device: Some(DeviceCounters {
+                queues: vec![q("rx", enables), q("tx", 1000)],
+            }),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn exposure_counts_rx_enables_across_a_vmm_restart() {
+        let samples = [
+            with_rx_enables(1.0, 10),
+            with_rx_enables(2.0, 25),
+            with_rx_enables(3.0, 5),
+        ];
+        assert_eq!(
+            exposure_per_sample(&samples),
+            vec![(1.0, 10), (2.0, 15), (3.0, 5)]
+        );
+        let e = exposure(&samples, 3.0);
+        assert_eq!(e.cycles, 30);
+        assert_eq!(e.per_minute, Some(600.0));
+    }
+
+    #[test]
+    fn duplicate_stalls_count_once() {
+        let stall = Stall {
+            queue: "rx".into(),
+            kind: StallKind::LostKick,
+            detected_at: 5.0,
+            stalled_since: 4.0,
+            device_next_avail: 1,
+            device_next_used: 1,
+            guest_avail_idx: 9,
+            guest_used_event: Some(1),
+            guest_avail_flags: 0,
+            last_kick_at: None,
+            last_interrupt_at: None,
+        };
+        let sample = Sample {
+            elapsed: 5.0,
+            stalls: vec![stall.clone()],
+            ..Sample::default()
+        };
+        let timeline = Timeline {
+            header: crate::record::RunHeader::new(crate::record::RunConfig {
+                guest: "probe".into(),
+                notify_model: "unfenced".into(),
+                race_window: None,
+                load: "none".into(),
+                rate: None,
+                duration_s: None,
+                throughput_floor_bps: None,
+            }),
+            records: vec![Record::Stall(stall), Record::Sample(sample)],
+            warnings: vec![],
+        };
+        let a = Analysis::of(&timeline);
+        assert_eq!(a.stalls.len(), 1);
+        assert_eq!(a.first_stall().map(|s| s.detected_at), Some(5.0));
+    }
+}

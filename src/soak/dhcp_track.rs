@@ -1,0 +1,264 @@
+//! Pairs what the DHCP server saw (dnsmasq's log) with what the guest reported, so that each
+//! exchange is known as answered or not, and received by the guest or not.
+//!
+//! An exchange opens with the guest's DISCOVER or REQUEST (from dnsmasq's log) and takes the
+//! server's OFFER/ACK/NAK as its reply. It closes:
+//! - received, when the guest then reports a state that needs that reply (`bound` after an
+//!   ACK, `requesting` after an OFFER);
+//! - not received, when the guest sends its next request first, or [`CONFIRM_WAIT_S`] passes;
+//! - unanswered, when [`ANSWER_WAIT_S`] passes without a reply (or the next request comes).
+
+use crate::net::dhcp_events::{DhcpEvent, DhcpEventKind};
+use crate::record::{DhcpExchange, DhcpPhase, LeaseState};
+
+/// How long a reply may go unconfirmed by the guest before it counts as not received.
+pub const CONFIRM_WAIT_S: f64 = 5.0;
+/// How long a request may go unanswered before it is recorded as such.
+pub const ANSWER_WAIT_S: f64 = 10.0;
+
+#[derive(Debug)]
+struct Open {
+    exchange: DhcpExchange,
+    replied_at: Option<f64>,
+}
+
+/// The tracker for one guest MAC.
+#[derive(Debug)]
+pub struct DhcpTracker {
+    mac: String,
+    lease: Option<LeaseState>,
+    open: Option<Open>,
+    done: Vec<DhcpExchange>,
+}
+
+fn phase_for(kind: DhcpEventKind, lease: Option<LeaseState>) -> DhcpPhase {
+    match kind {
+        DhcpEventKind::Discover => DhcpPhase::Discover,
+        DhcpEventKind::Request => match lease {
+            Some(LeaseState::Renewing) => DhcpPhase::Renew,
+            Some(LeaseState::Rebinding) => DhcpPhase::Rebind,
+            // A guest that holds a lease and asks again is renewing, even if its state line
+            // has not arrived yet.
+            Some(LeaseState::Bound) => DhcpPhase::Renew,
+            _ => DhcpPhase::Request,
+        },
+        _ => DhcpPhase::Other,
+    }
+}
+
+impl DhcpTracker {
+    /// Track the guest with MAC `mac` (any case).
+    pub fn new(mac: &str) -> Self {
+        Self {
+            mac: mac.to_ascii_lowercase(),
+            lease: None,
+            open: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// The guest's last reported lease state.
+    pub fn lease(&self) -> Option<LeaseState> {
+        self.lease
+    }
+
+    fn close(&mut self, received: Option<bool>) {
+        if let Some(mut o) = self.open.take() {
+            if o.exchange.reply.is_some() {
+                o.exchange.received_by_guest = received;
+            }
+            self.done.push(o.exchange);
+        }
+    }
+
+    /// A server-side event at run time `at`.
+    pub fn server_event(&mut self, ev: &DhcpEvent, at: f64) {
+        if ev.mac.to_ascii_lowercase() != self.mac {
+            return;
+        }
+        match ev.kind {
+            DhcpEventKind::Discover
+            | DhcpEventKind::Request
+            | DhcpEventKind::Release
+            | DhcpEventKind::Decline
+            | DhcpEventKind::Inform => {
+                // The guest asked again before confirming the previous answer: it did not get it.
+                self.close(Some(false));
+                let phase = phase_for(ev.kind, self.lease);
+                let exchange = DhcpExchange {
+                    at,
+                    phase,
+                    message: format!("{:?}", ev.kind).to_ascii_lowercase(),
+                    xid: ev.xid.map(|x| format!("{x:08x}")),
+                    mac: Some(self.mac.clone()),
+                    ip: ev.ip.map(|i| i.to_string()),
+                    reply: None,
+                    received_by_guest: None,
+                };
+                let one_way = matches!(ev.kind, DhcpEventKind::Release | DhcpEventKind::Decline);
+                self.open = Some(Open {
+                    exchange,
+                    replied_at: None,
+                });
+                if one_way {
+                    // Nothing to answer: record it as it is.
+                    if let Some(o) = self.open.take() {
+                        self.done.push(o.exchange);
+                    }
+                }
+            }
+            DhcpEventKind::Offer | DhcpEventKind::Ack | DhcpEventKind::Nak => {
+                if let Some(o) = &mut self.open {
+                    o.exchange.reply = Some(format!("{:?}", ev.kind).to_ascii_lowercase());
+                    if o.exchange.ip.is_none() {
+                        o.exchange.ip = ev.ip.map(|i| i.to_string());
+                    }
+                    o.replied_at = Some(at);
+                }
+            }
+        }
+    }
+
+    /// The guest reported `state` at run time `at`.
+    pub fn guest_state(&mut self, state: LeaseState, _at: f64) {
+        self.lease = Some(state);
+        let confirms = match self.open.as_ref().and_then(|o| o.exchange.reply.as_deref()) {
+            Some("ack") => state == LeaseState::Bound,
+            Some("offer") => state == LeaseState::Requesting,
+            Some("nak") => matches!(state, LeaseState::Init | LeaseState::Selecting),
+            _ => false,
+        };
+        if confirms {
+            self.close(Some(true));
+        }
+    }
+
+    /// Close exchanges that waited too long (call about once a second).
+    pub fn tick(&mut self, now: f64) {
+        let Some(o) = &self.open else { return };
+        match o.replied_at {
+            Some(r) if now - r >= CONFIRM_WAIT_S => self.close(Some(false)),
+            None if now - o.exchange.at >= ANSWER_WAIT_S => self.close(None),
+            _ => {}
+        }
+    }
+
+    /// Close whatever is open (the run ends): an answer the guest never confirmed was not
+    /// received.
+    pub fn finish(&mut self) {
+        self.close(Some(false));
+    }
+
+    /// Exchanges closed since the last call.
+    pub fn take_closed(&mut self) -> Vec<DhcpExchange> {
+        std::mem::take(&mut self.done)
+    }
+}
+
+/// Map a guest agent's state word to a lease state.
+pub fn lease_state_from_word(word: &str) -> Option<LeaseState> {
+    Some(match word.to_ascii_lowercase().as_str() {
+        "init" | "init_reboot" | "rebooting" => LeaseState::Init,
+        "selecting" | "discovering" => LeaseState::Selecting,
+        "requesting" => LeaseState::Requesting,
+        "bound" | "renewed" | "rebound" | "reboot" => LeaseState::Bound,
+        "renewing" | "renew" => LeaseState::Renewing,
+        "rebinding" | "rebind" => LeaseState::Rebinding,
+        "expired" | "expire" | "released" | "failed" | "fail" | "stopped" => LeaseState::Expired,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const MAC: &str = "52:54:00:aa:bb:01";
+
+    fn ev(kind: DhcpEventKind) -> DhcpEvent {
+        DhcpEvent {
+            kind,
+            mac: MAC.to_string(),
+            ip: Some(Ipv4Addr::new(198, 18, 0, 50)),
+            interface: "br".into(),
+            xid: Some(0xec54),
+            time_unix_ms: 0,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_renewal_answered_and_received() {
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Bound, 0.0);
+        t.guest_state(LeaseState::Renewing, 30.0);
+        t.server_event(&ev(DhcpEventKind::Request), 30.1);
+        t.server_event(&ev(DhcpEventKind::Ack), 30.1);
+        t.guest_state(LeaseState::Bound, 30.2);
+        let done = t.take_closed();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].phase, DhcpPhase::Renew);
+        assert_eq!(done[0].reply.as_deref(), Some("ack"));
+        assert_eq!(done[0].received_by_guest, Some(true));
+        assert_eq!(done[0].xid.as_deref(), Some("0000ec54"));
+    }
+
+    #[test]
+    fn the_2012_pattern_answered_but_never_received() {
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Renewing, 30.0);
+        t.server_event(&ev(DhcpEventKind::Request), 30.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 30.0);
+        // The guest asks again: it never saw the ACK.
+        t.server_event(&ev(DhcpEventKind::Request), 45.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 45.0);
+        t.guest_state(LeaseState::Rebinding, 52.0);
+        t.server_event(&ev(DhcpEventKind::Request), 52.0);
+        t.tick(56.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 52.1);
+        t.tick(57.2);
+        let done = t.take_closed();
+        let phases: Vec<_> = done
+            .iter()
+            .map(|e| (e.phase, e.received_by_guest))
+            .collect();
+        assert_eq!(
+            phases,
+            vec![
+                (DhcpPhase::Renew, Some(false)),
+                (DhcpPhase::Renew, Some(false)),
+                (DhcpPhase::Rebind, Some(false))
+            ]
+        );
+    }
+
+    #[test]
+    fn unanswered_requests_time_out_without_a_reply() {
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Renewing, 30.0);
+        t.server_event(&ev(DhcpEventKind::Request), 30.0);
+        t.tick(35.0);
+        assert!(t.take_closed().is_empty());
+        t.tick(40.0);
+        let done = t.take_closed();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].reply, None);
+        assert_eq!(done[0].received_by_guest, None);
+    }
+
+    #[test]
+    fn other_macs_are_ignored_and_words_map_to_states() {
+        let mut t = DhcpTracker::new("52:54:00:00:00:99");
+        t.server_event(&ev(DhcpEventKind::Request), 1.0);
+        t.finish();
+        assert!(t.take_closed().is_empty());
+        assert_eq!(lease_state_from_word("BOUND"), Some(LeaseState::Bound));
+        assert_eq!(
+            lease_state_from_word("rebinding"),
+            Some(LeaseState::Rebinding)
+        );
+        assert_eq!(lease_state_from_word("expired"), Some(LeaseState::Expired));
+        assert_eq!(lease_state_from_word("??"), None);
+    }
+}

@@ -1,0 +1,271 @@
+//! The load: back-to-back bounded runs of the real `iperf3` client from the testbed
+//! namespace to the guest's server, so that a 48-hour soak is a sequence of ordinary runs.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::children::{in_netns, LineChild};
+use super::parse::iperf_interval;
+
+/// What load to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadKind {
+    /// UDP host -> guest at `--rate` (fills the guest's rx ring: the lost-kick path).
+    Udp,
+    /// TCP host -> guest.
+    Tcp,
+    /// TCP guest -> host (`iperf3 -R`).
+    TcpReverse,
+    /// Alternate UDP, TCP and TCP reverse, one per run.
+    Mixed,
+    /// No load (DHCP and ping only).
+    None,
+}
+
+impl std::str::FromStr for LoadKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "udp" => LoadKind::Udp,
+            "tcp" => LoadKind::Tcp,
+            "tcp-reverse" => LoadKind::TcpReverse,
+            "mixed" => LoadKind::Mixed,
+            "none" => LoadKind::None,
+            _ => {
+                return Err(format!(
+                    "unknown load `{s}`: use udp, tcp, tcp-reverse, mixed or none"
+                ))
+            }
+        })
+    }
+}
+
+impl LoadKind {
+    /// The name used in the record.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadKind::Udp => "udp",
+            LoadKind::Tcp => "tcp",
+            LoadKind::TcpReverse => "tcp-reverse",
+            LoadKind::Mixed => "mixed",
+            LoadKind::None => "none",
+        }
+    }
+
+    /// The kind of run number `run` (1-based).
+    fn for_run(self, run: u64) -> LoadKind {
+        match self {
+            LoadKind::Mixed => {
+                [LoadKind::Udp, LoadKind::Tcp, LoadKind::TcpReverse][(run as usize - 1) % 3]
+            }
+            other => other,
+        }
+    }
+}
+
+/// What the load thread reports.
+#[derive(Debug, Clone)]
+pub enum LoadMsg {
+    /// A run started.
+    Started {
+        /// Run number.
+        run: u64,
+        /// Its kind.
+        kind: LoadKind,
+    },
+    /// One second of a run.
+    Interval {
+        /// Run number.
+        run: u64,
+        /// Host -> guest (true) or guest -> host.
+        to_guest: bool,
+        /// Bits per second.
+        bps: f64,
+        /// When it was read.
+        at: Instant,
+    },
+    /// A run ended.
+    Ended {
+        /// Run number.
+        run: u64,
+        /// Exit status (None: killed).
+        status: Option<i32>,
+        /// The last lines it printed that were not intervals (its error, if it failed).
+        tail: Vec<String>,
+    },
+}
+
+/// Parameters of the load.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The namespace to run iperf3 in.
+    pub netns: String,
+    /// The guest's address.
+    pub guest: String,
+    /// Kind.
+    pub kind: LoadKind,
+    /// UDP target rate (iperf3 `-b`).
+    pub rate: String,
+    /// Length of each bounded run.
+    pub run_length: Duration,
+}
+
+fn iperf_command(plan: &LoadPlan, kind: LoadKind) -> Command {
+    let mut c = in_netns(&plan.netns, "iperf3");
+    c.args([
+        "-c",
+        &plan.guest,
+        "-p",
+        "5201",
+        "-i",
+        "1",
+        "--forceflush",
+        "--connect-timeout",
+        "3000",
+    ]);
+    c.args(["-t", &plan.run_length.as_secs().max(1).to_string()]);
+    match kind {
+        LoadKind::Udp => {
+            c.args(["-u", "-b", &plan.rate, "-l", "1400"]);
+        }
+        LoadKind::TcpReverse => {
+            c.arg("-R");
+        }
+        _ => {}
+    }
+    c
+}
+
+/// Run the load until `stop` is set; reports go to `tx`.
+pub fn spawn(
+    plan: LoadPlan,
+    stop: Arc<AtomicBool>,
+    tx: Sender<LoadMsg>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut run = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            run += 1;
+            let kind = plan.kind.for_run(run);
+            let to_guest = kind != LoadKind::TcpReverse;
+            let _ = tx.send(LoadMsg::Started { run, kind });
+            let started = Instant::now();
+            let (mut child, lines) = match LineChild::spawn("iperf3", iperf_command(&plan, kind)) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(LoadMsg::Ended {
+                        run,
+                        status: None,
+                        tail: vec![format!("cannot start iperf3: {e}")],
+                    });
+                    return;
+                }
+            };
+            let status = pump_run(&mut child, &lines, &stop, &tx, run, to_guest);
+            // A run that failed at once (the guest's server is unreachable) must not spin.
+            if started.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let _ = tx.send(LoadMsg::Ended {
+                run,
+                status: status.0,
+                tail: status.1,
+            });
+        }
+    })
+}
+
+fn pump_run(
+    child: &mut LineChild,
+    lines: &Receiver<super::children::Line>,
+    stop: &AtomicBool,
+    tx: &Sender<LoadMsg>,
+    run: u64,
+    to_guest: bool,
+) -> (Option<i32>, Vec<String>) {
+    let mut tail: Vec<String> = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => match iperf_interval(&l.text) {
+                Some(i) => {
+                    let _ = tx.send(LoadMsg::Interval {
+                        run,
+                        to_guest,
+                        bps: i.bps,
+                        at: l.at,
+                    });
+                }
+                None => {
+                    tail.push(l.text);
+                    if tail.len() > 8 {
+                        tail.remove(0);
+                    }
+                }
+            },
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.load(Ordering::SeqCst) {
+            child.stop(libc::SIGINT, Duration::from_secs(2));
+            break;
+        }
+    }
+    let status = child
+        .stop(libc::SIGKILL, Duration::from_secs(1))
+        .and_then(|s| s.code());
+    (status, tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_kinds_parse_and_mixed_rotates() {
+        assert_eq!("udp".parse::<LoadKind>(), Ok(LoadKind::Udp));
+        assert!("bogus"
+            .parse::<LoadKind>()
+            .unwrap_err()
+            .contains("tcp-reverse"));
+        let kinds: Vec<_> = (1..=4).map(|r| LoadKind::Mixed.for_run(r)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                LoadKind::Udp,
+                LoadKind::Tcp,
+                LoadKind::TcpReverse,
+                LoadKind::Udp
+            ]
+        );
+    }
+
+    #[test]
+    fn udp_runs_use_rate_and_datagram_length() {
+        let plan = LoadPlan {
+            netns: "vnetbed-x".into(),
+            guest: "198.18.0.10".into(),
+            kind: LoadKind::Udp,
+            rate: "200M".into(),
+            run_length: Duration::from_secs(60),
+        };
+        let c = iperf_command(&plan, LoadKind::Udp);
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            joined.starts_with("netns exec vnetbed-x iperf3 -c 198.18.0.10"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-t 60") && joined.contains("-u -b 200M -l 1400"),
+            "{joined}"
+        );
+        let r = iperf_command(&plan, LoadKind::TcpReverse);
+        assert!(r.get_args().any(|a| a == "-R"));
+    }
+}

@@ -1,0 +1,611 @@
+//! The soak engine behind `vnetbed soak`, `reproduce` and `verify`.
+//!
+//! ```text
+//! testbed (netns, bridge, tap, dnsmasq) ─ DHCP events ─┐
+//! vnetbed run (child process: the VMM) ── serial @probe lines, event stream file ─┤
+//! iperf3 client runs (children, in the netns) ── per-second throughput ──────────┼─> one Sample a second
+//! ping (child, in the netns) ── RTT / loss ──────────────────────────────────────┘   -> timeline.jsonl
+//! ```
+//!
+//! The system under test runs in its own process, so a VMM that crashes or hangs is recorded
+//! (as a `vmm_exit`) and never takes the record with it. Every record reaches the disk before
+//! the next one is written; the reports are rebuilt from the record at the end.
+
+pub mod children;
+pub mod convert;
+pub mod dhcp_track;
+pub mod load;
+pub mod parse;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::net::{Testbed, TestbedConfig};
+use crate::record::{
+    unix_now, DeviceCounters, GuestCounters, Note, Ping, Record, RunConfig, RunEnd, RunHeader,
+    RunOutcome, Sample, Throughput, TimelineWriter, VmmExit, TIMELINE_FILE,
+};
+use crate::report::{self, Progress, RunReport};
+use children::{in_netns, FileFollower, Line, LineChild};
+use dhcp_track::{lease_state_from_word, DhcpTracker};
+use load::{LoadKind, LoadMsg, LoadPlan};
+use parse::{ping_line, probe_line, PingLine};
+
+/// When a soak stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StopWhen {
+    /// After the planned duration.
+    Duration,
+    /// When the 2012 incident has fully unfolded (stall, failed renewals, lease lost), or the
+    /// duration (the timeout) passes.
+    IncidentComplete,
+}
+
+/// Everything a soak needs.
+#[derive(Debug, Clone)]
+pub struct SoakPlan {
+    /// Planned length (the timeout, for `StopWhen::IncidentComplete`).
+    pub duration: Duration,
+    /// Guest name for the record (`probe`, `linux`).
+    pub guest: String,
+    /// The guest kernel image.
+    pub kernel: PathBuf,
+    /// Initrd (Linux guests).
+    pub initrd: Option<PathBuf>,
+    /// Guest memory in MiB.
+    pub mem_mib: u64,
+    /// Notification model (`fenced`, `unfenced`, `no-recheck`).
+    pub notify_model: String,
+    /// Race window, as given (`--race-window`).
+    pub race_window: Option<String>,
+    /// Stall timeout, as given.
+    pub stall_timeout: Option<String>,
+    /// Load.
+    pub load: LoadKind,
+    /// UDP rate (iperf3 `-b`).
+    pub rate: String,
+    /// Length of each iperf3 run.
+    pub run_length: Duration,
+    /// T1/T2 overrides for the testbed's DHCP server.
+    pub renew_after: Option<Duration>,
+    /// T2 override.
+    pub rebind_after: Option<Duration>,
+    /// Floor for the throughput check.
+    pub throughput_floor_bps: Option<f64>,
+    /// Run directory.
+    pub out: PathBuf,
+    /// No live progress line.
+    pub quiet: bool,
+    /// Stop condition.
+    pub stop_when: StopWhen,
+    /// Testbed name (unique per concurrent soak).
+    pub testbed_name: String,
+    /// How long the guest may take to get its first lease.
+    pub dhcp_timeout: Duration,
+}
+
+/// Errors that keep a soak from running at all (a failed run is a verdict, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum SoakError {
+    /// The run directory.
+    #[error("cannot use run directory {path}: {source}")]
+    OutDir {
+        /// Path.
+        path: PathBuf,
+        /// Error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The record.
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
+    /// The testbed.
+    #[error("cannot bring up the testbed network: {0}")]
+    Testbed(#[from] crate::net::error::NetError),
+    /// The VMM process.
+    #[error("cannot start the VMM (vnetbed run): {0}")]
+    Vmm(#[source] std::io::Error),
+    /// The reports.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+}
+
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// Route SIGINT and SIGTERM to a flag the soak loop checks: it then finishes the record and
+/// the reports from what it has, and tears everything down.
+pub fn install_stop_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_stop` only stores to an atomic, which is async-signal-safe; the
+        // sigaction struct is fully initialised.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The signal that asked the soak to stop, if any.
+pub fn stop_signal() -> Option<i32> {
+    match STOP_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// A MAC address unique to this process (locally administered, QEMU's 52:54:00 prefix).
+fn guest_mac() -> String {
+    let p = std::process::id();
+    format!(
+        "52:54:00:{:02x}:{:02x}:{:02x}",
+        (p >> 16) & 0xff,
+        (p >> 8) & 0xff,
+        p & 0xff
+    )
+}
+
+fn own_process_group(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // Keep Ctrl-C at the terminal for the orchestrator alone: it stops the children in order.
+    cmd.process_group(0);
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+    // parent; if the orchestrator is SIGKILLed, the child gets SIGKILL instead of running on.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
+}
+
+struct Vmm {
+    child: LineChild,
+    serial: Receiver<Line>,
+    events: FileFollower,
+    last_events: Vec<Value>,
+    last_event_at: Instant,
+}
+
+fn start_vmm(plan: &SoakPlan, testbed: &Testbed, mac: &str) -> Result<Vmm, SoakError> {
+    let exe = std::env::current_exe().map_err(SoakError::Vmm)?;
+    let info = testbed.info();
+    let tap = info.taps.first().cloned().unwrap_or_default();
+    let events = plan.out.join("vmm-events.jsonl");
+    let mut cmd = Command::new(exe);
+    cmd.arg("run").arg("--kernel").arg(&plan.kernel);
+    if let Some(i) = &plan.initrd {
+        cmd.arg("--initrd").arg(i);
+    }
+    cmd.args(["--mem", &plan.mem_mib.to_string()]);
+    cmd.args([
+        "--net",
+        &format!("tap={tap},netns={},mac={mac}", info.netns),
+    ]);
+    cmd.args(["--notify-model", &plan.notify_model, "--on-stall", "report"]);
+    if let Some(w) = &plan.race_window {
+        cmd.args(["--race-window", w]);
+    }
+    if let Some(t) = &plan.stall_timeout {
+        cmd.args(["--stall-timeout", t]);
+    }
+    cmd.arg("--events")
+        .arg(&events)
+        .args(["--serial", "stdout"]);
+    own_process_group(&mut cmd);
+    let (child, serial) = LineChild::spawn("vnetbed run", cmd).map_err(SoakError::Vmm)?;
+    Ok(Vmm {
+        child,
+        serial,
+        events: FileFollower::new(&events),
+        last_events: Vec::new(),
+        last_event_at: Instant::now(),
+    })
+}
+
+fn start_ping(netns: &str, guest: &str) -> std::io::Result<(LineChild, Receiver<Line>)> {
+    let mut cmd = in_netns(netns, "ping");
+    cmd.args(["-n", "-O", "-i", "1", "-W", "1", guest]);
+    own_process_group(&mut cmd);
+    LineChild::spawn("ping", cmd)
+}
+
+/// What one second accumulates.
+#[derive(Default)]
+struct SecondAcc {
+    to_guest: Vec<f64>,
+    from_guest: Vec<f64>,
+    ping: Option<Ping>,
+    notes: Vec<String>,
+}
+
+/// The result of a soak.
+pub struct SoakResult {
+    /// The reports written.
+    pub report: RunReport,
+    /// The run directory.
+    pub dir: PathBuf,
+}
+
+/// Seconds the VMM may stay silent (no event, no serial line) before it counts as hung.
+pub const HANG_AFTER_S: u64 = 15;
+
+/// Run a soak; the verdict is in the result.
+pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
+    std::fs::create_dir_all(&plan.out).map_err(|source| SoakError::OutDir {
+        path: plan.out.clone(),
+        source,
+    })?;
+    let config = RunConfig {
+        guest: plan.guest.clone(),
+        notify_model: plan.notify_model.clone(),
+        race_window: plan.race_window.clone(),
+        load: plan.load.name().to_string(),
+        rate: (plan.load != LoadKind::None).then(|| plan.rate.clone()),
+        duration_s: Some(plan.duration.as_secs_f64()),
+        throughput_floor_bps: plan.throughput_floor_bps,
+    };
+    let header = RunHeader::new(config);
+    let started_unix = header.started_unix;
+    let mut writer = TimelineWriter::create(&plan.out.join(TIMELINE_FILE), &header)?;
+    let mut progress = Progress::new(&header);
+
+    let testbed = Testbed::up(TestbedConfig {
+        name: plan.testbed_name.clone(),
+        renew_after: plan.renew_after,
+        rebind_after: plan.rebind_after,
+        taps: 1,
+        ..TestbedConfig::default()
+    })?;
+    let dhcp_events = testbed.subscribe();
+    let netns = testbed.info().netns.clone();
+    let lease_note = testbed.info().lease_note.clone();
+    let mac = guest_mac();
+    let mut tracker = DhcpTracker::new(&mac);
+    let mut vmm = start_vmm(plan, &testbed, &mac)?;
+    let mut serial_log = std::fs::File::create(plan.out.join("serial.log")).ok();
+    writer.append(&Record::Note(Note {
+        at: 0.0,
+        text: format!("testbed {netns}; guest MAC {mac}; {lease_note}"),
+    }))?;
+
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let (load_tx, load_rx) = channel::<LoadMsg>();
+    let mut load_thread = None;
+    let mut ping: Option<(LineChild, Receiver<Line>)> = None;
+    let mut guest_ip: Option<String> = None;
+    let mut device: BTreeMap<String, crate::record::QueueCounters> = BTreeMap::new();
+    let mut guest_counters: Option<GuestCounters> = None;
+    let mut current_run: Option<u64> = None;
+    let mut acc = SecondAcc::default();
+    let t0 = Instant::now();
+    let elapsed = |at: Instant| at.saturating_duration_since(t0).as_secs_f64();
+    let mut next_sample = 1u64;
+    let mut vmm_exit: Option<VmmExit> = None;
+    let mut outcome = RunOutcome::Completed;
+    let mut detail: Option<String> = None;
+    let mut last_progress_len = 0usize;
+
+    loop {
+        // The guest's serial output.
+        while let Ok(line) = vmm.serial.try_recv() {
+            vmm.last_event_at = Instant::now();
+            if let Some(f) = serial_log.as_mut() {
+                let _ = writeln!(f, "{}", line.text);
+            }
+            let Some(v) = probe_line(&line.text) else {
+                continue;
+            };
+            match v.get("event").and_then(Value::as_str) {
+                Some("dhcp") => {
+                    let at = elapsed(line.at);
+                    if let Some(state) = v
+                        .get("state")
+                        .and_then(Value::as_str)
+                        .and_then(lease_state_from_word)
+                    {
+                        tracker.guest_state(state, at);
+                        if state == crate::record::LeaseState::Bound && guest_ip.is_none() {
+                            guest_ip = v
+                                .get("ip")
+                                .or_else(|| v.get("address"))
+                                .and_then(Value::as_str)
+                                .map(String::from);
+                            if let Some(ip) = &guest_ip {
+                                acc.notes.push(format!("guest bound {ip} at {at:.1} s"));
+                                match start_ping(&netns, ip) {
+                                    Ok(p) => ping = Some(p),
+                                    Err(e) => acc.notes.push(format!("cannot start ping: {e}")),
+                                }
+                                if plan.load != LoadKind::None {
+                                    let lp = LoadPlan {
+                                        netns: netns.clone(),
+                                        guest: ip.clone(),
+                                        kind: plan.load,
+                                        rate: plan.rate.clone(),
+                                        run_length: plan.run_length,
+                                    };
+                                    load_thread =
+                                        Some(load::spawn(lp, stop_load.clone(), load_tx.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+                Some("counters") => guest_counters = Some(convert::guest_counters(&v)),
+                _ => {}
+            }
+        }
+        // The VMM's event stream.
+        for text in vmm.events.poll() {
+            let Ok(ev) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            vmm.last_event_at = Instant::now();
+            match ev.get("event").and_then(Value::as_str) {
+                Some("counters") => {
+                    if let Some(q) = convert::queue_counters(&ev) {
+                        device.insert(q.queue.clone(), q);
+                    }
+                }
+                Some("stall") => {
+                    if let Some(s) = convert::stall(&ev, started_unix) {
+                        let rec = Record::Stall(s);
+                        writer.append(&rec)?;
+                        progress.observe(&rec);
+                    }
+                }
+                Some("error") => acc.notes.push(format!("VMM error event: {ev}")),
+                _ => {}
+            }
+            vmm.last_events.push(ev);
+            if vmm.last_events.len() > 10 {
+                vmm.last_events.remove(0);
+            }
+        }
+        // The DHCP server.
+        while let Ok(ev) = dhcp_events.try_recv() {
+            let at = (ev.time_unix_ms as f64 / 1000.0 - started_unix).max(0.0);
+            tracker.server_event(&ev, at);
+        }
+        // Ping.
+        if let Some((_, rx)) = &ping {
+            while let Ok(l) = rx.try_recv() {
+                match ping_line(&l.text) {
+                    Some(PingLine::Reply { rtt_ms, .. }) => {
+                        acc.ping = Some(Ping {
+                            rtt_ms: Some(rtt_ms),
+                            lost: false,
+                        })
+                    }
+                    Some(PingLine::NoAnswer { .. }) => {
+                        acc.ping = Some(Ping {
+                            rtt_ms: None,
+                            lost: true,
+                        })
+                    }
+                    None => {}
+                }
+            }
+        }
+        // Load.
+        while let Ok(m) = load_rx.try_recv() {
+            match m {
+                LoadMsg::Started { run, kind } => {
+                    current_run = Some(run);
+                    acc.notes
+                        .push(format!("iperf3 run {run} ({}) started", kind.name()));
+                }
+                LoadMsg::Interval { to_guest, bps, .. } => {
+                    if to_guest {
+                        acc.to_guest.push(bps);
+                    } else {
+                        acc.from_guest.push(bps);
+                    }
+                }
+                LoadMsg::Ended { run, status, tail } => {
+                    current_run = None;
+                    if status != Some(0) {
+                        acc.notes.push(format!(
+                            "iperf3 run {run} ended with {status:?}: {}",
+                            tail.join(" | ")
+                        ));
+                    }
+                }
+            }
+        }
+        // The VMM process itself.
+        let now = Instant::now();
+        if vmm_exit.is_none() {
+            if let Some(status) = vmm.child.try_wait() {
+                use std::os::unix::process::ExitStatusExt;
+                for text in vmm.events.poll() {
+                    if let Ok(ev) = serde_json::from_str::<Value>(&text) {
+                        vmm.last_events.push(ev);
+                    }
+                }
+                let cause = match (status.code(), status.signal()) {
+                    (Some(c), _) => format!("the VMM exited with status {c}"),
+                    (None, Some(s)) => format!("the VMM was killed by signal {s}"),
+                    _ => "the VMM ended".to_string(),
+                };
+                vmm_exit = Some(VmmExit {
+                    at: elapsed(now),
+                    status: status.code(),
+                    signal: status.signal(),
+                    cause,
+                    expected: false,
+                    last_events: vmm.last_events.clone(),
+                });
+            } else if now.duration_since(vmm.last_event_at) > Duration::from_secs(HANG_AFTER_S) {
+                vmm.child.stop(libc::SIGKILL, Duration::from_secs(2));
+                vmm_exit = Some(VmmExit {
+                    at: elapsed(now),
+                    status: None,
+                    signal: Some(libc::SIGKILL),
+                    cause: format!(
+                        "the VMM hung: no event and no serial output for {HANG_AFTER_S} s; killed"
+                    ),
+                    expected: false,
+                    last_events: vmm.last_events.clone(),
+                });
+            }
+            if let Some(e) = &vmm_exit {
+                let rec = Record::VmmExit(e.clone());
+                writer.append(&rec)?;
+                progress.observe(&rec);
+                detail = Some(format!("ended early: {}", e.cause));
+            }
+        }
+        // One sample per second.
+        let el = elapsed(now);
+        if el >= next_sample as f64 {
+            tracker.tick(el);
+            let mut s = Sample {
+                t: unix_now(),
+                elapsed: next_sample as f64,
+                ..Default::default()
+            };
+            let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            if current_run.is_some() || !acc.to_guest.is_empty() || !acc.from_guest.is_empty() {
+                s.throughput = Some(Throughput {
+                    to_guest_bps: mean(&acc.to_guest),
+                    from_guest_bps: mean(&acc.from_guest),
+                    iperf_run: current_run,
+                });
+            }
+            s.ping = acc.ping.take();
+            s.dhcp = tracker.take_closed();
+            s.lease = tracker.lease();
+            if !device.is_empty() {
+                s.device = Some(DeviceCounters {
+                    queues: device.values().cloned().collect(),
+                });
+            }
+            s.guest = guest_counters.clone();
+            s.notes = std::mem::take(&mut acc.notes);
+            acc = SecondAcc::default();
+            let rec = Record::Sample(s);
+            writer.append(&rec)?;
+            progress.observe(&rec);
+            next_sample += 1;
+            if !plan.quiet {
+                let line = progress.line();
+                eprint!(
+                    "\r{line}{}",
+                    " ".repeat(last_progress_len.saturating_sub(line.len()))
+                );
+                last_progress_len = line.len();
+            }
+        }
+        // Stop?
+        if let Some(sig) = stop_signal() {
+            outcome = RunOutcome::Interrupted;
+            detail = Some(format!("stopped by signal {sig}"));
+            break;
+        }
+        if vmm_exit.is_some() {
+            break;
+        }
+        if guest_ip.is_none() && now.duration_since(t0) > plan.dhcp_timeout {
+            outcome = RunOutcome::Error;
+            detail = Some(format!(
+                "the guest got no DHCP lease within {} s",
+                plan.dhcp_timeout.as_secs()
+            ));
+            break;
+        }
+        if now.duration_since(t0) >= plan.duration {
+            break;
+        }
+        if plan.stop_when == StopWhen::IncidentComplete
+            && progress.stalls() > 0
+            && tracker.lease() == Some(crate::record::LeaseState::Expired)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !plan.quiet {
+        eprintln!();
+    }
+
+    // Teardown, in order: load and ping, the VMM, then the testbed.
+    stop_load.store(true, Ordering::SeqCst);
+    if let Some(t) = load_thread.take() {
+        let _ = t.join();
+    }
+    drop(ping);
+    tracker.finish();
+    let end_at = t0.elapsed().as_secs_f64();
+    if vmm_exit.is_none() {
+        let status = vmm.child.stop(libc::SIGTERM, Duration::from_secs(5));
+        use std::os::unix::process::ExitStatusExt;
+        let rec = Record::VmmExit(VmmExit {
+            at: end_at,
+            status: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            cause: "stopped by the orchestrator at the end of the run".into(),
+            expected: true,
+            last_events: vmm.last_events.clone(),
+        });
+        writer.append(&rec)?;
+    }
+    let closed = tracker.take_closed();
+    if !closed.is_empty() {
+        writer.append(&Record::Sample(Sample {
+            t: unix_now(),
+            elapsed: end_at,
+            dhcp: closed,
+            ..Default::default()
+        }))?;
+    }
+    let _ = std::fs::write(
+        plan.out.join("dnsmasq.log"),
+        testbed.dnsmasq_output().join("\n"),
+    );
+    if let Err(e) = testbed.down() {
+        tracing::error!("testbed teardown: {e}");
+        writer.append(&Record::Note(Note {
+            at: end_at,
+            text: format!("testbed teardown failed: {e}"),
+        }))?;
+    }
+    writer.append(&Record::End(RunEnd {
+        t: unix_now(),
+        elapsed: end_at,
+        outcome,
+        detail,
+    }))?;
+    drop(writer);
+    let report = report::rebuild(&plan.out)?;
+    Ok(SoakResult {
+        report,
+        dir: plan.out.clone(),
+    })
+}
+
+/// A default run directory under `./vnetbed-runs/`.
+pub fn default_out_dir(kind: &str) -> PathBuf {
+    let stamp = crate::record::rfc3339_utc(unix_now()).replace(':', "");
+    Path::new("vnetbed-runs").join(format!("{kind}-{stamp}"))
+}

@@ -1,0 +1,189 @@
+//! The state the device thread owns while the device is active: both queues, the
+//! notification model, the backend, the deferred rx frame and the pending tx frame. The
+//! rx path ([`super::rx`]), tx path ([`super::tx`]) and watchdog ([`super::watchdog`]) are
+//! `impl` blocks on [`NetCore`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use vm_memory::GuestMemoryMmap;
+
+use super::backend::NetBackend;
+use super::config::NetOptions;
+use super::metrics::{NetMetrics, QueueMetrics};
+use super::notify_model::{Notifier, QueueNotifyState};
+use super::watchdog::WatchState;
+use crate::devices::virtio::queue::{QueueError, SplitQueue};
+use crate::devices::virtio::Signals;
+use crate::events::EventSink;
+
+/// Size of `struct virtio_net_hdr_v1` (§5.1.6: always 12 bytes with VERSION_1).
+pub const NET_HDR_LEN: usize = 12;
+/// Offset of `num_buffers` in the header.
+pub const NUM_BUFFERS_OFFSET: usize = 10;
+/// The largest frame the device moves (a 64 KiB tap read; anything larger is never
+/// delivered truncated: it is counted and dropped).
+pub const MAX_FRAME_LEN: usize = 65535;
+
+/// Queue indices.
+pub const RX: usize = 0;
+/// Queue indices.
+pub const TX: usize = 1;
+
+/// One queue as the device thread sees it.
+#[derive(Debug)]
+pub struct QueueRuntime {
+    /// 0 rx, 1 tx.
+    pub index: usize,
+    /// The ring.
+    pub queue: SplitQueue,
+    /// Interrupt-suppression state.
+    pub notify: QueueNotifyState,
+    /// Notifications are enabled and the device waits for a kick.
+    pub waiting_kick: bool,
+    /// Last kick received.
+    pub last_kick: Option<Instant>,
+    /// Last interrupt sent.
+    pub last_interrupt: Option<Instant>,
+    /// Watchdog bookkeeping.
+    pub watch: WatchState,
+}
+
+impl QueueRuntime {
+    /// A queue that has not run yet.
+    pub fn new(index: usize, queue: SplitQueue) -> Self {
+        Self {
+            index,
+            queue,
+            notify: QueueNotifyState::default(),
+            waiting_kick: false,
+            last_kick: None,
+            last_interrupt: None,
+            watch: WatchState::default(),
+        }
+    }
+
+    /// "rx" or "tx".
+    pub fn name(&self) -> &'static str {
+        if self.index == RX {
+            "rx"
+        } else {
+            "tx"
+        }
+    }
+}
+
+/// A tx frame read from the guest that the backend could not take yet (EAGAIN).
+#[derive(Debug, Clone, Copy)]
+pub struct PendingTx {
+    /// Chain head to return once sent.
+    pub head: u16,
+    /// Frame length in `NetCore::tx_buf`.
+    pub len: usize,
+}
+
+/// Everything the device thread works on.
+pub struct NetCore {
+    /// Guest memory.
+    pub mem: GuestMemoryMmap<()>,
+    /// Queue 0.
+    pub rx: QueueRuntime,
+    /// Queue 1.
+    pub tx: QueueRuntime,
+    /// The notification model.
+    pub notifier: Notifier,
+    /// The frame backend.
+    pub backend: Box<dyn NetBackend>,
+    /// Interrupts and needs-reset.
+    pub signals: Signals,
+    /// Counters.
+    pub metrics: Arc<NetMetrics>,
+    /// Event stream.
+    pub events: EventSink,
+    /// Options.
+    pub options: NetOptions,
+    /// VIRTIO_NET_F_MRG_RXBUF negotiated.
+    pub mrg_rxbuf: bool,
+    /// VIRTIO_RING_F_EVENT_IDX negotiated.
+    pub event_idx: bool,
+    /// rx: header + frame read from the backend but not delivered yet.
+    pub rx_buf: Vec<u8>,
+    /// rx: length of the deferred frame in `rx_buf` (after the header), if any.
+    pub deferred: Option<usize>,
+    /// tx: gathered frame.
+    pub tx_buf: Vec<u8>,
+    /// tx: a frame waiting for the backend to become writable.
+    pub tx_pending: Option<PendingTx>,
+    /// A queue error stopped the device until reset.
+    pub broken: bool,
+    /// Set when `--on-stall exit` fired.
+    pub exit_requested: bool,
+}
+
+impl NetCore {
+    /// The queue runtime `i`.
+    pub fn queue(&mut self, i: usize) -> &mut QueueRuntime {
+        if i == RX {
+            &mut self.rx
+        } else {
+            &mut self.tx
+        }
+    }
+
+    /// The counters of queue `i`.
+    pub fn counters(&self, i: usize) -> &QueueMetrics {
+        self.metrics.queue(i)
+    }
+
+    /// After adding used entries to queue `i`: publish `used->idx` and interrupt if the guest
+    /// wants it (both decided by the notify model).
+    pub fn publish_and_notify(&mut self, i: usize) -> Result<(), QueueError> {
+        let (mem, notifier) = (&self.mem, &mut self.notifier);
+        let q = if i == RX { &mut self.rx } else { &mut self.tx };
+        notifier.publish_used(mem, &q.queue);
+        let c = self.metrics.queue(i);
+        if notifier.needs_interrupt(mem, &q.queue, &mut q.notify)? {
+            self.send_interrupt(i);
+        } else {
+            QueueMetrics::inc(&c.interrupts_suppressed);
+        }
+        Ok(())
+    }
+
+    /// Send a used-buffer interrupt for queue `i`.
+    pub fn send_interrupt(&mut self, i: usize) {
+        // The interrupt goes out through an EventFd write: a syscall whose locked
+        // instructions drain a real x86 store buffer before KVM can inject the interrupt. So
+        // the emulated store buffer drains here too; otherwise the guest would take an
+        // interrupt for used entries it cannot see yet, which x86 never allows.
+        self.notifier.buffer().flush(&self.mem);
+        let q = if i == RX { &mut self.rx } else { &mut self.tx };
+        q.last_interrupt = Some(Instant::now());
+        q.notify.last_interrupt_used = q.queue.next_used;
+        QueueMetrics::inc(&self.metrics.queue(i).interrupts_sent);
+        if let Err(e) = self.signals.signal_used() {
+            tracing::warn!("interrupt for queue {i} failed: {e}");
+        }
+    }
+
+    /// Enable notifications on queue `i`; returns whether the re-check found more work.
+    pub fn enable_notifications(&mut self, i: usize) -> Result<bool, QueueError> {
+        let (mem, notifier) = (&self.mem, &mut self.notifier);
+        let q = if i == RX { &mut self.rx } else { &mut self.tx };
+        let out = notifier.enable(mem, &q.queue)?;
+        let c = self.metrics.queue(i);
+        QueueMetrics::inc(&c.notification_enables);
+        if out.window_opened {
+            QueueMetrics::inc(&c.race_windows_opened);
+        }
+        q.waiting_kick = !out.more;
+        Ok(out.more)
+    }
+
+    /// Suppress kicks on queue `i` while draining it.
+    pub fn disable_notifications(&mut self, i: usize) {
+        let (mem, notifier) = (&self.mem, &mut self.notifier);
+        let q = if i == RX { &mut self.rx } else { &mut self.tx };
+        notifier.disable(mem, &q.queue);
+    }
+}

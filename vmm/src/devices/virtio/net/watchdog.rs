@@ -1,0 +1,210 @@
+//! The stall watchdog, run on the device thread about every 100 ms.
+//!
+//! - **lost kick**: the queue waits for a kick with notifications enabled while the guest's
+//!   `avail->idx`, read fresh, has moved past the device's `next_avail`, continuously for
+//!   longer than `--stall-timeout`.
+//! - **lost interrupt**: the guest-visible `used->idx` has moved past the guest's `used_event`
+//!   since the last interrupt (with EVENT_IDX; without it: interrupts not suppressed by
+//!   `avail->flags` and used entries published since the last interrupt), no interrupt was
+//!   sent, and nothing changed (the guest consumed nothing) for longer than the timeout.
+//!
+//! A condition must hold with an unchanged ring snapshot for the whole timeout, so a kick or
+//! interrupt merely in flight is never reported. Detection latency after a stall begins is at
+//! most `stall_timeout + watchdog_period` (plus the race window).
+
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::config::OnStall;
+use super::core::{NetCore, RX};
+use super::metrics::QueueMetrics;
+use crate::devices::virtio::queue::{vring_need_event, QueueError, VRING_AVAIL_F_NO_INTERRUPT};
+
+/// The kinds of stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StallKind {
+    /// The guest added buffers and did not kick a device that asked for kicks.
+    LostKick,
+    /// The device published buffers the guest asked to be interrupted for, without an
+    /// interrupt.
+    LostInterrupt,
+}
+
+impl StallKind {
+    /// The name used in events.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StallKind::LostKick => "lost_kick",
+            StallKind::LostInterrupt => "lost_interrupt",
+        }
+    }
+}
+
+/// What the guest-visible ring looked like at one watchdog look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingSnapshot {
+    avail_idx: u16,
+    avail_flags: u16,
+    used_event: u16,
+    used_idx: u16,
+    next_avail: u16,
+    next_used: u16,
+}
+
+/// Per-queue watchdog bookkeeping.
+#[derive(Debug, Clone, Default)]
+pub struct WatchState {
+    candidate: Option<(StallKind, RingSnapshot, Instant)>,
+    reported: bool,
+}
+
+fn wall_ms(at: Instant) -> f64 {
+    let now_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    now_wall - at.elapsed().as_secs_f64()
+}
+
+impl NetCore {
+    /// One watchdog look at both queues.
+    pub fn watchdog_tick(&mut self, now: Instant) -> Result<(), QueueError> {
+        if self.broken {
+            return Ok(());
+        }
+        for i in [RX, super::core::TX] {
+            self.watch_queue(i, now)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, i: usize) -> Result<RingSnapshot, QueueError> {
+        let q = self.queue(i).queue.clone();
+        let mem = &self.mem;
+        Ok(RingSnapshot {
+            avail_idx: q.load_u16(mem, q.avail_idx_addr(), Ordering::Acquire)?,
+            avail_flags: q.load_u16(mem, q.avail_flags_addr(), Ordering::Acquire)?,
+            used_event: q.load_u16(mem, q.used_event_addr(), Ordering::Acquire)?,
+            // What the guest sees, i.e. not including stores still in the store buffer.
+            used_idx: q.load_u16(mem, q.used_idx_addr(), Ordering::Acquire)?,
+            next_avail: q.next_avail.0,
+            next_used: q.next_used.0,
+        })
+    }
+
+    fn stall_condition(&mut self, i: usize, s: &RingSnapshot) -> Option<StallKind> {
+        let event_idx = self.event_idx;
+        let q = self.queue(i);
+        if q.waiting_kick && s.avail_idx != s.next_avail {
+            return Some(StallKind::LostKick);
+        }
+        let last_irq = q.notify.last_interrupt_used.0;
+        let owed = if event_idx {
+            vring_need_event(s.used_event, s.used_idx, last_irq)
+        } else {
+            s.avail_flags & VRING_AVAIL_F_NO_INTERRUPT == 0 && s.used_idx != last_irq
+        };
+        owed.then_some(StallKind::LostInterrupt)
+    }
+
+    fn watch_queue(&mut self, i: usize, now: Instant) -> Result<(), QueueError> {
+        let snap = self.snapshot(i)?;
+        let cond = self.stall_condition(i, &snap);
+        let timeout = self.options.stall_timeout;
+        let q = self.queue(i);
+        let since = match (cond, q.watch.candidate) {
+            (None, _) => {
+                q.watch = Default::default();
+                return Ok(());
+            }
+            (Some(kind), Some((k, s, since))) if k == kind && s == snap => since,
+            (Some(kind), _) => {
+                q.watch = super::watchdog::WatchState {
+                    candidate: Some((kind, snap, now)),
+                    reported: false,
+                };
+                return Ok(());
+            }
+        };
+        if q.watch.reported || now.duration_since(since) < timeout {
+            return Ok(());
+        }
+        q.watch.reported = true;
+        let kind = cond.unwrap_or(StallKind::LostKick);
+        self.report_stall(i, kind, since, now, &snap);
+        match self.options.on_stall {
+            OnStall::Report => {}
+            OnStall::Recover => {
+                QueueMetrics::inc(&self.metrics.queue(i).recovered);
+                self.queue(i).watch = Default::default();
+                match kind {
+                    // Deliver the lost kick: serve the queue as if the guest had kicked.
+                    StallKind::LostKick => self.kicked(i)?,
+                    StallKind::LostInterrupt => self.send_interrupt(i),
+                }
+            }
+            OnStall::Exit => self.exit_requested = true,
+        }
+        Ok(())
+    }
+
+    fn report_stall(
+        &mut self,
+        i: usize,
+        kind: StallKind,
+        since: Instant,
+        now: Instant,
+        s: &RingSnapshot,
+    ) {
+        let metrics = self.metrics.clone();
+        let c = metrics.queue(i);
+        QueueMetrics::inc(match kind {
+            StallKind::LostKick => &c.stalls_lost_kick,
+            StallKind::LostInterrupt => &c.stalls_lost_interrupt,
+        });
+        let q = self.queue(i);
+        let name = q.name();
+        let time = |t: Option<Instant>| t.map(wall_ms);
+        let fields = json!({
+            "device": "virtio-net",
+            "queue": name,
+            "queue_index": i,
+            "kind": kind.as_str(),
+            "detected_at": wall_ms(now),
+            "stalled_since": wall_ms(since),
+            "stalled_ms": now.duration_since(since).as_millis() as u64,
+            "device_next_avail": s.next_avail,
+            "device_next_used": s.next_used,
+            "guest_avail_idx": s.avail_idx,
+            "guest_used_event": s.used_event,
+            "guest_avail_flags": s.avail_flags,
+            "guest_visible_used_idx": s.used_idx,
+            "waiting_for_kick": q.waiting_kick,
+            "last_kick": time(q.last_kick),
+            "last_interrupt": time(q.last_interrupt),
+            "last_interrupt_used_idx": q.notify.last_interrupt_used.0,
+            "notify_model": self.notifier.model().to_string(),
+            "on_stall": self.options.on_stall.to_string(),
+            "counters": c.to_json(),
+        });
+        tracing::warn!(
+            queue = name,
+            kind = kind.as_str(),
+            "virtio-net stall detected"
+        );
+        self.events.emit("stall", fields);
+    }
+
+    /// The guest kicked queue `i` (or the watchdog delivers a lost kick).
+    pub fn kicked(&mut self, i: usize) -> Result<(), QueueError> {
+        let q = self.queue(i);
+        q.waiting_kick = false;
+        if i == RX {
+            self.process_rx()
+        } else {
+            self.process_tx()
+        }
+    }
+}
