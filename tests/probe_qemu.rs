@@ -1,311 +1,56 @@
-//! Issue 5's acceptance checks for the probe guest against QEMU microvm's virtio-net
-//! (an independent virtio-mmio device), in a test network of its own (netns, bridge, tap,
-//! dnsmasq). The image is built by the test (`vnetbed image build probe`).
+//! Issue 5's acceptance checks for the probe guest against QEMU microvm's virtio-net (an independent virtio-mmio device), in a test network of
+//! its own (netns, bridge, tap, dnsmasq; tests/probe_support/testbed.rs). The image is
+//! built by the test (`vnetbed image build probe`). The checks are shared with
+//! tests/probe_vnetbed.rs (tests/probe_support/acceptance.rs).
 
 mod common;
 mod probe_support;
 
-use std::time::Duration;
+use common::require;
+use probe_support::acceptance::{self, Vmm};
 
-use common::{require, Capability};
-use probe_support::testbed::{Testbed, HOST_ADDRESS};
-use probe_support::*;
-use serde_json::Value;
-
-const CAPS: [Capability; 6] = [
-    Capability::Kvm,
-    Capability::Root,
-    Capability::Tun,
-    Capability::Program("qemu-system-x86_64"),
-    Capability::Program("dnsmasq"),
-    Capability::Program("ping"),
-];
-
-fn is_bound(e: &Value) -> bool {
-    e["event"] == "dhcp_state" && e["state"] == "bound"
-}
-
-/// The guest's address without the prefix length.
-fn address(bound: &Value) -> String {
-    bound["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// Ping `count` times from the namespace; returns the replies received.
-fn ping(testbed: &Testbed, target: &str, count: u32) -> u32 {
-    let out = testbed
-        .command("ping")
-        .args([
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.01",
-            "-W",
-            "1",
-            "-q",
-            target,
-        ])
-        .output()
-        .expect("run ping");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split(", ")
-        .find_map(|part| part.strip_suffix(" received"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected ping output:\n{text}"))
-}
-
-fn check_dhcp_and_ping(append: &str, event_idx: bool) {
-    let testbed = Testbed::up(&["--dhcp-option=option:T1,30", "--dhcp-option=option:T2,52"]);
-    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), append));
-    let nic = guest.wait_for("nic event", Duration::from_secs(20), |e| {
-        e["event"] == "nic"
-    });
-    assert_eq!(nic["event_idx"], event_idx, "{nic}");
-    assert_eq!(nic["mrg_rxbuf"], true, "{nic}");
-    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
-    // Acceptance: bound within 2 s of boot (t_us counts from the first instruction).
-    assert!(bound["t_us"].as_u64().unwrap() < 2_000_000, "{bound}");
-    assert_eq!(bound["server"], HOST_ADDRESS);
-    assert_eq!(bound["lease_s"], 120, "dnsmasq's floor for a 1m lease");
-    assert_eq!(bound["t1_s"], 30);
-    assert_eq!(bound["t2_s"], 52);
-    guest.wait_for("gateway check", Duration::from_secs(5), |e| {
-        e["event"] == "gateway" && e["state"] == "reachable"
-    });
-    // Acceptance: 100 of 100 pings answered.
-    let replies = ping(&testbed, &address(&bound), 100);
-    assert_eq!(replies, 100, "console:\n{}", guest.console());
-    // The driver's counters saw the traffic (reported once a second).
-    let counters = guest.wait_for("counters with the pings", Duration::from_secs(5), |e| {
-        e["event"] == "counters" && e["rx_packets"].as_u64().unwrap_or(0) >= 100
-    });
-    assert!(
-        counters["tx_packets"].as_u64().unwrap() >= 100,
-        "{counters}"
-    );
-    assert!(counters["interrupts"].as_u64().unwrap() > 0, "{counters}");
-    assert_eq!(counters["rx_errors"], 0, "{counters}");
-}
+const VMM: Vmm = Vmm::Qemu;
 
 #[test]
 fn probe_on_qemu_binds_dhcp_fast_and_answers_100_pings() {
-    if !require("probe_on_qemu_binds_dhcp_fast_and_answers_100_pings", &CAPS) {
-        return;
+    if require(
+        "probe_on_qemu_binds_dhcp_fast_and_answers_100_pings",
+        &VMM.caps(),
+    ) {
+        acceptance::dhcp_and_ping(VMM, "", true);
     }
-    check_dhcp_and_ping("", true);
 }
 
 #[test]
 fn probe_on_qemu_works_without_event_idx() {
-    if !require("probe_on_qemu_works_without_event_idx", &CAPS) {
-        return;
+    if require("probe_on_qemu_works_without_event_idx", &VMM.caps()) {
+        acceptance::dhcp_and_ping(VMM, "probe.event_idx=0", false);
     }
-    check_dhcp_and_ping("probe.event_idx=0", false);
 }
 
 #[test]
 fn probe_on_qemu_renews_by_unicast_at_t1() {
-    if !require("probe_on_qemu_renews_by_unicast_at_t1", &CAPS) {
-        return;
+    if require("probe_on_qemu_renews_by_unicast_at_t1", &VMM.caps()) {
+        acceptance::renews_at_t1(VMM);
     }
-    // A shortened schedule: renew after 3 s, rebind after 6 s (lease 120 s).
-    let testbed = Testbed::up(&["--dhcp-option=option:T1,3", "--dhcp-option=option:T2,6"]);
-    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), ""));
-    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
-    assert_eq!(bound["t1_s"], 3);
-    let bound_at = bound["t_us"].as_u64().unwrap();
-    let renew = guest.wait_for("renewal", Duration::from_secs(10), |e| {
-        e["event"] == "dhcp" && e["dir"] == "tx" && e["state"] == "renewing"
-    });
-    // RFC 2131 4.4.5: at T1, a REQUEST unicast to the server, with ciaddr set.
-    assert_eq!(renew["dst"], HOST_ADDRESS, "{renew}");
-    assert_eq!(renew["ciaddr"], address(&bound), "{renew}");
-    let after_s = (renew["t_us"].as_u64().unwrap() - bound_at) as f64 / 1e6;
-    assert!(
-        after_s >= 2.9,
-        "renewed {after_s} s after binding, before T1 = 3 s"
-    );
-    assert!(after_s < 5.0, "renewed {after_s} s after binding, T1 = 3 s");
-    let renew_xid = renew["xid"].clone();
-    guest.wait_for("ACK of the renewal", Duration::from_secs(5), |e| {
-        e["event"] == "dhcp" && e["dir"] == "rx" && e["type"] == "ack" && e["xid"] == renew_xid
-    });
-    // The server saw it too.
-    let log = testbed.dnsmasq_log_text();
-    assert!(
-        log.matches("DHCPREQUEST(br0) ").count() >= 2,
-        "dnsmasq log:\n{log}"
-    );
-    assert!(
-        log.matches("DHCPACK(br0) ").count() >= 2,
-        "dnsmasq log:\n{log}"
-    );
-}
-
-/// Run the real iperf3 client from the namespace with `-J`; returns its JSON report.
-fn iperf3(testbed: &Testbed, server: &str, args: &[&str]) -> Value {
-    let out = testbed
-        .command("timeout")
-        .args(["60", "iperf3", "-c", server, "-J"])
-        .args(args)
-        .output()
-        .expect("run iperf3");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "iperf3 {args:?}: no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    assert!(
-        report.get("error").is_none(),
-        "iperf3 {args:?} failed: {}",
-        report["error"]
-    );
-    assert!(
-        out.status.success(),
-        "iperf3 {args:?} exited with {}",
-        out.status
-    );
-    report
-}
-
-/// Check the parts of a -J report every test has, and that it ran for about `seconds`.
-fn check_report(report: &Value, protocol: &str, reverse: bool, seconds: u64) {
-    let start = &report["start"];
-    assert_eq!(start["test_start"]["protocol"], protocol, "{start}");
-    assert_eq!(
-        start["test_start"]["reverse"],
-        u64::from(reverse),
-        "{start}"
-    );
-    assert_eq!(start["test_start"]["duration"], seconds, "{start}");
-    assert!(
-        !start["connected"].as_array().unwrap().is_empty(),
-        "{start}"
-    );
-    let intervals = report["intervals"].as_array().unwrap();
-    assert!(
-        intervals.len() as u64 >= seconds,
-        "{} intervals",
-        intervals.len()
-    );
-    assert!(
-        report["end"]["streams"]
-            .as_array()
-            .is_some_and(|s| s.len() == 1),
-        "{}",
-        report["end"]
-    );
-    assert!(
-        report["end"]["cpu_utilization_percent"]["remote_total"].is_number(),
-        "{}",
-        report["end"]
-    );
-}
-
-fn mbit(bits_per_second: &Value) -> f64 {
-    bits_per_second.as_f64().unwrap_or(0.0) / 1e6
 }
 
 #[test]
 fn probe_on_qemu_serves_iperf3_tcp_both_directions() {
-    let caps = [CAPS.as_slice(), &[Capability::Program("iperf3")]].concat();
-    if !require("probe_on_qemu_serves_iperf3_tcp_both_directions", &caps) {
-        return;
+    if require(
+        "probe_on_qemu_serves_iperf3_tcp_both_directions",
+        &VMM.caps(),
+    ) {
+        acceptance::iperf3_tcp_both_directions(VMM);
     }
-    let testbed = Testbed::up(&[]);
-    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), ""));
-    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
-    let server = address(&bound);
-    guest.wait_for("iperf3 server", Duration::from_secs(5), |e| {
-        e["event"] == "iperf3" && e["state"] == "listening"
-    });
-    for reverse in [false, true] {
-        let args: &[&str] = if reverse {
-            &["-t", "10", "-R"]
-        } else {
-            &["-t", "10"]
-        };
-        let report = iperf3(&testbed, &server, args);
-        check_report(&report, "TCP", reverse, 10);
-        let sent = &report["end"]["sum_sent"];
-        let received = &report["end"]["sum_received"];
-        assert!(received["bytes"].as_u64().unwrap() > 0, "{received}");
-        // Bytes received never exceed bytes sent; the receiver gets nearly all of it.
-        assert!(
-            received["bytes"].as_u64() <= sent["bytes"].as_u64(),
-            "{sent} {received}"
-        );
-        assert!(received["seconds"].as_f64().unwrap() > 9.0, "{received}");
-        eprintln!(
-            "iperf3 TCP {}: sent {:.1} Mbit/s, received {:.1} Mbit/s",
-            if reverse {
-                "guest->host (-R)"
-            } else {
-                "host->guest"
-            },
-            mbit(&sent["bits_per_second"]),
-            mbit(&received["bits_per_second"])
-        );
-    }
-    // The guest reported both tests, and is ready for more (like iperf3 -s).
-    let ends = guest.wait_for("second iperf3 end", Duration::from_secs(5), |e| {
-        e["event"] == "iperf3" && e["state"] == "end" && e["test"] == 2
-    });
-    assert!(ends["bytes"].as_u64().unwrap() > 0, "{ends}");
 }
 
 #[test]
 fn probe_on_qemu_serves_iperf3_udp_200m_with_under_1_percent_loss() {
-    let caps = [CAPS.as_slice(), &[Capability::Program("iperf3")]].concat();
-    if !require(
+    if require(
         "probe_on_qemu_serves_iperf3_udp_200m_with_under_1_percent_loss",
-        &caps,
+        &VMM.caps(),
     ) {
-        return;
+        acceptance::iperf3_udp_200m(VMM);
     }
-    let testbed = Testbed::up(&[]);
-    let mut guest = RunningGuest::start(qemu_microvm_in(&testbed, &probe_image(), ""));
-    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
-    let server = address(&bound);
-    guest.wait_for("iperf3 server", Duration::from_secs(5), |e| {
-        e["event"] == "iperf3" && e["state"] == "listening"
-    });
-    let report = iperf3(
-        &testbed,
-        &server,
-        &["-u", "-b", "200M", "-l", "1400", "-t", "10"],
-    );
-    check_report(&report, "UDP", false, 10);
-    let sum = &report["end"]["sum"];
-    let lost_percent = sum["lost_percent"].as_f64().unwrap();
-    eprintln!(
-        "iperf3 UDP host->guest -b 200M -l 1400: {:.1} Mbit/s, {} of {} lost ({lost_percent:.3} %), jitter {:.3} ms",
-        mbit(&sum["bits_per_second"]),
-        sum["lost_packets"],
-        sum["packets"],
-        sum["jitter_ms"].as_f64().unwrap_or(0.0)
-    );
-    assert!(sum["packets"].as_u64().unwrap() > 100_000, "{sum}");
-    assert!(lost_percent < 1.0, "{sum}");
-    // Reverse UDP: the guest paces datagrams itself; the report must be complete.
-    let report = iperf3(
-        &testbed,
-        &server,
-        &["-u", "-b", "50M", "-l", "1400", "-t", "3", "-R"],
-    );
-    check_report(&report, "UDP", true, 3);
-    let sum = &report["end"]["sum"];
-    assert!(sum["packets"].as_u64().unwrap() > 1000, "{sum}");
-    eprintln!(
-        "iperf3 UDP guest->host -b 50M -l 1400 -R: {:.1} Mbit/s, {} of {} lost",
-        mbit(&sum["bits_per_second"]),
-        sum["lost_packets"],
-        sum["packets"]
-    );
 }

@@ -270,6 +270,7 @@ fn handle_dhcp(
 
 fn report_counters(net: &VirtioNet) {
     let c = &net.counters;
+    let (rx_unposted, tx_in_flight, rx_callbacks) = net.ring_state();
     Event::new("counters")
         .u64("rx_packets", c.rx_packets)
         .u64("rx_bytes", c.rx_bytes)
@@ -279,6 +280,7 @@ fn report_counters(net: &VirtioNet) {
         .u64("kicks", c.kicks)
         .u64("kicks_suppressed", c.kicks_suppressed)
         .u64("interrupts", c.interrupts)
+        .u64("interrupts_without_status", c.interrupts_without_status)
         .u64("polls", c.polls)
         .u64("rx_ring_empty", c.rx_ring_empty)
         .u64("rx_rechecks", c.rx_rechecks)
@@ -286,5 +288,9 @@ fn report_counters(net: &VirtioNet) {
         .u64("rx_errors", c.rx_errors)
         .u64("tx_ring_full", c.tx_ring_full)
         .u64("irqs_total", idle::interrupt_count())
+        .u64("rx_unposted", u64::from(rx_unposted))
+        .u64("tx_in_flight", u64::from(tx_in_flight))
+        .bool("rx_callbacks", rx_callbacks)
+        .bool("rx_polling", net.rx_scheduled())
         .emit();
 }

@@ -5,6 +5,8 @@ use crate::port::{inb, outb};
 const COM1: u16 = 0x3f8;
 const LINE_STATUS: u16 = COM1 + 5;
 const TRANSMIT_EMPTY: u8 = 0x20;
+/// Transmit FIFO depth of a 16550A with FIFOs enabled (init sets FCR).
+const FIFO_DEPTH: usize = 16;
 /// Poll this many times for room in the transmitter before writing anyway.
 const MAX_POLLS: u32 = 100_000;
 
@@ -19,13 +21,17 @@ pub fn init() {
     outb(COM1 + 4, 0x03); // DTR, RTS
 }
 
-/// Write bytes, waiting (boundedly) for the transmitter.
+/// Write bytes, waiting (boundedly) for the transmitter. Every port access is a VM exit
+/// (tens of microseconds on nested hosts), so the line status is read once per FIFO-full:
+/// when THR-empty is set, the 16-byte transmit FIFO is empty and takes 16 bytes.
 pub fn write_bytes(bytes: &[u8]) {
-    for &b in bytes {
+    for chunk in bytes.chunks(FIFO_DEPTH) {
         let mut polls = 0;
         while inb(LINE_STATUS) & TRANSMIT_EMPTY == 0 && polls < MAX_POLLS {
             polls += 1;
         }
-        outb(COM1, b);
+        for &b in chunk {
+            outb(COM1, b);
+        }
     }
 }

@@ -103,6 +103,9 @@ pub struct Counters {
     pub kicks_suppressed: u64,
     /// Interrupts handled for this NIC.
     pub interrupts: u64,
+    /// Interrupts whose InterruptStatus had no used-buffer bit (nothing scheduled; as in
+    /// Linux, work the status does not announce waits for the next interrupt).
+    pub interrupts_without_status: u64,
     /// NAPI poll rounds.
     pub polls: u64,
     /// `enable_cb` found work that raced in (poll again).
@@ -322,6 +325,16 @@ impl VirtioNet {
         Ok(net)
     }
 
+    /// Driver-side ring state for stall diagnosis: rx buffers not posted, tx buffers in
+    /// flight, whether rx callbacks are on.
+    pub fn ring_state(&self) -> (u16, u16, bool) {
+        (
+            self.rx.num_free(),
+            self.tx.size() - self.tx.num_free(),
+            self.rx.callbacks_enabled(),
+        )
+    }
+
     /// Queue sizes (rx, tx).
     pub fn queue_sizes(&self) -> (u16, u16) {
         (self.rx.size(), self.tx.size())
@@ -339,6 +352,9 @@ impl VirtioNet {
         let status = mmio_read(self.base, INTERRUPT_STATUS);
         mmio_write(self.base, INTERRUPT_ACK, status);
         self.counters.interrupts += 1;
+        if status & INTERRUPT_USED_BUFFER == 0 {
+            self.counters.interrupts_without_status += 1;
+        }
         if status & INTERRUPT_USED_BUFFER != 0 && !self.rx_scheduled && self.rx.has_used() {
             self.rx.disable_cb();
             self.rx_scheduled = true;
