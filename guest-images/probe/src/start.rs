@@ -3,7 +3,7 @@
 use crate::agent::Event;
 use crate::exit::{exit, ExitCode};
 use crate::{apic, bootinfo, idle, net, serial, time};
-use probe::cmdline::{self, Options, SelfTest};
+use probe::cmdline::{self, SelfTest};
 
 /// The probe's version, reported in the first agent line.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,13 +78,13 @@ pub extern "C" fn probe_main() -> ! {
             Event::new("idle")
                 .str("reason", "no virtio_mmio.device on the command line")
                 .emit();
-            idle_forever(&options)
+            idle_forever()
         }
     }
 }
 
 /// Nothing else to do yet: sleep through the idle gate.
-fn idle_forever(_options: &Options) -> ! {
+fn idle_forever() -> ! {
     loop {
         idle::take_pending();
         idle::wait_for_interrupt();

@@ -215,6 +215,8 @@ pub struct VirtioNet {
     round_received: u32,
     /// A received frame, gathered from its buffers.
     frame: [u8; MAX_FRAME],
+    /// A device error met where it could not be returned (inside a transmit).
+    deferred_error: Option<NetError>,
     /// Counters.
     pub counters: Counters,
 }
@@ -313,6 +315,7 @@ impl VirtioNet {
             budget_left: 0,
             round_received: 0,
             frame: [0; MAX_FRAME],
+            deferred_error: None,
             counters: Counters::default(),
         };
         // tx interrupts stay off until the ring fills (see `transmit_frame`).
@@ -391,7 +394,10 @@ impl VirtioNet {
             }
         }
         self.budget_left = 0;
-        Ok(())
+        match self.deferred_error.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// Post every free rx buffer, then kick if the device wants it.
@@ -544,12 +550,19 @@ impl VirtioNet {
             self.counters.tx_bytes += len as u64;
             self.kick(TX_QUEUE);
         }
-        if self.tx.num_free() == 0 {
+        // The stack's token cannot fail, so a device error here is kept for
+        // end_poll_round to report.
+        let housekeeping = if self.tx.num_free() == 0 {
             // The queue is now full ("netif_stop_queue"): arm the delayed tx interrupt
             // now so that the completion wakes us.
-            let _ = self.can_transmit();
+            self.can_transmit().map(|_| ())
         } else if self.tx.num_free() < self.tx.size() / 2 {
-            let _ = self.reclaim_tx();
+            self.reclaim_tx()
+        } else {
+            Ok(())
+        };
+        if let Err(error) = housekeeping {
+            self.deferred_error.get_or_insert(error);
         }
         result
     }
