@@ -24,6 +24,8 @@ pub enum Command {
     Net(crate::commands::net::NetArgs),
     /// Tell what this host can do: KVM, guest ring-0/ring-3 speed, tun, privileges, tools.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// Build guest images (`vnetbed image build probe`).
+    Image(crate::commands::image::ImageArgs),
     /// Soak a guest under sustained iperf3 load with DHCP and stall monitoring; write the record and reports.
     Soak(crate::commands::soak::SoakArgs),
     /// Run the buggy notification model under load until the 2012 incident unfolds.

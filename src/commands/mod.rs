@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod doctor;
+pub mod image;
 pub mod net;
 pub mod report;
 pub mod run;
@@ -16,6 +17,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::main(args),
         Command::Net(args) => net::main(args),
         Command::Doctor(args) => doctor::main(args),
+        Command::Image(args) => image::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Report(args) => report::main(args),
         Command::Soak(args) => soak::soak_main(args),

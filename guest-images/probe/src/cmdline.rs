@@ -1,0 +1,249 @@
+//! The kernel command line: NICs in Linux syntax (`virtio_mmio.device=<size>@<base>:<irq>`)
+//! and the probe's own `probe.<name>=<value>` options. Other words (console=...) are ignored.
+
+/// Most virtio-mmio devices we track.
+pub const MAX_DEVICES: usize = 4;
+
+/// A virtio-mmio device from `virtio_mmio.device=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtioMmioDevice {
+    /// Guest-physical base of the register window.
+    pub base: u64,
+    /// Size of the register window in bytes.
+    pub size: u64,
+    /// The GSI (IOAPIC input) of its interrupt.
+    pub irq: u32,
+}
+
+/// A self-test selected with `probe.selftest=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfTest {
+    /// Panic in ring 3 (the VM must end with status 3).
+    Panic,
+    /// Execute `ud2` in ring 3 (the VM must end with status 5).
+    Exception,
+    /// Sleep through the idle gate on LAPIC timer interrupts, then exit with status 1.
+    Timer,
+}
+
+/// Everything the command line configures.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// NICs, in command-line order.
+    pub devices: [Option<VirtioMmioDevice>; MAX_DEVICES],
+    /// `probe.tsc_khz=`: the TSC frequency; skips PIT calibration.
+    pub tsc_khz: Option<u64>,
+    /// `probe.event_idx=0` turns VIRTIO_RING_F_EVENT_IDX off (default on).
+    pub event_idx: bool,
+    /// `probe.mrg_rxbuf=0` turns VIRTIO_NET_F_MRG_RXBUF off (default on).
+    pub mrg_rxbuf: bool,
+    /// `probe.exit_after_boot=1`: end the VM (status 1) once booted.
+    pub exit_after_boot: bool,
+    /// `probe.selftest=`.
+    pub selftest: Option<SelfTest>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            devices: [None; MAX_DEVICES],
+            tsc_khz: None,
+            event_idx: true,
+            mrg_rxbuf: true,
+            exit_after_boot: false,
+            selftest: None,
+        }
+    }
+}
+
+impl Options {
+    /// The NICs found.
+    pub fn devices(&self) -> impl Iterator<Item = &VirtioMmioDevice> {
+        self.devices.iter().flatten()
+    }
+}
+
+/// What is wrong with the command line. The word is quoted so the user sees what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// `virtio_mmio.device=` is not `<size>@<base>:<irq>`.
+    BadVirtioMmioDevice(&'a str),
+    /// More than MAX_DEVICES virtio-mmio devices.
+    TooManyDevices(&'a str),
+    /// An unknown `probe.` option.
+    UnknownOption(&'a str),
+    /// A `probe.` option with a bad value.
+    BadValue(&'a str),
+}
+
+impl core::fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CmdlineError::BadVirtioMmioDevice(w) => {
+                write!(f, "`{w}` is not virtio_mmio.device=<size>@<base>:<irq>")
+            }
+            CmdlineError::TooManyDevices(w) => {
+                write!(
+                    f,
+                    "`{w}`: at most {MAX_DEVICES} virtio-mmio devices are supported"
+                )
+            }
+            CmdlineError::UnknownOption(w) => write!(
+                f,
+                "unknown option `{w}` (known: probe.tsc_khz, probe.event_idx, probe.mrg_rxbuf, \
+                 probe.exit_after_boot, probe.selftest)"
+            ),
+            CmdlineError::BadValue(w) => write!(f, "bad value in `{w}`"),
+        }
+    }
+}
+
+/// Parse a command line.
+pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
+    let mut options = Options::default();
+    let mut device_count = 0;
+    for word in cmdline.split_ascii_whitespace() {
+        if let Some(spec) = word.strip_prefix("virtio_mmio.device=") {
+            let device = parse_device(spec).ok_or(CmdlineError::BadVirtioMmioDevice(word))?;
+            let slot = options
+                .devices
+                .get_mut(device_count)
+                .ok_or(CmdlineError::TooManyDevices(word))?;
+            *slot = Some(device);
+            device_count += 1;
+        } else if let Some(option) = word.strip_prefix("probe.") {
+            let (name, value) = option.split_once('=').unwrap_or((option, ""));
+            let bad = CmdlineError::BadValue(word);
+            match name {
+                "tsc_khz" => {
+                    options.tsc_khz = Some(parse_u64(value).filter(|&k| k > 0).ok_or(bad)?)
+                }
+                "event_idx" => options.event_idx = parse_bool(value).ok_or(bad)?,
+                "mrg_rxbuf" => options.mrg_rxbuf = parse_bool(value).ok_or(bad)?,
+                "exit_after_boot" => options.exit_after_boot = parse_bool(value).ok_or(bad)?,
+                "selftest" => {
+                    options.selftest = Some(match value {
+                        "panic" => SelfTest::Panic,
+                        "exception" => SelfTest::Exception,
+                        "timer" => SelfTest::Timer,
+                        _ => return Err(bad),
+                    })
+                }
+                _ => return Err(CmdlineError::UnknownOption(word)),
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// `<size>@<base>:<irq>[:<id>]`, size with an optional K/M/G suffix (Linux memparse).
+fn parse_device(spec: &str) -> Option<VirtioMmioDevice> {
+    let (size, rest) = spec.split_once('@')?;
+    let (base, rest) = rest.split_once(':')?;
+    let irq = rest.split(':').next()?;
+    let device = VirtioMmioDevice {
+        size: parse_size(size)?,
+        base: parse_u64(base)?,
+        irq: u32::try_from(parse_u64(irq)?).ok()?,
+    };
+    // The window must be non-empty and lie below 4 GiB (our identity map).
+    let end = device.base.checked_add(device.size)?;
+    (device.size > 0 && end <= 1 << 32).then_some(device)
+}
+
+/// A number with an optional K/M/G suffix.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'k' | b'K' => (&text[..text.len() - 1], 10),
+        b'm' | b'M' => (&text[..text.len() - 1], 20),
+        b'g' | b'G' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    parse_u64(digits)?.checked_mul(1 << shift)
+}
+
+/// Decimal, or hexadecimal with a 0x prefix.
+fn parse_u64(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() => u64::from_str_radix(hex, 16).ok(),
+        Some(_) => None,
+        None if !text.is_empty() => text.parse().ok(),
+        None => None,
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "on" | "yes" | "true" | "" => Some(true),
+        "0" | "off" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_qemu_microvm_device_and_options() {
+        let options = parse(
+            "console=ttyS0 probe.tsc_khz=2400000 probe.event_idx=0 virtio_mmio.device=512@0xfeb00e00:12",
+        )
+        .unwrap();
+        let devices: Vec<_> = options.devices().copied().collect();
+        assert_eq!(
+            devices,
+            [VirtioMmioDevice {
+                base: 0xfeb0_0e00,
+                size: 512,
+                irq: 12
+            }]
+        );
+        assert_eq!(options.tsc_khz, Some(2_400_000));
+        assert!(!options.event_idx);
+        assert!(options.mrg_rxbuf);
+    }
+
+    #[test]
+    fn parses_size_suffix_and_device_id() {
+        let options = parse("virtio_mmio.device=4K@0xd0000000:5:3").unwrap();
+        assert_eq!(
+            options.devices[0],
+            Some(VirtioMmioDevice {
+                base: 0xd000_0000,
+                size: 4096,
+                irq: 5
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_input() {
+        assert!(matches!(
+            parse("virtio_mmio.device=512"),
+            Err(CmdlineError::BadVirtioMmioDevice(_))
+        ));
+        assert!(matches!(
+            parse("virtio_mmio.device=x@0x1:1"),
+            Err(CmdlineError::BadVirtioMmioDevice(_))
+        ));
+        assert!(matches!(
+            parse("virtio_mmio.device=4G@0xfff00000:1"),
+            Err(CmdlineError::BadVirtioMmioDevice(_))
+        ));
+        assert!(matches!(
+            parse("probe.nonsense=1"),
+            Err(CmdlineError::UnknownOption(_))
+        ));
+        assert!(matches!(
+            parse("probe.tsc_khz=0"),
+            Err(CmdlineError::BadValue(_))
+        ));
+        assert!(matches!(
+            parse("probe.event_idx=maybe"),
+            Err(CmdlineError::BadValue(_))
+        ));
+        let five = "virtio_mmio.device=512@0x1000:1 ".repeat(5);
+        assert!(matches!(parse(&five), Err(CmdlineError::TooManyDevices(_))));
+    }
+}

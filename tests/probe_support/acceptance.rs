@@ -1,0 +1,337 @@
+//! The acceptance checks of issue 5, run against either VMM: QEMU microvm and vnetbed.
+//! Each check builds its own testbed (namespace, bridge, tap, dnsmasq) and boots the probe.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::testbed::{self, Testbed, HOST_ADDRESS};
+use super::*;
+use crate::common::Capability;
+
+/// The checks measure loss and throughput on a shared machine: run them one at a time
+/// (cargo runs the tests of one binary in parallel threads).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The VMM a check runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vmm {
+    /// QEMU microvm's virtio-net-device (PVH entry).
+    Qemu,
+    /// `vnetbed run --net` (Linux 64-bit entry).
+    Vnetbed,
+}
+
+impl Vmm {
+    /// Capabilities every network check needs on this VMM.
+    pub fn caps(self) -> Vec<Capability> {
+        let mut caps = vec![
+            Capability::Kvm,
+            Capability::Root,
+            Capability::Tun,
+            Capability::Program("dnsmasq"),
+            Capability::Program("ping"),
+            Capability::Program("iperf3"),
+        ];
+        if self == Vmm::Qemu {
+            caps.push(Capability::Program("qemu-system-x86_64"));
+        }
+        caps
+    }
+
+    /// Boot the probe with `append` on this VMM, its NIC on the testbed's tap.
+    pub fn start(self, testbed: &Testbed, append: &str) -> RunningGuest {
+        let image = probe_image();
+        let command = match self {
+            Vmm::Qemu => qemu_microvm_in(testbed, &image, append),
+            Vmm::Vnetbed => {
+                let mut command = vnetbed_run(&image, append);
+                command
+                    .arg("--net")
+                    // vnetbed's device offers at most 256 entries per queue.
+                    .arg(format!("tap={},netns={}", testbed::TAP, testbed.netns));
+                command
+            }
+        };
+        RunningGuest::start(command)
+    }
+}
+
+fn is_bound(e: &Value) -> bool {
+    e["event"] == "dhcp_state" && e["state"] == "bound"
+}
+
+/// The guest's address without the prefix length.
+fn address(bound: &Value) -> String {
+    bound["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Ping `count` times from the namespace; returns the replies received.
+fn ping(testbed: &Testbed, target: &str, count: u32) -> u32 {
+    let out = testbed
+        .command("ping")
+        .args([
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            "-q",
+            target,
+        ])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(", ")
+        .find_map(|part| part.strip_suffix(" received"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected ping output:\n{text}"))
+}
+
+/// DHCP bound within 2 s of boot, 100/100 pings, counters.
+pub fn dhcp_and_ping(vmm: Vmm, append: &str, event_idx: bool) {
+    let _serial = exclusive();
+    let testbed = Testbed::up(&["--dhcp-option=option:T1,30", "--dhcp-option=option:T2,52"]);
+    let mut guest = vmm.start(&testbed, append);
+    let nic = guest.wait_for("nic event", Duration::from_secs(20), |e| {
+        e["event"] == "nic"
+    });
+    assert_eq!(nic["event_idx"], event_idx, "{nic}");
+    assert_eq!(nic["mrg_rxbuf"], true, "{nic}");
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    // Acceptance: bound within 2 s of boot (t_us counts from the first instruction).
+    assert!(bound["t_us"].as_u64().unwrap() < 2_000_000, "{bound}");
+    assert_eq!(bound["server"], HOST_ADDRESS);
+    assert_eq!(bound["lease_s"], 120, "dnsmasq's floor for a 1m lease");
+    assert_eq!(bound["t1_s"], 30);
+    assert_eq!(bound["t2_s"], 52);
+    guest.wait_for("gateway check", Duration::from_secs(5), |e| {
+        e["event"] == "gateway" && e["state"] == "reachable"
+    });
+    // Acceptance: 100 of 100 pings answered.
+    let replies = ping(&testbed, &address(&bound), 100);
+    assert_eq!(replies, 100, "console:\n{}", guest.console());
+    // The driver's counters saw the traffic (reported once a second).
+    let counters = guest.wait_for("counters with the pings", Duration::from_secs(5), |e| {
+        e["event"] == "counters" && e["rx_packets"].as_u64().unwrap_or(0) >= 100
+    });
+    assert!(
+        counters["tx_packets"].as_u64().unwrap() >= 100,
+        "{counters}"
+    );
+    assert!(counters["interrupts"].as_u64().unwrap() > 0, "{counters}");
+    assert_eq!(counters["rx_errors"], 0, "{counters}");
+}
+
+/// Renewal by unicast at a shortened T1, answered by the server.
+pub fn renews_at_t1(vmm: Vmm) {
+    let _serial = exclusive();
+    // A shortened schedule: renew after 3 s, rebind after 6 s (lease 120 s).
+    let testbed = Testbed::up(&["--dhcp-option=option:T1,3", "--dhcp-option=option:T2,6"]);
+    let mut guest = vmm.start(&testbed, "");
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    assert_eq!(bound["t1_s"], 3);
+    let bound_at = bound["t_us"].as_u64().unwrap();
+    let renew = guest.wait_for("renewal", Duration::from_secs(10), |e| {
+        e["event"] == "dhcp" && e["dir"] == "tx" && e["state"] == "renewing"
+    });
+    // RFC 2131 4.4.5: at T1, a REQUEST unicast to the server, with ciaddr set.
+    assert_eq!(renew["dst"], HOST_ADDRESS, "{renew}");
+    assert_eq!(renew["ciaddr"], address(&bound), "{renew}");
+    let after_s = (renew["t_us"].as_u64().unwrap() - bound_at) as f64 / 1e6;
+    assert!(
+        after_s >= 2.9,
+        "renewed {after_s} s after binding, before T1 = 3 s"
+    );
+    assert!(after_s < 5.0, "renewed {after_s} s after binding, T1 = 3 s");
+    let renew_xid = renew["xid"].clone();
+    guest.wait_for("ACK of the renewal", Duration::from_secs(5), |e| {
+        e["event"] == "dhcp" && e["dir"] == "rx" && e["type"] == "ack" && e["xid"] == renew_xid
+    });
+    // The server saw it too.
+    let log = testbed.dnsmasq_log_text();
+    assert!(
+        log.matches("DHCPREQUEST(br0) ").count() >= 2,
+        "dnsmasq log:\n{log}"
+    );
+    assert!(
+        log.matches("DHCPACK(br0) ").count() >= 2,
+        "dnsmasq log:\n{log}"
+    );
+}
+
+/// The end of the guest's console, for failure messages.
+fn console_tail(guest: &RunningGuest) -> String {
+    let console = guest.console();
+    let lines: Vec<&str> = console.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
+/// Run the real iperf3 client from the namespace with `-J`; returns its JSON report.
+fn iperf3(testbed: &Testbed, guest: &RunningGuest, server: &str, args: &[&str]) -> Value {
+    let out = testbed
+        .command("timeout")
+        .args(["60", "iperf3", "-c", server, "-J"])
+        .args(args)
+        .output()
+        .expect("run iperf3");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 {args:?}: no JSON ({e}):\n{}\nguest console (end):\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            console_tail(guest)
+        )
+    });
+    assert!(
+        report.get("error").is_none(),
+        "iperf3 {args:?} failed: {}\nguest console (end):\n{}",
+        report["error"],
+        console_tail(guest)
+    );
+    assert!(
+        out.status.success(),
+        "iperf3 {args:?} exited with {}",
+        out.status
+    );
+    report
+}
+
+/// Check the parts of a -J report every test has, and that it ran for about `seconds`.
+fn check_report(report: &Value, protocol: &str, reverse: bool, seconds: u64) {
+    let start = &report["start"];
+    assert_eq!(start["test_start"]["protocol"], protocol, "{start}");
+    assert_eq!(
+        start["test_start"]["reverse"],
+        u64::from(reverse),
+        "{start}"
+    );
+    assert_eq!(start["test_start"]["duration"], seconds, "{start}");
+    assert!(
+        !start["connected"].as_array().unwrap().is_empty(),
+        "{start}"
+    );
+    // Interval reports exist; the client's timer decides how many (a starved client
+    // may merge some), so only their presence is checked.
+    let intervals = report["intervals"].as_array().unwrap();
+    assert!(!intervals.is_empty(), "no interval reports");
+    assert!(
+        report["end"]["streams"]
+            .as_array()
+            .is_some_and(|s| s.len() == 1),
+        "{}",
+        report["end"]
+    );
+    assert!(
+        report["end"]["cpu_utilization_percent"]["remote_total"].is_number(),
+        "{}",
+        report["end"]
+    );
+}
+
+fn mbit(bits_per_second: &Value) -> f64 {
+    bits_per_second.as_f64().unwrap_or(0.0) / 1e6
+}
+
+/// iperf3 TCP for 10 s, both directions, with complete -J reports.
+pub fn iperf3_tcp_both_directions(vmm: Vmm) {
+    let _serial = exclusive();
+    let testbed = Testbed::up(&[]);
+    let mut guest = vmm.start(&testbed, "");
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    let server = address(&bound);
+    guest.wait_for("iperf3 server", Duration::from_secs(5), |e| {
+        e["event"] == "iperf3" && e["state"] == "listening"
+    });
+    for reverse in [false, true] {
+        let args: &[&str] = if reverse {
+            &["-t", "10", "-R"]
+        } else {
+            &["-t", "10"]
+        };
+        let report = iperf3(&testbed, &guest, &server, args);
+        check_report(&report, "TCP", reverse, 10);
+        let sent = &report["end"]["sum_sent"];
+        let received = &report["end"]["sum_received"];
+        assert!(received["bytes"].as_u64().unwrap() > 0, "{received}");
+        // Bytes received never exceed bytes sent; the receiver gets nearly all of it.
+        assert!(
+            received["bytes"].as_u64() <= sent["bytes"].as_u64(),
+            "{sent} {received}"
+        );
+        assert!(received["seconds"].as_f64().unwrap() > 9.0, "{received}");
+        eprintln!(
+            "{vmm:?} iperf3 TCP {}: sent {:.1} Mbit/s, received {:.1} Mbit/s",
+            if reverse {
+                "guest->host (-R)"
+            } else {
+                "host->guest"
+            },
+            mbit(&sent["bits_per_second"]),
+            mbit(&received["bits_per_second"])
+        );
+    }
+    // The guest reported both tests, and is ready for more (like iperf3 -s).
+    let ends = guest.wait_for("second iperf3 end", Duration::from_secs(5), |e| {
+        e["event"] == "iperf3" && e["state"] == "end" && e["test"] == 2
+    });
+    assert!(ends["bytes"].as_u64().unwrap() > 0, "{ends}");
+}
+
+/// iperf3 UDP -b 200M for 10 s with < 1 % loss; reverse UDP completes.
+pub fn iperf3_udp_200m(vmm: Vmm) {
+    let _serial = exclusive();
+    let testbed = Testbed::up(&[]);
+    let mut guest = vmm.start(&testbed, "");
+    let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
+    let server = address(&bound);
+    guest.wait_for("iperf3 server", Duration::from_secs(5), |e| {
+        e["event"] == "iperf3" && e["state"] == "listening"
+    });
+    let report = iperf3(
+        &testbed,
+        &guest,
+        &server,
+        &["-u", "-b", "200M", "-l", "1400", "-t", "10"],
+    );
+    check_report(&report, "UDP", false, 10);
+    let sum = &report["end"]["sum"];
+    let lost_percent = sum["lost_percent"].as_f64().unwrap();
+    eprintln!(
+        "{vmm:?} iperf3 UDP host->guest -b 200M -l 1400: {:.1} Mbit/s, {} of {} lost ({lost_percent:.3} %), jitter {:.3} ms",
+        mbit(&sum["bits_per_second"]),
+        sum["lost_packets"],
+        sum["packets"],
+        sum["jitter_ms"].as_f64().unwrap_or(0.0)
+    );
+    assert!(sum["packets"].as_u64().unwrap() > 100_000, "{sum}");
+    assert!(lost_percent < 1.0, "{sum}");
+    // Reverse UDP: the guest paces datagrams itself; the report must be complete.
+    let report = iperf3(
+        &testbed,
+        &guest,
+        &server,
+        &["-u", "-b", "50M", "-l", "1400", "-t", "3", "-R"],
+    );
+    check_report(&report, "UDP", true, 3);
+    let sum = &report["end"]["sum"];
+    assert!(sum["packets"].as_u64().unwrap() > 1000, "{sum}");
+    eprintln!(
+        "{vmm:?} iperf3 UDP guest->host -b 50M -l 1400 -R: {:.1} Mbit/s, {} of {} lost",
+        mbit(&sum["bits_per_second"]),
+        sum["lost_packets"],
+        sum["packets"]
+    );
+}
