@@ -7,19 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{require, Capability};
+use common::reports::{check_with_python, python_with_modules, vnetbed_report, Expect};
 use serde_json::{json, Value};
 use vnetbed::record::*;
-
-const CHECKS: [&str; 6] = [
-    "no_stall",
-    "every_renewal_answered_and_received",
-    "lease_never_lost",
-    "throughput_above_floor",
-    "vmm_survived",
-    "run_completed",
-];
-const PLOTS: [&str; 4] = ["throughput", "ping", "dhcp", "exposure"];
 
 /// A fresh run directory under the target dir.
 fn run_dir(name: &str) -> PathBuf {
@@ -335,91 +325,6 @@ fn write_vmm_crash(dir: &Path) {
         Some("the VMM died; run ended early"),
     ))
     .expect("append end");
-}
-
-/// A python3 that has jsonschema and junitparser (Debian: python3-jsonschema,
-/// python3-junitparser; scripts/install-deps.sh installs them). `None`: skip, or fail in CI.
-fn python_with_modules(test: &str) -> Option<PathBuf> {
-    if !require(test, &[Capability::Program("python3")]) {
-        return None;
-    }
-    let candidates = [
-        common::find_program("python3"),
-        Some(PathBuf::from("/usr/bin/python3")),
-    ];
-    for python in candidates.into_iter().flatten() {
-        let ok = Command::new(&python)
-            .args(["-c", "import jsonschema, junitparser"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(python);
-        }
-    }
-    let reason =
-        "no python3 with the modules jsonschema and junitparser (run scripts/install-deps.sh)";
-    assert!(
-        !common::in_ci(),
-        "{test}: required capability missing under CI=true: {reason}"
-    );
-    eprintln!("SKIP {test}: {reason}");
-    None
-}
-
-/// Run `vnetbed report DIR`; returns (exit status, stdout + stderr).
-fn vnetbed_report(dir: &Path) -> (i32, String) {
-    let out = common::vnetbed()
-        .arg("report")
-        .arg(dir)
-        .output()
-        .expect("run vnetbed report");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-struct Expect<'a> {
-    verdict: &'a str,
-    failures: &'a [&'a str],
-    errors: &'a [&'a str],
-    skipped: &'a [&'a str],
-    first_stall: Value,
-}
-
-/// Check the three reports with the python consumers.
-fn check_with_python(python: &Path, dir: &Path, e: &Expect) {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_reports.py");
-    let expect = json!({
-        "verdict": e.verdict,
-        "testcases": CHECKS,
-        "failures": e.failures,
-        "errors": e.errors,
-        "skipped": e.skipped,
-        "first_stall": e.first_stall,
-        "plots": PLOTS,
-    });
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(dir)
-        .arg(docs.join("report.schema.json"))
-        .arg(docs.join("timeline.schema.json"))
-        .arg(expect.to_string())
-        .output()
-        .expect("run check_reports.py");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "check_reports.py rejected {}:\n{text}",
-        dir.display()
-    );
 }
 
 fn report_json(dir: &Path) -> Value {

@@ -1,6 +1,8 @@
-//! `vnetbed image build <name>`: build a guest image and print its path as the last line.
+//! `vnetbed image build <name>`: build a guest image and print its path(s) as the last
+//! line(s): `probe` prints the probe ELF; `linux` prints the kernel, then the initramfs.
 //!
-//! The recipe lives in one place, `scripts/build-probe.sh`; this command runs it from the
+//! Each recipe lives in one place (`scripts/build-probe.sh`, `guest-images/linux/build.sh`);
+//! this command runs it from the
 //! vnetbed source tree: `--source-dir`, else `$VNETBED_SOURCE_DIR`, else the tree this
 //! binary was compiled from.
 
@@ -44,12 +46,23 @@ pub struct BuildArgs {
 pub enum ImageName {
     /// The no_std probe guest (guest-images/probe).
     Probe,
+    /// A Debian cloud kernel and an initramfs from Debian packages (guest-images/linux).
+    Linux,
 }
 
 impl ImageName {
     fn script(self) -> &'static str {
         match self {
             ImageName::Probe => "scripts/build-probe.sh",
+            ImageName::Linux => "guest-images/linux/build.sh",
+        }
+    }
+
+    /// How many files the build prints (its last lines).
+    fn outputs(self) -> usize {
+        match self {
+            ImageName::Probe => 1,
+            ImageName::Linux => 2,
         }
     }
 }
@@ -99,8 +112,10 @@ pub enum ImageError {
 pub fn main(args: ImageArgs) -> i32 {
     match args.command {
         ImageCommand::Build(build_args) => match build(&build_args) {
-            Ok(image) => {
-                println!("{}", image.display());
+            Ok(images) => {
+                for image in images {
+                    println!("{}", image.display());
+                }
                 0
             }
             Err(error) => {
@@ -118,8 +133,8 @@ pub fn source_dir(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
-/// Build the image; returns its absolute path. Build output goes to stderr.
-pub fn build(args: &BuildArgs) -> Result<PathBuf, ImageError> {
+/// Build the image; returns its absolute path(s). Build output goes to stderr.
+pub fn build(args: &BuildArgs) -> Result<Vec<PathBuf>, ImageError> {
     let dir = source_dir(args.source_dir.as_deref());
     let script = dir.join(args.image.script());
     if !script.is_file() {
@@ -141,10 +156,25 @@ pub fn build(args: &BuildArgs) -> Result<PathBuf, ImageError> {
         });
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let printed = stdout.lines().last().unwrap_or("").trim().to_string();
-    let image = PathBuf::from(&printed);
-    if !image.is_absolute() || !image.is_file() {
-        return Err(ImageError::NoImage { script, printed });
+    let lines: Vec<&str> = stdout.lines().collect();
+    let n = args.image.outputs();
+    let last = &lines[lines.len().saturating_sub(n)..];
+    let mut images = Vec::new();
+    for printed in last {
+        let image = PathBuf::from(printed.trim());
+        if !image.is_absolute() || !image.is_file() {
+            return Err(ImageError::NoImage {
+                script,
+                printed: printed.to_string(),
+            });
+        }
+        images.push(image);
     }
-    Ok(image)
+    if images.len() != n {
+        return Err(ImageError::NoImage {
+            script,
+            printed: stdout.trim().to_string(),
+        });
+    }
+    Ok(images)
 }

@@ -10,6 +10,7 @@ use vnetbed::report::incident;
 use vnetbed::soak::load::LoadKind;
 use vnetbed::soak::{self, SoakPlan, StopWhen};
 
+use super::image::{BuildArgs, ImageName};
 use super::run::report_error;
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -119,42 +120,22 @@ pub fn guest_image(common: &CommonArgs) -> Result<(PathBuf, Option<PathBuf>), Se
         return Ok((k.clone(), common.initrd.clone()));
     }
     match common.guest.as_str() {
-        "probe" => build_with_script("scripts/build-probe.sh", 1)
-            .map(|p| (p[0].clone(), None))
-            .map_err(|detail| SetupError::Image {
-                guest: "probe".into(),
-                detail,
-            }),
-        "linux" => build_with_script("guest-images/linux/build.sh", 2)
-            .map(|p| (p[0].clone(), Some(p[1].clone())))
-            .map_err(|detail| SetupError::Image {
-                guest: "linux".into(),
-                detail,
-            }),
+        "probe" => build_image(ImageName::Probe).map(|p| (p[0].clone(), None)),
+        "linux" => build_image(ImageName::Linux).map(|p| (p[0].clone(), p.get(1).cloned())),
         other => Err(SetupError::UnknownGuest(other.to_string())),
     }
 }
 
-/// Run a build script of the source tree; its last `n` lines are the image paths.
-fn build_with_script(script: &str, n: usize) -> Result<Vec<PathBuf>, String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
-    let out = std::process::Command::new("bash")
-        .arg(&path)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} failed ({})", path.display(), out.status));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.len() < n {
-        return Err(format!("{} printed no image path", path.display()));
-    }
-    Ok(lines[lines.len() - n..]
-        .iter()
-        .map(|l| PathBuf::from(l.trim()))
-        .collect())
+fn build_image(image: ImageName) -> Result<Vec<PathBuf>, SetupError> {
+    let guest = format!("{image:?}").to_lowercase();
+    super::image::build(&BuildArgs {
+        image,
+        source_dir: None,
+    })
+    .map_err(|e| SetupError::Image {
+        guest,
+        detail: e.to_string(),
+    })
 }
 
 fn testbed_name(common: &CommonArgs) -> String {

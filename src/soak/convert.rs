@@ -29,9 +29,10 @@ pub fn queue_counters(ev: &Value) -> Option<QueueCounters> {
     })
 }
 
-/// Seconds since the run started, from a wall-clock time in Unix milliseconds.
+/// Seconds since the run started, from a wall-clock time in Unix seconds (the event
+/// stream's unit, like its `ts`).
 fn run_time(v: Option<&Value>, started_unix: f64) -> Option<f64> {
-    Some(v?.as_f64()? / 1000.0 - started_unix)
+    Some(v?.as_f64()? - started_unix)
 }
 
 /// A `stall` event to the record's stall signature.
@@ -86,9 +87,9 @@ mod tests {
             ("rx", 10, 7, 3)
         );
         let s = stall(
-            &json!({"event":"stall","queue":"rx","kind":"lost_kick","detected_at":101_500u64,"stalled_since":100_200u64,
+            &json!({"event":"stall","queue":"rx","kind":"lost_kick","detected_at":101.5,"stalled_since":100.2,
                     "device_next_avail":5,"device_next_used":5,"guest_avail_idx":9,"guest_used_event":4,"guest_avail_flags":0,
-                    "last_kick":100_100u64,"last_interrupt":null}),
+                    "last_kick":100.1,"last_interrupt":null}),
             100.0,
         )
         .unwrap();

@@ -164,7 +164,10 @@ pub fn spawn(
                     return;
                 }
             };
-            let status = pump_run(&mut child, &lines, &stop, &tx, run, to_guest);
+            // iperf3 has no overall time limit: after a stall its control connection can wait
+            // forever. Each run gets its length plus a grace period, then it is stopped.
+            let deadline = Instant::now() + plan.run_length + RUN_GRACE;
+            let status = pump_run(&mut child, &lines, &stop, deadline, &tx, run, to_guest);
             // A run that failed at once (the guest's server is unreachable) must not spin.
             if started.elapsed() < Duration::from_secs(1) {
                 std::thread::sleep(Duration::from_secs(1));
@@ -178,10 +181,14 @@ pub fn spawn(
     })
 }
 
+/// How long an iperf3 run may outlast its `-t` before it is stopped.
+pub const RUN_GRACE: Duration = Duration::from_secs(15);
+
 fn pump_run(
     child: &mut LineChild,
     lines: &Receiver<super::children::Line>,
     stop: &AtomicBool,
+    deadline: Instant,
     tx: &Sender<LoadMsg>,
     run: u64,
     to_guest: bool,
@@ -208,7 +215,13 @@ fn pump_run(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+            if Instant::now() > deadline {
+                tail.push(format!(
+                    "stopped: still running {} s after its planned end",
+                    RUN_GRACE.as_secs()
+                ));
+            }
             child.stop(libc::SIGINT, Duration::from_secs(2));
             break;
         }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod reports;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -178,7 +178,7 @@ impl std::fmt::Display for OnStall {
 }
 
 /// The default race window of the buggy models.
-pub const DEFAULT_RACE_WINDOW: Duration = Duration::from_micros(200);
+pub const DEFAULT_RACE_WINDOW: Duration = Duration::from_micros(20);
 /// The default stall timeout.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 

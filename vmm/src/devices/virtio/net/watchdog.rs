@@ -56,6 +56,20 @@ pub struct RingSnapshot {
     next_used: u16,
 }
 
+/// Whether `now` continues the stall seen in `then`: the guest has made no progress. The
+/// device may go on moving (a lost interrupt leaves it filling the ring, a lost kick leaves
+/// the guest adding buffers), so only the waiting side's indices count.
+fn same_stall(kind: StallKind, then: &RingSnapshot, now: &RingSnapshot) -> bool {
+    match kind {
+        // The device still waits at the same place for a kick that never came.
+        StallKind::LostKick => then.next_avail == now.next_avail,
+        // The guest has consumed nothing: neither re-armed interrupts further nor refilled.
+        StallKind::LostInterrupt => {
+            then.used_event == now.used_event && then.avail_idx == now.avail_idx
+        }
+    }
+}
+
 /// Per-queue watchdog bookkeeping.
 #[derive(Debug, Clone, Default)]
 pub struct WatchState {
@@ -63,7 +77,7 @@ pub struct WatchState {
     reported: bool,
 }
 
-fn wall_ms(at: Instant) -> f64 {
+fn wall_secs(at: Instant) -> f64 {
     let now_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -122,7 +136,7 @@ impl NetCore {
                 q.watch = Default::default();
                 return Ok(());
             }
-            (Some(kind), Some((k, s, since))) if k == kind && s == snap => since,
+            (Some(kind), Some((k, s, since))) if k == kind && same_stall(kind, &s, &snap) => since,
             (Some(kind), _) => {
                 q.watch = super::watchdog::WatchState {
                     candidate: Some((kind, snap, now)),
@@ -169,14 +183,14 @@ impl NetCore {
         });
         let q = self.queue(i);
         let name = q.name();
-        let time = |t: Option<Instant>| t.map(wall_ms);
+        let time = |t: Option<Instant>| t.map(wall_secs);
         let fields = json!({
             "device": "virtio-net",
             "queue": name,
             "queue_index": i,
             "kind": kind.as_str(),
-            "detected_at": wall_ms(now),
-            "stalled_since": wall_ms(since),
+            "detected_at": wall_secs(now),
+            "stalled_since": wall_secs(since),
             "stalled_ms": now.duration_since(since).as_millis() as u64,
             // When the race most likely happened: the device's last enable (lost kick) or
             // its last publish of used->idx (lost interrupt). Finer than stalled_since,

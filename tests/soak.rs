@@ -1,0 +1,386 @@
+//! End-to-end tests of `vnetbed soak` and `vnetbed reproduce` on the real stack: KVM, the
+//! probe guest, vnetbed's virtio-net device on a tap in a testbed namespace, dnsmasq and
+//! iperf3. The soaks in this file run one at a time (they share two CPU cores).
+
+mod common;
+#[path = "probe_support/mod.rs"]
+mod probe_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::reports::{check_with_python, python_with_modules, Expect, CHECKS};
+use common::{require, vnetbed, Capability};
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const CAPS: &[Capability] = &[
+    Capability::Kvm,
+    Capability::Root,
+    Capability::Tun,
+    Capability::Program("ip"),
+    Capability::Program("dnsmasq"),
+    Capability::Program("iperf3"),
+    Capability::Program("ping"),
+];
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vnetbed-soak-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn soak_cmd(sub: &str, out: &Path, name: &str) -> Command {
+    let mut c = vnetbed();
+    c.arg(sub)
+        .arg("--out")
+        .arg(out)
+        .args(["--quiet", "--name", name]);
+    c.arg("--kernel").arg(probe_support::probe_image());
+    c
+}
+
+fn report(out: &Path) -> Value {
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report.json parses")
+}
+
+fn check(report: &Value, name: &str) -> String {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| c["status"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// The report files are valid for their consumers (JSON schema, a JUnit parser, XML) and say
+/// what report.json says: each check's status in junit.xml, the first stall, the plots.
+fn reports_are_valid(test: &str, out: &Path) {
+    let Some(python) = python_with_modules(test) else {
+        return;
+    };
+    let r = report(out);
+    let with = |status: &str| -> Vec<&'static str> {
+        CHECKS
+            .iter()
+            .copied()
+            .filter(|c| check(&r, c) == status)
+            .collect()
+    };
+    let (failures, errors, skipped) = (with("fail"), with("error"), with("skipped"));
+    let first_stall = match r["first_stall"].is_object() {
+        true => {
+            serde_json::json!({"kind": r["first_stall"]["kind"], "queue": r["first_stall"]["queue"]})
+        }
+        false => Value::Null,
+    };
+    let e = Expect {
+        verdict: r["verdict"].as_str().unwrap(),
+        failures: &failures,
+        errors: &errors,
+        skipped: &skipped,
+        first_stall,
+    };
+    check_with_python(&python, out, &e);
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn no_testbed_left(name: &str) {
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ns.stdout).contains(&format!("vnetbed-{name}")),
+        "testbed {name} left behind"
+    );
+}
+
+#[test]
+fn fenced_soak_of_60s_passes_with_valid_reports() {
+    if !require("fenced_soak", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("fenced");
+    let o = soak_cmd("soak", &out, "sf")
+        .args([
+            "--duration",
+            "60s",
+            "--notify-model",
+            "fenced",
+            "--run-length",
+            "20s",
+        ])
+        .args([
+            "--renew-after",
+            "10s",
+            "--rebind-after",
+            "20s",
+            "--throughput-floor",
+            "10000000",
+        ])
+        .output()
+        .unwrap();
+    let r = report(&out);
+    assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", text(&o));
+    assert_eq!(r["verdict"], "pass");
+    for c in [
+        "no_stall",
+        "every_renewal_answered_and_received",
+        "lease_never_lost",
+        "throughput_above_floor",
+        "vmm_survived",
+    ] {
+        assert_eq!(check(&r, c), "pass", "{c}: {r:#}");
+    }
+    // T1 = 10 s over a minute: the guest renewed several times, and every answer arrived.
+    assert!(r["renewals"]["received"].as_u64().unwrap() >= 3, "{r:#}");
+    assert!(r["exposure"]["cycles"].as_u64().unwrap() > 0, "{r:#}");
+    reports_are_valid("fenced_soak", &out);
+    no_testbed_left("sf");
+}
+
+#[test]
+fn reproduce_stalls_and_names_the_signature() {
+    if !require("reproduce", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("reproduce");
+    // T1 10 s, T2 20 s: after the stall the renewals fail at once; the lease itself expires
+    // at dnsmasq's 120 s floor, so the whole incident fits in about two and a half minutes.
+    let started = Instant::now();
+    let o = soak_cmd("reproduce", &out, "sr")
+        .args([
+            "--timeout",
+            "240s",
+            "--renew-after",
+            "10s",
+            "--rebind-after",
+            "20s",
+        ])
+        .output()
+        .unwrap();
+    let r = report(&out);
+    let stall = &r["first_stall"];
+    assert!(stall.is_object(), "no stall: {}\n{r:#}", text(&o));
+    // The stall came within 60 s of the start, with its full signature.
+    assert!(stall["stalled_since"].as_f64().unwrap() < 60.0, "{stall:#}");
+    let kind = stall["kind"].as_str().unwrap();
+    assert!(kind == "lost_kick" || kind == "lost_interrupt", "{stall:#}");
+    for f in [
+        "queue",
+        "detected_at",
+        "device_next_avail",
+        "device_next_used",
+        "guest_avail_idx",
+        "signature",
+    ] {
+        assert!(!stall[f].is_null(), "{f} missing: {stall:#}");
+    }
+    let out_text = text(&o);
+    assert!(
+        out_text.contains(kind),
+        "the printed timeline names the signature:\n{out_text}"
+    );
+    // Its consequences: renewals answered by the server but never received, then the lease lost.
+    assert_eq!(
+        check(&r, "every_renewal_answered_and_received"),
+        "fail",
+        "{r:#}"
+    );
+    assert_eq!(check(&r, "lease_never_lost"), "fail", "{r:#}");
+    assert_eq!(r["incident_reproduced"], true, "{r:#}");
+    assert_eq!(o.status.code(), Some(0), "{out_text}");
+    eprintln!("reproduced in {:.0} s", started.elapsed().as_secs_f64());
+    reports_are_valid("reproduce", &out);
+    no_testbed_left("sr");
+}
+
+fn spawn_soak(out: &Path, name: &str, duration: &str) -> std::process::Child {
+    soak_cmd("soak", out, name)
+        .args([
+            "--duration",
+            duration,
+            "--notify-model",
+            "fenced",
+            "--run-length",
+            "10s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_samples(out: &Path, n: usize, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let t = std::fs::read_to_string(out.join("timeline.jsonl")).unwrap_or_default();
+        if t.lines()
+            .filter(|l| l.contains("\"record\":\"sample\""))
+            .count()
+            >= n
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("fewer than {n} samples after {limit:?}");
+}
+
+#[test]
+fn sigterm_mid_soak_yields_complete_reports() {
+    if !require("soak_sigterm", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("sigterm");
+    let child = spawn_soak(&out, "st", "10m");
+    wait_for_samples(&out, 8, Duration::from_secs(60));
+    // SAFETY: kill(2) on our child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let r = report(&out);
+    // Cut short: the run cannot vouch for the time it did not record.
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(r["record"]["outcome"], "interrupted", "{r:#}");
+    assert_eq!(check(&r, "no_stall"), "pass");
+    assert!(out.join("junit.xml").exists() && out.join("report.html").exists());
+    reports_are_valid("soak_sigterm", &out);
+    no_testbed_left("st");
+}
+
+#[test]
+fn sigkill_then_report_rebuilds_and_gc_cleans_up() {
+    if !require("soak_sigkill", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("sigkill");
+    let mut child = spawn_soak(&out, "sk", "10m");
+    wait_for_samples(&out, 8, Duration::from_secs(60));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !out.join("report.json").exists(),
+        "no report can have been written"
+    );
+    let o = vnetbed().arg("report").arg(&out).output().unwrap();
+    // No end record: an error verdict, but every report is rebuilt from the record.
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let r = report(&out);
+    assert!(r["record"]["samples"].as_u64().unwrap() >= 8, "{r:#}");
+    reports_are_valid("soak_sigkill", &out);
+    // The VMM and iperf3 died with the orchestrator (parent-death signal); gc removes the testbed.
+    let o = vnetbed().args(["net", "gc"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    no_testbed_left("sk");
+}
+
+fn pid_of(pattern: &str) -> Option<i32> {
+    let o = Command::new("pgrep").args(["-f", pattern]).output().ok()?;
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn killing_the_vmm_mid_soak_is_a_failure_with_its_cause() {
+    if !require("soak_vmm_killed", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("vmmkill");
+    let child = spawn_soak(&out, "sv", "10m");
+    wait_for_samples(&out, 6, Duration::from_secs(60));
+    let vmm = pid_of("vnetbed run .*tap=vnbsvt0").expect("the VMM process");
+    // SAFETY: kill(2) on the VMM the soak started.
+    unsafe { libc::kill(vmm, libc::SIGKILL) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = report(&out);
+    assert_eq!(check(&r, "vmm_survived"), "fail", "{r:#}");
+    let exit = &r["vmm_exit"];
+    assert_eq!(exit["signal"], 9, "{exit:#}");
+    assert!(
+        exit["cause"].as_str().unwrap().contains("signal 9"),
+        "{exit:#}"
+    );
+    reports_are_valid("soak_vmm_killed", &out);
+    no_testbed_left("sv");
+}
+
+#[test]
+fn killing_dnsmasq_mid_soak_restarts_it_and_renewals_continue() {
+    if !require("soak_dnsmasq_killed", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("dnskill");
+    let child = soak_cmd("soak", &out, "sd")
+        .args([
+            "--duration",
+            "45s",
+            "--notify-model",
+            "fenced",
+            "--run-length",
+            "10s",
+        ])
+        .args(["--renew-after", "5s", "--rebind-after", "10s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_samples(&out, 12, Duration::from_secs(60));
+    let dnsmasq = pid_of("dnsmasq.*vnbsdbr").expect("the testbed's dnsmasq");
+    // SAFETY: kill(2) on the testbed's dnsmasq.
+    unsafe { libc::kill(dnsmasq, libc::SIGKILL) };
+    let killed_at = wait_elapsed(&out);
+    let o = child.wait_with_output().unwrap();
+    let r = report(&out);
+    assert_eq!(o.status.code(), Some(0), "{}\n{r:#}", text(&o));
+    assert_eq!(
+        check(&r, "every_renewal_answered_and_received"),
+        "pass",
+        "{r:#}"
+    );
+    // Renewals went on after the restart.
+    let timeline = std::fs::read_to_string(out.join("timeline.jsonl")).unwrap();
+    let later_acks = timeline
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["dhcp"].as_array().cloned().unwrap_or_default())
+        .filter(|e| {
+            e["at"].as_f64().unwrap_or(0.0) > killed_at
+                && e["reply"] == "ack"
+                && e["received_by_guest"] == true
+        })
+        .count();
+    assert!(
+        later_acks >= 2,
+        "renewals after the dnsmasq restart at {killed_at:.0} s: {later_acks}"
+    );
+    no_testbed_left("sd");
+}
+
+fn wait_elapsed(out: &Path) -> f64 {
+    let t = std::fs::read_to_string(out.join("timeline.jsonl")).unwrap_or_default();
+    t.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["elapsed"].as_f64())
+        .fold(0.0, f64::max)
+}
