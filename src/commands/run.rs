@@ -209,6 +209,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     let mut options = NetOptions {
         notify_model: args.notify_model,
         on_stall: args.on_stall,
+        race_queues: args.race_queues,
         ..NetOptions::default()
     };
     if let Some(w) = args.race_window {

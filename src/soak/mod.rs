@@ -571,6 +571,9 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         {
             break;
         }
+        if plan.stop_when == StopWhen::FirstStall && progress.stalls() > 0 {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     if !plan.quiet {
@@ -598,15 +601,16 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         });
         writer.append(&rec)?;
     }
+    // A last sample: exchanges closed at the end, and the lease state the run ended in (the
+    // loop may stop on the very line that reported the lease lost).
     let closed = tracker.take_closed();
-    if !closed.is_empty() {
-        writer.append(&Record::Sample(Sample {
-            t: unix_now(),
-            elapsed: end_at,
-            dhcp: closed,
-            ..Default::default()
-        }))?;
-    }
+    writer.append(&Record::Sample(Sample {
+        t: unix_now(),
+        elapsed: end_at,
+        dhcp: closed,
+        lease: tracker.lease(),
+        ..Default::default()
+    }))?;
     let _ = std::fs::write(
         plan.out.join("dnsmasq.log"),
         testbed.dnsmasq_output().join("\n"),
