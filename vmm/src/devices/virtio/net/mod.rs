@@ -16,7 +16,7 @@
 //!
 //! - `device_activated`: `device`, `features` (u64), `feature_names` (e.g. `["VERSION_1",
 //!   "MAC", "STATUS", "EVENT_IDX", "MRG_RXBUF"]`), `queue_sizes` `[rx, tx]`, `notify_model`,
-//!   `race_window_us`, `stall_timeout_ms`, `on_stall`, `mac`.
+//!   `race_window_us`, `race_queues`, `stall_timeout_ms`, `on_stall`, `mac`.
 //! - `counters` (every second, one line per queue; cumulative since the device was
 //!   created): `device`, `queue` (`rx`|`tx`), `frames`, `bytes`, `kicks`, `interrupts_sent`,
 //!   `interrupts_suppressed`, `ring_empty`, `notification_enables`, `race_windows_opened`,
