@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::testbed::{self, Testbed, HOST_ADDRESS};
+use super::testbed::{Testbed, HOST_ADDRESS};
 use super::*;
 use crate::common::Capability;
 
@@ -55,7 +55,7 @@ impl Vmm {
                 command
                     .arg("--net")
                     // vnetbed's device offers at most 256 entries per queue.
-                    .arg(format!("tap={},netns={}", testbed::TAP, testbed.netns));
+                    .arg(format!("tap={},netns={}", testbed.tap, testbed.netns));
                 command
             }
         };
@@ -104,7 +104,7 @@ fn ping(testbed: &Testbed, target: &str, count: u32) -> u32 {
 /// DHCP bound within 2 s of boot, 100/100 pings, counters.
 pub fn dhcp_and_ping(vmm: Vmm, append: &str, event_idx: bool) {
     let _serial = exclusive();
-    let testbed = Testbed::up(&["--dhcp-option=option:T1,30", "--dhcp-option=option:T2,52"]);
+    let testbed = Testbed::up(None);
     let mut guest = vmm.start(&testbed, append);
     let nic = guest.wait_for("nic event", Duration::from_secs(20), |e| {
         e["event"] == "nic"
@@ -140,7 +140,7 @@ pub fn dhcp_and_ping(vmm: Vmm, append: &str, event_idx: bool) {
 pub fn renews_at_t1(vmm: Vmm) {
     let _serial = exclusive();
     // A shortened schedule: renew after 3 s, rebind after 6 s (lease 120 s).
-    let testbed = Testbed::up(&["--dhcp-option=option:T1,3", "--dhcp-option=option:T2,6"]);
+    let testbed = Testbed::up(Some((3, 6)));
     let mut guest = vmm.start(&testbed, "");
     let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
     assert_eq!(bound["t1_s"], 3);
@@ -164,11 +164,15 @@ pub fn renews_at_t1(vmm: Vmm) {
     // The server saw it too.
     let log = testbed.dnsmasq_log_text();
     assert!(
-        log.matches("DHCPREQUEST(br0) ").count() >= 2,
+        log.matches(&format!("DHCPREQUEST({}) ", testbed.bridge))
+            .count()
+            >= 2,
         "dnsmasq log:\n{log}"
     );
     assert!(
-        log.matches("DHCPACK(br0) ").count() >= 2,
+        log.matches(&format!("DHCPACK({}) ", testbed.bridge))
+            .count()
+            >= 2,
         "dnsmasq log:\n{log}"
     );
 }
@@ -248,7 +252,7 @@ fn mbit(bits_per_second: &Value) -> f64 {
 /// iperf3 TCP for 10 s, both directions, with complete -J reports.
 pub fn iperf3_tcp_both_directions(vmm: Vmm) {
     let _serial = exclusive();
-    let testbed = Testbed::up(&[]);
+    let testbed = Testbed::up(None);
     let mut guest = vmm.start(&testbed, "");
     let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
     let server = address(&bound);
@@ -293,7 +297,7 @@ pub fn iperf3_tcp_both_directions(vmm: Vmm) {
 /// iperf3 UDP -b 200M for 10 s with < 1 % loss; reverse UDP completes.
 pub fn iperf3_udp_200m(vmm: Vmm) {
     let _serial = exclusive();
-    let testbed = Testbed::up(&[]);
+    let testbed = Testbed::up(None);
     let mut guest = vmm.start(&testbed, "");
     let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
     let server = address(&bound);

@@ -298,7 +298,7 @@ fn collect(
 
 /// QEMU microvm with a virtio-net-device on the testbed's tap, inside its namespace.
 pub fn qemu_microvm_in(testbed: &testbed::Testbed, image: &Path, append: &str) -> Command {
-    let qemu = qemu_microvm(image, append, Some(testbed::TAP));
+    let qemu = qemu_microvm(image, append, Some(&testbed.tap));
     let mut command = testbed.command("qemu-system-x86_64");
     command.args(qemu.get_args());
     command
