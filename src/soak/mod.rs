@@ -298,6 +298,9 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     let mut device: BTreeMap<String, crate::record::QueueCounters> = BTreeMap::new();
     let mut guest_counters: Option<GuestCounters> = None;
     let mut current_run: Option<u64> = None;
+    let mut current_kind: Option<LoadKind> = None;
+    // The guest's received bytes at the previous sample, and when (for UDP throughput).
+    let mut last_guest_rx: Option<(u64, Instant)> = None;
     let mut acc = SecondAcc::default();
     let t0 = Instant::now();
     let elapsed = |at: Instant| at.saturating_duration_since(t0).as_secs_f64();
@@ -440,6 +443,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
             match m {
                 LoadMsg::Started { run, kind } => {
                     current_run = Some(run);
+                    current_kind = Some(kind);
                     acc.notes
                         .push(format!("iperf3 run {run} ({}) started", kind.name()));
                 }
@@ -514,9 +518,24 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
                 ..Default::default()
             };
             let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            // UDP: iperf3's client reports what it sent, not what arrived, so the rate into the
+            // guest is the guest's own received-bytes counter over the last second.
+            let guest_rx_bps = guest_counters.as_ref().and_then(|g| {
+                let rate = last_guest_rx.map(|(bytes, at)| {
+                    g.rx_bytes.saturating_sub(bytes) as f64 * 8.0
+                        / now.duration_since(at).as_secs_f64().max(1e-3)
+                });
+                last_guest_rx = Some((g.rx_bytes, now));
+                rate
+            });
+            let udp_in = current_run.is_some() && current_kind == Some(LoadKind::Udp);
             if current_run.is_some() || !acc.to_guest.is_empty() || !acc.from_guest.is_empty() {
                 s.throughput = Some(Throughput {
-                    to_guest_bps: mean(&acc.to_guest),
+                    to_guest_bps: if udp_in {
+                        guest_rx_bps.or(Some(0.0))
+                    } else {
+                        mean(&acc.to_guest)
+                    },
                     from_guest_bps: mean(&acc.from_guest),
                     iperf_run: current_run,
                 });
