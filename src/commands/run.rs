@@ -20,7 +20,8 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
 pub struct RunArgs {
     /// Guest kernel: an ELF64 (vmlinux-style, entered at e_entry) or a bzImage. `builtin:NAME`
     /// boots a built-in test guest: hello (prints a line, resets: status 0),
-    /// hello-debug-exit (prints, debug-exit 0: status 1), triple-fault, reset, hang, speed-test.
+    /// hello-debug-exit (prints, debug-exit 0: status 1), triple-fault, reset, hang, speed-test,
+    /// sse-in-ring0 (an internal error where guest ring 0 is emulated).
     #[arg(long, value_name = "PATH")]
     pub kernel: String,
     /// Initial ramdisk, placed at the top of low memory.
@@ -97,6 +98,7 @@ pub fn builtin_guest(name: &str) -> Option<TestGuest> {
         "reset" => TestGuest::Reset,
         "hang" => TestGuest::Hang,
         "speed-test" => TestGuest::SpeedTest,
+        "sse-in-ring0" => TestGuest::SseInRing0,
         _ => return None,
     })
 }
@@ -105,7 +107,7 @@ pub fn builtin_guest(name: &str) -> Option<TestGuest> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Unknown `builtin:` name.
-    #[error("unknown built-in guest `{0}`; use builtin:hello, builtin:hello-debug-exit, builtin:triple-fault, builtin:reset, builtin:hang or builtin:speed-test")]
+    #[error("unknown built-in guest `{0}`; use builtin:hello, builtin:hello-debug-exit, builtin:triple-fault, builtin:reset, builtin:hang, builtin:speed-test or builtin:sse-in-ring0")]
     UnknownBuiltin(String),
     /// The built-in image could not be written.
     #[error("cannot write the built-in guest image to {path}: {source}")]

@@ -74,6 +74,23 @@ vnetbed_tg_park:
     hlt
     jmp vnetbed_tg_park
 
+// SseInRing0: enable SSE (CR4.OSFXSR | OSXMMEXCPT), run one SSE instruction in ring 0, then
+// write 0 to debug-exit. Where guest ring 0 is emulated (nested without VMX/SVM), KVM's
+// instruction emulator cannot execute SSE and the VM ends with an internal error instead.
+vnetbed_tg_sse:
+    mov rax, cr0
+    and rax, ~4
+    or rax, 2
+    mov cr0, rax
+    mov rax, cr4
+    or rax, 0x600
+    mov cr4, rax
+    psllq xmm0, 1
+    xor eax, eax
+    mov dx, 0xf4
+    out dx, eax
+    jmp vnetbed_tg_park
+
 // SpeedTest: 'a', ring-0 loop, 'b', then iretq to ring 3 for a ring-3 loop that ends in a
 // triple fault (ud2 with no IDT). The VMM timestamps the two serial bytes and the fault.
 vnetbed_tg_speed:
@@ -134,6 +151,8 @@ vnetbed_tg_end:
     .set vnetbed_tg_off_reset, vnetbed_tg_reset - vnetbed_tg_start
     .globl vnetbed_tg_off_hang
     .set vnetbed_tg_off_hang, vnetbed_tg_hang - vnetbed_tg_start
+    .globl vnetbed_tg_off_sse
+    .set vnetbed_tg_off_sse, vnetbed_tg_sse - vnetbed_tg_start
     .globl vnetbed_tg_off_speed
     .set vnetbed_tg_off_speed, vnetbed_tg_speed - vnetbed_tg_start
     .popsection
@@ -151,6 +170,7 @@ unsafe extern "C" {
     static vnetbed_tg_off_reset: u8;
     static vnetbed_tg_off_hang: u8;
     static vnetbed_tg_off_speed: u8;
+    static vnetbed_tg_off_sse: u8;
 }
 
 /// Which built-in guest.
@@ -169,6 +189,9 @@ pub enum TestGuest {
     Hang,
     /// Prints 'a', loops in ring 0, prints 'b', loops in ring 3, triple-faults.
     SpeedTest,
+    /// Runs one SSE instruction in ring 0, then writes 0 to debug-exit: an internal error
+    /// where KVM emulates guest ring 0, a normal debug exit elsewhere.
+    SseInRing0,
 }
 
 fn blob() -> &'static [u8] {
@@ -195,6 +218,7 @@ impl TestGuest {
             TestGuest::Reset => &raw const vnetbed_tg_off_reset,
             TestGuest::Hang => &raw const vnetbed_tg_off_hang,
             TestGuest::SpeedTest => &raw const vnetbed_tg_off_speed,
+            TestGuest::SseInRing0 => &raw const vnetbed_tg_off_sse,
         })
     }
 }

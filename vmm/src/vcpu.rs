@@ -78,10 +78,7 @@ pub fn run_vcpu(mut ctx: VcpuContext) {
                         format!("unexpected system event {other}"),
                     )),
                 },
-                VcpuExit::InternalError => Some(internal(
-                    ctx.index,
-                    "KVM_EXIT_INTERNAL_ERROR (instruction emulation failure?)".into(),
-                )),
+                VcpuExit::InternalError => Some(internal(ctx.index, String::new())),
                 VcpuExit::FailEntry(reason, cpu) => Some(internal(
                     ctx.index,
                     format!("KVM_EXIT_FAIL_ENTRY, hardware reason {reason:#x} on host cpu {cpu}"),
@@ -96,12 +93,35 @@ pub fn run_vcpu(mut ctx: VcpuContext) {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
             Err(e) => Some(internal(ctx.index, format!("KVM_RUN failed: {e}"))),
         };
-        if let Some(reason) = fatal {
+        if let Some(mut reason) = fatal {
+            if let ExitReason::InternalError { detail, .. } = &mut reason {
+                if detail.is_empty() {
+                    *detail = internal_error_detail(&mut ctx.fd);
+                }
+            }
             let reason = attach_registers(reason, &ctx.fd);
             ctx.exit.request(reason);
             return;
         }
     }
+}
+
+/// Describe a KVM_EXIT_INTERNAL_ERROR from its suberror (linux/kvm.h).
+fn internal_error_detail(fd: &mut VcpuFd) -> String {
+    // SAFETY: after an exit with reason KVM_EXIT_INTERNAL_ERROR, `internal` is the active
+    // member of the kvm_run exit union (KVM's ABI).
+    let (suberror, ndata) = unsafe {
+        let internal = &fd.get_kvm_run().__bindgen_anon_1.internal;
+        (internal.suberror, internal.ndata)
+    };
+    let what = match suberror {
+        1 => "instruction emulation failure (KVM's emulator cannot execute the guest's instruction; on hosts where guest ring 0 is emulated, SSE in ring 0 does this)",
+        2 => "simultaneous exceptions",
+        3 => "delivery event failure",
+        4 => "unexpected exit reason",
+        _ => "unknown suberror",
+    };
+    format!("KVM_EXIT_INTERNAL_ERROR, suberror {suberror}: {what} ({ndata} data words)")
 }
 
 fn internal(vcpu: usize, detail: String) -> ExitReason {
