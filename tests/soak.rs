@@ -384,3 +384,44 @@ fn wait_elapsed(out: &Path) -> f64 {
         .filter_map(|v| v["elapsed"].as_f64())
         .fold(0.0, f64::max)
 }
+
+/// The main job, shortened: `vnetbed verify` A/B. Every unfenced run must stall, and the fenced
+/// run (as long as A took, at least 30 s) must not; one verdict with every run's reports.
+#[test]
+fn verify_ab_passes_and_writes_its_summary() {
+    if !require("verify", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("verify");
+    let o = soak_cmd("verify", &out, "vf")
+        .args(["--runs", "2", "--duration", "30s", "--timeout", "60s"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("verify.json")).unwrap()).unwrap();
+    assert_eq!(v["verdict"], "pass", "{v:#}");
+    let runs = v["a_runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["stalled"], true, "{r:#}");
+        assert!(r["signature"].as_str().unwrap().contains(" on rx"), "{r:#}");
+    }
+    assert!(
+        v["time_to_stall_s"]["max"].as_f64().unwrap() < 60.0,
+        "{v:#}"
+    );
+    assert_eq!(v["b"]["verdict"], "pass", "{v:#}");
+    assert!(v["b"]["duration_s"].as_f64().unwrap() >= 30.0, "{v:#}");
+    assert!(
+        v["b"]["rx_interrupt_decisions"].as_u64().unwrap() > 0,
+        "{v:#}"
+    );
+    // Every run left its reports.
+    for dir in ["A1-unfenced", "A2-unfenced", "B-fenced"] {
+        assert!(out.join(dir).join("report.json").exists(), "{dir}");
+    }
+    no_testbed_left("vf");
+}
