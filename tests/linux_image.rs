@@ -1022,6 +1022,30 @@ fn doctor_says_ring0_is_emulated() -> Option<String> {
     }
 }
 
+/// Whether a Linux guest test may run: the host capabilities (required under CI=true), and
+/// hardware-assisted guest ring 0, without which it skips with the doctor's verdict even under
+/// CI=true (by design, see below).
+fn linux_guest_can_run(test: &str) -> bool {
+    let mut caps = BUILD_TOOLS.to_vec();
+    caps.extend([
+        Capability::Kvm,
+        Capability::Root,
+        Capability::Tun,
+        Capability::Program("ip"),
+        Capability::Program("dnsmasq"),
+        Capability::Program("iperf3"),
+    ]);
+    if !require(test, &caps) {
+        return false;
+    }
+    if let Some(verdict) = doctor_says_ring0_is_emulated() {
+        // Deliberately not common::require: this skip is by design, even under CI=true.
+        eprintln!("SKIP {test}: {verdict}");
+        return false;
+    }
+    true
+}
+
 /// The full Linux guest: boots to user space in vnetbed with a virtio-net NIC on a testbed
 /// tap, gets a lease from the testbed's dnsmasq with dhclient, and serves iperf3 in both
 /// directions.
@@ -1032,21 +1056,7 @@ fn doctor_says_ring0_is_emulated() -> Option<String> {
 /// because a stock kernel needs minutes to decompress there and then dies in KVM's emulator.
 #[test]
 fn linux_guest_boots_gets_a_lease_and_serves_iperf3() {
-    let mut caps = BUILD_TOOLS.to_vec();
-    caps.extend([
-        Capability::Kvm,
-        Capability::Root,
-        Capability::Tun,
-        Capability::Program("ip"),
-        Capability::Program("dnsmasq"),
-        Capability::Program("iperf3"),
-    ]);
-    if !require("linux_guest_end_to_end", &caps) {
-        return;
-    }
-    if let Some(verdict) = doctor_says_ring0_is_emulated() {
-        // Deliberately not common::require: this skip is by design, even under CI=true.
-        eprintln!("SKIP linux_guest_end_to_end: {verdict}");
+    if !linux_guest_can_run("linux_guest_end_to_end") {
         return;
     }
     let image = shared_image();
@@ -1155,21 +1165,7 @@ fn linux_guest_boots_gets_a_lease_and_serves_iperf3() {
 /// reason elsewhere, also under CI=true (issue 7 asks for exactly that).
 #[test]
 fn linux_guest_reproduce_and_verify() {
-    let mut caps = BUILD_TOOLS.to_vec();
-    caps.extend([
-        Capability::Kvm,
-        Capability::Root,
-        Capability::Tun,
-        Capability::Program("ip"),
-        Capability::Program("dnsmasq"),
-        Capability::Program("iperf3"),
-    ]);
-    if !require("linux_guest_reproduce_and_verify", &caps) {
-        return;
-    }
-    if let Some(verdict) = doctor_says_ring0_is_emulated() {
-        // Deliberately not common::require: this skip is by design, even under CI=true.
-        eprintln!("SKIP linux_guest_reproduce_and_verify: {verdict}");
+    if !linux_guest_can_run("linux_guest_reproduce_and_verify") {
         return;
     }
     let image = shared_image();
