@@ -149,6 +149,16 @@ impl DhcpTracker {
     /// The guest reported receiving a `kind` message (`offer`, `ack`, `nak`) with transaction
     /// id `xid` (when known): the open exchange's answer reached it.
     pub fn guest_received(&mut self, kind: &str, xid: Option<u32>, at: f64) {
+        // An ACK that reached a renewing or rebinding guest extends its lease: it is bound
+        // again (the probe reports the ACK on its wire rather than a new state line).
+        if kind == "ack"
+            && matches!(
+                self.lease,
+                Some(LeaseState::Renewing | LeaseState::Rebinding)
+            )
+        {
+            self.lease = Some(LeaseState::Bound);
+        }
         let replied = self.open.as_ref().and_then(|o| o.exchange.reply.as_deref()) == Some(kind);
         if replied && self.matches_open(xid) {
             self.close(Some(true));
@@ -282,6 +292,11 @@ mod tests {
         let done = t.take_closed();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].received_by_guest, Some(true));
+        assert_eq!(
+            t.lease(),
+            Some(LeaseState::Bound),
+            "a received ACK ends RENEWING"
+        );
 
         // The guest's line may come before the server's log line.
         t.guest_state(LeaseState::Renewing, 60.0);

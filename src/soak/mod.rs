@@ -309,6 +309,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     let mut outcome = RunOutcome::Completed;
     let mut detail: Option<String> = None;
     let mut last_progress_len = 0usize;
+    let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     loop {
         // The guest's serial output.
@@ -557,11 +558,17 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
             next_sample += 1;
             if !plan.quiet {
                 let line = progress.line();
-                eprint!(
-                    "\r{line}{}",
-                    " ".repeat(last_progress_len.saturating_sub(line.len()))
-                );
-                last_progress_len = line.len();
+                if stderr_is_terminal {
+                    // One line, rewritten in place.
+                    eprint!(
+                        "\r{line}{}",
+                        " ".repeat(last_progress_len.saturating_sub(line.len()))
+                    );
+                    last_progress_len = line.len();
+                } else if next_sample % 10 == 0 {
+                    // A log file: one line every 10 s.
+                    eprintln!("{line}");
+                }
             }
         }
         // Stop?
@@ -595,7 +602,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if !plan.quiet {
+    if !plan.quiet && stderr_is_terminal {
         eprintln!();
     }
 
