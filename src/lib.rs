@@ -2,9 +2,12 @@
 //!
 //! - [`net`]: the testbed network (namespace, bridge, taps, supervised dnsmasq);
 //! - [`record`]: the crash-safe run record, `timeline.jsonl`;
-//! - [`report`]: the verdict and the reports built from it.
+//! - [`report`]: the verdict and the reports built from it;
+//! - [`soak`]: the soak engine behind soak, reproduce and verify;
+//! - [`qemu`]: QEMU microvm as a second virtio-net device for the probe guest.
 
 pub mod net;
+pub mod qemu;
 pub mod record;
 pub mod report;
 pub mod soak;

@@ -29,7 +29,7 @@ pub const INTERRUPT_DECISIONS_PER_SECOND_2012: f64 = 83_000.0;
 
 /// rx interrupt decisions (sent + suppressed) in a run: each is one chance for the
 /// lost-interrupt race, as each ring-empty -> enable cycle is one for the lost kick.
-fn rx_interrupt_decisions(dir: &std::path::Path) -> u64 {
+pub fn rx_interrupt_decisions(dir: &std::path::Path) -> u64 {
     let Ok(t) = vnetbed::record::TimelineReader::read(&dir.join(vnetbed::record::TIMELINE_FILE))
     else {
         return 0;

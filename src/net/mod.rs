@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod state;
 pub mod subnet;
 pub mod testbed;
+pub mod veth;
 
 pub use dhcp_events::{read_journal, DhcpEvent, DhcpEventKind};
 pub use error::{NetError, Result};
@@ -34,3 +35,4 @@ pub use schedule::{parse_duration, LeaseSchedule, DNSMASQ_LEASE_FLOOR};
 pub use state::state_root;
 pub use subnet::Subnet;
 pub use testbed::{Testbed, TestbedConfig, TestbedInfo, TestbedStatus};
+pub use veth::VethPair;

@@ -160,7 +160,8 @@ fn guest_mac() -> String {
     )
 }
 
-fn own_process_group(cmd: &mut Command) {
+/// Put `cmd` in a process group of its own, and have it killed when this process dies.
+pub fn own_process_group(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // Keep Ctrl-C at the terminal for the orchestrator alone: it stops the children in order.
     cmd.process_group(0);

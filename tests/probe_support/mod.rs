@@ -134,41 +134,9 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> GuestRun {
     }
 }
 
-/// QEMU microvm with isa-debug-exit, booting `image` through its PVH note. `tap` adds a
-/// virtio-net-device on that tap (QEMU then appends `virtio_mmio.device=` itself).
+/// QEMU microvm with isa-debug-exit, booting `image` through its PVH note (`vnetbed::qemu`).
 pub fn qemu_microvm(image: &Path, append: &str, tap: Option<&str>) -> Command {
-    let mut command = Command::new("qemu-system-x86_64");
-    command.args([
-        "-M",
-        "microvm,x-option-roms=off,isa-serial=on,rtc=off,acpi=off",
-        "-accel",
-        "kvm",
-        "-m",
-        "64",
-        "-nographic",
-        "-no-reboot",
-        "-nodefaults",
-        "-serial",
-        "stdio",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-        // QEMU 7.2 defaults virtio-mmio to the legacy interface (version 1).
-        "-global",
-        "virtio-mmio.force-legacy=false",
-        "-kernel",
-    ]);
-    command.arg(image);
-    if let Some(tap) = tap {
-        command.args([
-            "-netdev",
-            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
-        ]);
-        // A 1024-entry rx ring (QEMU's maximum; default 256) buffers about 55 ms of
-        // 1500-byte frames at 200 Mbit/s while the vCPU waits for one of the shared cores.
-        command.args(["-device", "virtio-net-device,netdev=n0,rx_queue_size=1024"]);
-    }
-    command.args(["-append", &format!("console=ttyS0 {append}")]);
-    command
+    vnetbed::qemu::microvm(image, append, tap)
 }
 
 /// `vnetbed run` booting `image` through the Linux 64-bit boot protocol.
@@ -298,9 +266,6 @@ fn collect(
 
 /// QEMU microvm with a virtio-net-device on the testbed's tap, inside its namespace.
 pub fn qemu_microvm_in(testbed: &testbed::Testbed, image: &Path, append: &str) -> Command {
-    let qemu = qemu_microvm(image, append, Some(&testbed.tap));
-    let mut command = testbed.command("qemu-system-x86_64");
-    command.args(qemu.get_args());
-    command
+    vnetbed::qemu::microvm_in_netns(&testbed.netns, image, append, &testbed.tap)
 }
 pub mod acceptance;

@@ -1,59 +1,12 @@
-//! `vnetbed bench`: measured figures for BENCHMARKS.md. Benchmarks print numbers; they never
-//! pass or fail on speed.
+//! `vnetbed bench boot`: process start -> the test guest's first serial byte, and the VMM's
+//! memory beyond guest RAM, next to the cost of spawning `/bin/echo` in the same run.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
-
-/// Arguments of `vnetbed bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Which benchmark.
-    #[command(subcommand)]
-    pub which: BenchKind,
-}
-
-/// The benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchKind {
-    /// Process start -> the test guest's first serial byte, and VMM RSS beyond guest memory.
-    Boot {
-        /// Number of boots.
-        #[arg(long, default_value_t = 30)]
-        runs: usize,
-        /// Guest memory in MiB.
-        #[arg(long, default_value_t = 64)]
-        mem: u64,
-    },
-}
-
-/// Summary statistics of a sample, in the sample's unit.
-#[derive(Debug, Clone, Copy)]
-pub struct Summary {
-    /// Smallest.
-    pub min: f64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-/// Nearest-rank percentiles of `v` (which must not be empty).
-pub fn summarize(mut v: Vec<f64>) -> Summary {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    Summary {
-        min: v[0],
-        p50: pick(0.5),
-        p90: pick(0.9),
-        max: v[v.len() - 1],
-    }
-}
+use super::summarize;
 
 /// Spawn `cmd` and return the time until its first stdout byte, and its exit status.
 fn time_to_first_byte(mut cmd: Command) -> std::io::Result<(Duration, Option<i32>)> {
@@ -74,7 +27,8 @@ fn time_to_first_byte(mut cmd: Command) -> std::io::Result<(Duration, Option<i32
     Ok((t, status.code()))
 }
 
-fn boot(runs: usize, mem: u64) -> Result<(), String> {
+/// Measure `runs` boots of `builtin:hello` with `mem` MiB.
+pub fn run(runs: usize, mem: u64) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let events: PathBuf =
         std::env::temp_dir().join(format!("vnetbed-bench-{}.jsonl", std::process::id()));
@@ -135,31 +89,4 @@ fn boot(runs: usize, mem: u64) -> Result<(), String> {
         r.max / 1024.0
     );
     Ok(())
-}
-
-/// Run a benchmark; exit status 0, or 2 when it could not be measured.
-pub fn main(args: BenchArgs) -> i32 {
-    let result = match args.which {
-        BenchKind::Boot { runs, mem } => boot(runs, mem),
-    };
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("vnetbed bench: {e}");
-            2
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let s = summarize((1..=10).map(f64::from).collect());
-        assert_eq!((s.min, s.p50, s.p90, s.max), (1.0, 5.0, 9.0, 10.0));
-        let one = summarize(vec![3.0]);
-        assert_eq!((one.min, one.p50, one.p90, one.max), (3.0, 3.0, 3.0, 3.0));
-    }
 }

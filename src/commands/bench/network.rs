@@ -1,0 +1,229 @@
+//! `vnetbed bench network`: the probe guest's network on vnetbed and on QEMU microvm, next to
+//! a veth pair between two namespaces, all from one run:
+//! - boot -> DHCP bound (process start to the `bound` line; and the guest's own clock);
+//! - iperf3 TCP and UDP, both directions, with the real `iperf3` client in the testbed's
+//!   namespace and the probe's iperf3 server (or `iperf3 -s` on the veth pair's far side).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+use vnetbed::net::veth::{VethPair, VETH_B_ADDRESS};
+use vnetbed::net::{Testbed, TestbedConfig};
+
+use super::iperf::{self, Outcome, Test};
+use super::probe::{ProbeGuest, Vmm};
+use super::{probe_image, summarize, BenchError};
+
+/// Arguments of `vnetbed bench network`.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Seconds of each iperf3 test.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Boots per VMM for boot -> DHCP bound.
+    #[arg(long, default_value_t = 5)]
+    pub boots: usize,
+    /// UDP target rate (iperf3 -b), both directions.
+    #[arg(long, default_value = "200M")]
+    pub udp_rate: String,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One row of the throughput table.
+struct Row {
+    setup: String,
+    cells: Vec<Result<Outcome, String>>,
+}
+
+/// Boot -> bound of one VMM.
+struct Boots {
+    vmm: Vmm,
+    wall_ms: Vec<f64>,
+    guest_ms: Vec<f64>,
+}
+
+fn all_tests(netns: &str, server: &str, args: &NetworkArgs) -> Vec<Result<Outcome, String>> {
+    Test::ALL
+        .iter()
+        .map(|&t| {
+            if vnetbed::soak::stop_signal().is_some() {
+                return Err("interrupted".to_string());
+            }
+            let r = iperf::run(netns, server, t, args.seconds, &args.udp_rate);
+            eprintln!(
+                "  {:<24} {}",
+                t.label("server"),
+                cell(&r.as_ref().map_err(|e| e.to_string()).copied())
+            );
+            r.map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+fn veth_reference(args: &NetworkArgs) -> Result<Row, BenchError> {
+    eprintln!("veth pair between two namespaces (reference)");
+    let pair = VethPair::up(&format!("bv{}", std::process::id() % 10_000))?;
+    let server = iperf::Server::start(&pair.netns_b)?;
+    let cells = all_tests(&pair.netns_a, VETH_B_ADDRESS, args);
+    drop(server);
+    drop(pair);
+    Ok(Row {
+        setup: "veth pair, two netns (reference)".into(),
+        cells,
+    })
+}
+
+fn probe_on(
+    vmm: Vmm,
+    args: &NetworkArgs,
+    image: &std::path::Path,
+) -> Result<(Row, Boots), BenchError> {
+    eprintln!("probe guest on {}", vmm.name());
+    let testbed = Testbed::up(TestbedConfig {
+        name: format!("bn{}", std::process::id() % 100_000),
+        taps: 1,
+        ..TestbedConfig::default()
+    })?;
+    let netns = testbed.info().netns.clone();
+    let mut boots = Boots {
+        vmm,
+        wall_ms: Vec::new(),
+        guest_ms: Vec::new(),
+    };
+    let mut cells = Vec::new();
+    for i in 0..args.boots.max(1) {
+        let mut guest = ProbeGuest::start(vmm, image, &testbed)?;
+        let bound = guest.wait_ready(Duration::from_secs(30))?;
+        eprintln!(
+            "  boot {}: bound {} after {:.1} ms (guest clock {:.1} ms)",
+            i + 1,
+            bound.address,
+            bound.wall.as_secs_f64() * 1e3,
+            bound.guest.as_secs_f64() * 1e3
+        );
+        boots.wall_ms.push(bound.wall.as_secs_f64() * 1e3);
+        boots.guest_ms.push(bound.guest.as_secs_f64() * 1e3);
+        if i == 0 {
+            cells = all_tests(&netns, &bound.address, args);
+        }
+        guest.stop();
+        if vnetbed::soak::stop_signal().is_some() {
+            return Err(BenchError::Interrupted);
+        }
+    }
+    Ok((
+        Row {
+            setup: format!("probe guest on {}", vmm.name()),
+            cells,
+        },
+        boots,
+    ))
+}
+
+fn cell(r: &Result<Outcome, String>) -> String {
+    match r {
+        Ok(o) => match o.lost_percent {
+            Some(l) => format!("{:.0} Mbit/s ({l:.2} % lost)", o.received_bps / 1e6),
+            None => format!("{:.0} Mbit/s", o.received_bps / 1e6),
+        },
+        Err(_) => "failed".into(),
+    }
+}
+
+fn cell_json(r: &Result<Outcome, String>) -> serde_json::Value {
+    match r {
+        Ok(o) => json!({"received_bps": o.received_bps, "lost_percent": o.lost_percent}),
+        Err(e) => json!({"error": e}),
+    }
+}
+
+/// Run the benchmark and print its tables.
+pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
+    vnetbed::soak::install_stop_handlers();
+    let image = probe_image()?;
+    let mut rows = vec![veth_reference(args)?];
+    let mut boots = Vec::new();
+    for vmm in [Vmm::Vnetbed, Vmm::Qemu] {
+        if vmm == Vmm::Qemu && vnetbed::net::preflight::find_program("qemu-system-x86_64").is_none()
+        {
+            println!("QEMU microvm: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+            continue;
+        }
+        let (row, b) = probe_on(vmm, args, &image)?;
+        rows.push(row);
+        boots.push(b);
+    }
+
+    println!();
+    println!(
+        "boot -> DHCP bound ({} boots each; process start -> the guest's `bound` line read by the host; guest clock from its first instruction)",
+        args.boots.max(1)
+    );
+    println!("| VMM | min | p50 | p90 | max | guest clock p50 |");
+    println!("|---|---|---|---|---|---|");
+    for b in &boots {
+        let w = summarize(b.wall_ms.clone());
+        let g = summarize(b.guest_ms.clone());
+        println!(
+            "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            b.vmm.name(),
+            w.min,
+            w.p50,
+            w.p90,
+            w.max,
+            g.p50
+        );
+    }
+    println!();
+    println!(
+        "iperf3, {} s per test, UDP -b {} -l 1400; \"to\" = client in the testbed namespace -> server (the guest, or the veth pair's far side); received rate",
+        args.seconds, args.udp_rate
+    );
+    println!("| setup | TCP to | TCP from (-R) | UDP to | UDP from (-R) |");
+    println!("|---|---|---|---|---|");
+    let mut failures = Vec::new();
+    for row in &rows {
+        let cells: Vec<String> = row.cells.iter().map(cell).collect();
+        println!("| {} | {} |", row.setup, cells.join(" | "));
+        for (t, c) in Test::ALL.iter().zip(&row.cells) {
+            if let Err(e) = c {
+                failures.push(format!("{} {}: {e}", row.setup, t.label("server")));
+            }
+        }
+    }
+    for f in &failures {
+        println!("failed: {f}");
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "schema": "vnetbed.bench.network/1",
+            "seconds": args.seconds,
+            "udp_rate": args.udp_rate,
+            "boot_to_bound_ms": boots.iter().map(|b| json!({
+                "vmm": b.vmm.name(), "wall": b.wall_ms, "guest_clock": b.guest_ms})).collect::<Vec<_>>(),
+            "iperf3": rows.iter().map(|r| json!({
+                "setup": r.setup,
+                "tcp_to": cell_json(&r.cells[0]),
+                "tcp_from": cell_json(&r.cells[1]),
+                "udp_to": cell_json(&r.cells[2]),
+                "udp_from": cell_json(&r.cells[3]),
+            })).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, format!("{doc:#}\n")).map_err(|e| BenchError::Io {
+            what: format!("write {}", path.display()),
+            source: e,
+        })?;
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError::Measure(format!(
+            "{} measurement(s) failed",
+            failures.len()
+        )))
+    }
+}

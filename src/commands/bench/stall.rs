@@ -1,0 +1,224 @@
+//! `vnetbed bench stall`: the bug and the fix, in numbers, from one run:
+//! - the time to the first stall of the buggy model (default `unfenced`, default race window),
+//!   over `--runs` soaks of the probe guest under the soak's load;
+//! - the exposure of a fenced soak: ring-empty -> notification-enable cycles and rx
+//!   interrupt decisions per minute (each one a chance for the race the fence closes);
+//! - the fenced soak's throughput, next to a veth pair between two namespaces driven by the
+//!   same iperf3 load in the same run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+use vnetbed::net::veth::{VethPair, VETH_B_ADDRESS};
+use vnetbed::soak::load::LoadKind;
+use vnetbed::soak::{self, StopWhen};
+
+use super::iperf::{self, Test};
+use super::{summarize, BenchError};
+use crate::commands::soak::{plan, CommonArgs};
+use crate::commands::verify::rx_interrupt_decisions;
+
+/// Arguments of `vnetbed bench stall`.
+#[derive(Debug, Args)]
+pub struct StallArgs {
+    /// Buggy-model runs for the time-to-stall distribution.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Give up on one buggy run after this long.
+    #[arg(long, default_value = "60s", value_parser = |s: &str| vmm::duration::parse_duration(s))]
+    pub timeout: Duration,
+    /// The buggy model.
+    #[arg(long, default_value = "unfenced")]
+    pub buggy_model: String,
+    /// Length of the fenced soak.
+    #[arg(long, default_value = "60s", value_parser = |s: &str| vmm::duration::parse_duration(s))]
+    pub soak: Duration,
+    /// Seconds of the veth reference run.
+    #[arg(long, default_value_t = 10)]
+    pub reference_seconds: u64,
+    /// Run directory for the soaks' records and reports (default vnetbed-runs/bench-stall-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    /// The soak options (load, rate, race window, ...), as for `vnetbed soak`.
+    pub common: CommonArgs,
+}
+
+fn mbit(bps: Option<f64>) -> String {
+    bps.map_or("-".into(), |b| format!("{:.0} Mbit/s", b / 1e6))
+}
+
+/// Run the benchmark and print its figures.
+pub fn run(args: &StallArgs) -> Result<(), BenchError> {
+    soak::install_stop_handlers();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| soak::default_out_dir("bench-stall"));
+    let window = args
+        .common
+        .race_window
+        .clone()
+        .unwrap_or_else(|| "default".into());
+
+    // 1. Time to stall of the buggy model.
+    let mut stalls = Vec::new();
+    let mut runs_json = Vec::new();
+    for i in 1..=args.runs.max(1) {
+        let p = plan(
+            &args.common,
+            &args.buggy_model,
+            args.timeout,
+            out.join(format!("stall-{i:02}")),
+            StopWhen::FirstStall,
+        )?;
+        let r = soak::run(&p)?;
+        let first = r.report.analysis.first_stall().cloned();
+        match &first {
+            Some(s) => {
+                eprintln!(
+                    "{} run {i}: stalled at {:.2} s ({})",
+                    args.buggy_model,
+                    s.stalled_since,
+                    s.signature()
+                );
+                stalls.push(s.stalled_since);
+            }
+            None => eprintln!(
+                "{} run {i}: no stall within {} s",
+                args.buggy_model,
+                args.timeout.as_secs()
+            ),
+        }
+        runs_json.push(json!({
+            "dir": r.dir,
+            "time_to_stall_s": first.as_ref().map(|s| s.stalled_since),
+            "signature": first.as_ref().map(|s| s.signature()),
+        }));
+        if soak::stop_signal().is_some() {
+            return Err(BenchError::Interrupted);
+        }
+    }
+
+    // 2. A fenced soak: exposure and throughput.
+    let p = plan(
+        &args.common,
+        "fenced",
+        args.soak,
+        out.join("fenced"),
+        StopWhen::Duration,
+    )?;
+    let fenced = soak::run(&p)?;
+    if soak::stop_signal().is_some() {
+        return Err(BenchError::Interrupted);
+    }
+    let a = &fenced.report.analysis;
+    let minutes = a.duration_s / 60.0;
+    let decisions = rx_interrupt_decisions(&fenced.dir);
+    let decisions_per_minute = (minutes > 0.0).then(|| decisions as f64 / minutes);
+
+    // 3. The veth reference under the same iperf3 load.
+    let test = match args.common.load {
+        LoadKind::TcpReverse => Test::TcpReverse,
+        LoadKind::Tcp => Test::Tcp,
+        _ => Test::Udp,
+    };
+    let pair = VethPair::up(&format!("bs{}", std::process::id() % 10_000))?;
+    let server = iperf::Server::start(&pair.netns_b)?;
+    let reference = iperf::run(
+        &pair.netns_a,
+        VETH_B_ADDRESS,
+        test,
+        args.reference_seconds,
+        &args.common.rate,
+    )?;
+    drop(server);
+    drop(pair);
+
+    println!();
+    println!(
+        "time to the first stall: {} model, race window {window}, load {} {} ({} runs, from VMM start)",
+        args.buggy_model,
+        args.common.load.name(),
+        args.common.rate,
+        args.runs.max(1)
+    );
+    if stalls.is_empty() {
+        println!("  no run stalled within {} s", args.timeout.as_secs());
+    } else {
+        let s = summarize(stalls.clone());
+        println!(
+            "  stalled {}/{}: min {:.2} s  p50 {:.2} s  p90 {:.2} s  max {:.2} s",
+            stalls.len(),
+            args.runs.max(1),
+            s.min,
+            s.p50,
+            s.p90,
+            s.max
+        );
+    }
+    println!(
+        "fenced soak, {:.0} s, verdict {}:",
+        a.duration_s,
+        fenced.report.verdict.as_str()
+    );
+    println!(
+        "  exposure: {} ring-empty -> enable cycles ({} per minute), {decisions} rx interrupt decisions ({} per minute), {} stalls",
+        a.exposure.cycles,
+        a.exposure.per_minute.map_or("-".into(), |m| format!("{m:.0}")),
+        decisions_per_minute.map_or("-".into(), |m| format!("{m:.0}")),
+        a.stalls.len()
+    );
+    println!(
+        "  throughput into the guest: p50 {}  p99 {} (one sample a second, {} samples); ping p50 {}",
+        mbit(a.throughput.to_guest.p50),
+        mbit(a.throughput.to_guest.p99),
+        a.throughput.to_guest.samples,
+        a.ping.rtt_ms.p50.map_or("-".into(), |m| format!("{m:.2} ms"))
+    );
+    println!(
+        "  reference, veth pair between two netns, same iperf3 load for {} s: {}{}",
+        args.reference_seconds,
+        mbit(Some(reference.received_bps)),
+        reference
+            .lost_percent
+            .map_or(String::new(), |l| format!(" ({l:.2} % lost)"))
+    );
+    let doc = json!({
+        "schema": "vnetbed.bench.stall/1",
+        "buggy_model": args.buggy_model,
+        "race_window": window,
+        "load": args.common.load.name(),
+        "rate": args.common.rate,
+        "stall_runs": runs_json,
+        "fenced": {
+            "dir": fenced.dir,
+            "verdict": fenced.report.verdict.as_str(),
+            "duration_s": a.duration_s,
+            "exposure_cycles": a.exposure.cycles,
+            "exposure_per_minute": a.exposure.per_minute,
+            "rx_interrupt_decisions": decisions,
+            "rx_interrupt_decisions_per_minute": decisions_per_minute,
+            "stalls": a.stalls.len(),
+            "to_guest_bps": {"p50": a.throughput.to_guest.p50, "p99": a.throughput.to_guest.p99},
+        },
+        "veth_reference": {
+            "seconds": args.reference_seconds,
+            "received_bps": reference.received_bps,
+            "lost_percent": reference.lost_percent,
+        },
+    });
+    let path = out.join("bench-stall.json");
+    std::fs::write(&path, format!("{doc:#}\n")).map_err(|e| BenchError::Io {
+        what: format!("write {}", path.display()),
+        source: e,
+    })?;
+    println!(
+        "records and reports: {}; figures: {}",
+        out.display(),
+        path.display()
+    );
+    Ok(())
+}
