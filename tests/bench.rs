@@ -35,6 +35,24 @@ fn caps() -> Vec<Capability> {
     ]
 }
 
+/// Run `vnetbed bench <args> <path>`, assert it succeeded, and return its stdout.
+fn run_bench(args: &[&str], path: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
+        .arg("bench")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("run vnetbed bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "vnetbed bench {args:?}: status {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Bench runs share the machine's two cores with other tests' guests; run one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -102,25 +120,9 @@ fn bench_network_measures_vnetbed_qemu_and_the_veth_reference() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let json = std::env::temp_dir().join(format!("vnetbed-bench-net-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
-        .args([
-            "bench",
-            "network",
-            "--seconds",
-            "2",
-            "--boots",
-            "2",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("run vnetbed bench network");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "status {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_bench(
+        &["network", "--seconds", "2", "--boots", "2", "--json"],
+        &json,
     );
     assert!(stdout.contains("| setup | TCP to |"), "{stdout}");
     let doc: Value =
@@ -180,9 +182,8 @@ fn bench_stall_measures_time_to_stall_exposure_and_the_veth_reference() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = std::env::temp_dir().join(format!("vnetbed-bench-stall-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
-        .args([
-            "bench",
+    let stdout = run_bench(
+        &[
             "stall",
             "--runs",
             "2",
@@ -196,16 +197,8 @@ fn bench_stall_measures_time_to_stall_exposure_and_the_veth_reference() {
             "--name",
             "bst",
             "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("run vnetbed bench stall");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "status {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &dir,
     );
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("bench-stall.json")).expect("bench-stall.json"),
