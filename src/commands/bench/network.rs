@@ -153,9 +153,21 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
             println!("QEMU microvm: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
             continue;
         }
-        let (row, b) = probe_on(vmm, args, &image)?;
-        rows.push(row);
-        boots.push(b);
+        // A VMM that cannot be measured leaves its row failed; the other rows still print.
+        match probe_on(vmm, args, &image) {
+            Ok((row, b)) => {
+                rows.push(row);
+                boots.push(b);
+            }
+            Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+            Err(e) => {
+                eprintln!("{e}");
+                rows.push(Row {
+                    setup: format!("probe guest on {}", vmm.name()),
+                    cells: Test::ALL.iter().map(|_| Err(e.to_string())).collect(),
+                });
+            }
+        }
     }
 
     println!();
@@ -189,6 +201,14 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
     for row in &rows {
         let cells: Vec<String> = row.cells.iter().map(cell).collect();
         println!("| {} | {} |", row.setup, cells.join(" | "));
+        let errors: Vec<&String> = row.cells.iter().filter_map(|c| c.as_ref().err()).collect();
+        if !errors.is_empty()
+            && errors.len() == row.cells.len()
+            && errors.iter().all(|e| *e == errors[0])
+        {
+            failures.push(format!("{}: {}", row.setup, errors[0]));
+            continue;
+        }
         for (t, c) in Test::ALL.iter().zip(&row.cells) {
             if let Err(e) = c {
                 failures.push(format!("{} {}: {e}", row.setup, t.label("server")));

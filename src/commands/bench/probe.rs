@@ -136,11 +136,14 @@ impl ProbeGuest {
     }
 
     fn failure(&mut self, what: &str, why: &str) -> BenchError {
-        let status = self.child.try_wait();
+        let status = self
+            .child
+            .try_wait()
+            .map_or("still running".to_string(), |s| s.to_string());
         BenchError::Guest {
             vmm: self.vmm.name(),
             detail: format!(
-                "no {what}: {why} (exit status {status:?}); console, last lines:\n{}",
+                "no {what}: {why} ({status}); console, last lines:\n{}",
                 Vec::from(self.tail.clone()).join("\n")
             ),
         }
