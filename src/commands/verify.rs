@@ -211,12 +211,13 @@ pub fn main(args: VerifyArgs) -> i32 {
     if let Err(e) = std::fs::write(out.join("verify.json"), format!("{summary:#}\n")) {
         eprintln!("vnetbed verify: cannot write verify.json: {e}");
     }
+    let secs = |v: Option<&f64>| v.map_or("-".to_string(), |s| format!("{s:.2} s"));
     println!(
-        "time to stall over {} runs: min {:?} s, p50 {:?} s, max {:?} s",
+        "time to stall over {} runs: min {}, p50 {}, max {}",
         stall_times.len(),
-        stall_times.first(),
-        percentile(&stall_times, 0.5),
-        stall_times.last()
+        secs(stall_times.first()),
+        secs(percentile(&stall_times, 0.5).as_ref()),
+        secs(stall_times.last())
     );
     println!(
         "fenced exposure: {exposure} ring-empty -> enable cycles, {decisions} rx interrupt decisions \
