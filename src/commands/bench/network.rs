@@ -148,6 +148,9 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
     let mut rows = vec![veth_reference(args)?];
     let mut boots = Vec::new();
     for vmm in [Vmm::Vnetbed, Vmm::Qemu] {
+        if vnetbed::soak::stop_signal().is_some() {
+            return Err(BenchError::Interrupted);
+        }
         if vmm == Vmm::Qemu && vnetbed::net::preflight::find_program("qemu-system-x86_64").is_none()
         {
             println!("QEMU microvm: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
