@@ -684,3 +684,67 @@ fn tx_eagain_waits_for_the_backend_and_drops_nothing() {
     assert_eq!(seen, 2000);
     assert_eq!(get(&rig.metrics.tx.drops), 0);
 }
+
+#[test]
+fn a_frame_needing_more_merged_buffers_than_posted_waits_without_spinning() {
+    let (backend, peer) = socketpair_backend(1 << 20).unwrap();
+    let rig = Rig::new(32, Box::new(backend), NetOptions::default()).unwrap();
+    let mut net = rig.bring_up(NET_FEATURES, 64).unwrap();
+    let base = vmm::devices::virtio::net::test_driver::BUFFERS_START;
+    // Two 64-byte buffers: far too few for a 1000-byte frame (12-byte header + 1000).
+    for k in 0..2u64 {
+        net.rx.add(&[(base + k * 64, 64, true)]).unwrap();
+    }
+    net.rx.kick();
+    let f = vmm::devices::virtio::net::test_driver::make_frame(7, 1000);
+    // SAFETY: valid buffer, open fd.
+    assert_eq!(
+        unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
+        1000
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || get(&rig.metrics.rx.ring_empty)
+            >= 1),
+        "the device found too few buffers"
+    );
+    // Longer than the watchdog's stall timeout (1 s): the device must wait for new buffers,
+    // not spin over the two it has seen, and the watchdog must not call the wait a lost kick.
+    std::thread::sleep(Duration::from_millis(1500));
+    let empties = get(&rig.metrics.rx.ring_empty);
+    let enables = get(&rig.metrics.rx.notification_enables);
+    assert!(empties < 10, "device spins: {empties} ring-empty rounds");
+    assert!(enables < 10, "device spins: {enables} notification enables");
+    assert!(
+        rig.log.events("stall").is_empty(),
+        "{:?}",
+        rig.log.events("stall")
+    );
+    assert_eq!(get(&rig.metrics.rx.frames), 0);
+    // With EVENT_IDX the device asked for a kick past the buffers it has seen.
+    // Enough buffers now: 16 x 64 >= 1012.
+    for k in 2..17u64 {
+        net.rx.add(&[(base + k * 64, 64, true)]).unwrap();
+    }
+    assert!(net.rx.kick_prepare(), "the guest is asked to kick");
+    net.rx.notify();
+    assert!(
+        wait_until(Duration::from_secs(5), || get(&rig.metrics.rx.frames) == 1),
+        "the frame is delivered once there are enough buffers"
+    );
+    let mut header = [0u8; 12];
+    rig.mem.read_slice(&mut header, GuestAddress(base)).unwrap();
+    assert_eq!(
+        u16::from_le_bytes([header[10], header[11]]),
+        16,
+        "num_buffers"
+    );
+    let mut payload = vec![0u8; 52];
+    rig.mem
+        .read_slice(&mut payload, GuestAddress(base + 12))
+        .unwrap();
+    assert_eq!(&payload[..], &f[..52]);
+    assert_eq!(get(&rig.metrics.rx.drops), 0);
+    // A reset completes (the device thread is in its event loop, not spinning).
+    rig.write(reg::STATUS, 0);
+    assert_eq!(rig.read(reg::STATUS), 0);
+}

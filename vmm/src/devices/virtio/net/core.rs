@@ -41,6 +41,10 @@ pub struct QueueRuntime {
     pub notify: QueueNotifyState,
     /// Notifications are enabled and the device waits for a kick.
     pub waiting_kick: bool,
+    /// While waiting: available entries the device has already seen and could not use (the
+    /// buffers of a mergeable-rx frame that needs more than the guest has posted). The
+    /// device waits for entries beyond these, and so does the watchdog.
+    pub waiting_beyond: u16,
     /// Last kick received.
     pub last_kick: Option<Instant>,
     /// Last interrupt sent.
@@ -61,6 +65,7 @@ impl QueueRuntime {
             queue,
             notify: QueueNotifyState::default(),
             waiting_kick: false,
+            waiting_beyond: 0,
             last_kick: None,
             last_interrupt: None,
             waiting_since: None,
@@ -175,9 +180,20 @@ impl NetCore {
 
     /// Enable notifications on queue `i`; returns whether the re-check found more work.
     pub fn enable_notifications(&mut self, i: usize) -> Result<bool, QueueError> {
+        self.enable_notifications_beyond(i, 0)
+    }
+
+    /// Ask for a kick once the guest adds entries beyond the `beyond` available ones the
+    /// device has already seen and could not use; true if such entries are already there.
+    pub fn enable_notifications_beyond(
+        &mut self,
+        i: usize,
+        beyond: u16,
+    ) -> Result<bool, QueueError> {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        let out = notifier.enable(mem, &q.queue, i)?;
+        let out = notifier.enable(mem, &q.queue, i, beyond)?;
+        q.waiting_beyond = beyond;
         let c = self.metrics.queue(i);
         QueueMetrics::inc(&c.notification_enables);
         if out.window_opened {

@@ -341,17 +341,22 @@ impl Notifier {
         }
     }
 
-    /// Ask for a kick when the guest adds buffers, then (except `no-recheck`) re-check
-    /// `avail->idx` for buffers that arrived meanwhile.
+    /// Ask for a kick when the guest adds buffers beyond the `beyond` available entries the
+    /// device has already seen and could not use (0 unless a mergeable-rx frame needs more
+    /// buffers than are posted), then (except `no-recheck`) re-check `avail->idx` for entries
+    /// that arrived meanwhile.
     pub fn enable(
         &mut self,
         mem: &GuestMemoryMmap<()>,
         q: &SplitQueue,
         i: usize,
+        beyond: u16,
     ) -> Result<EnableOutcome, QueueError> {
         let (addr, value) = if self.event_idx {
-            // §2.7.10: kick me when avail->idx moves past next_avail.
-            (q.avail_event_addr(), q.next_avail.0)
+            // §2.7.10: kick me when avail->idx moves past next_avail + beyond: the entries
+            // already seen do not make a frame deliverable, so a kick for them would be
+            // useless, and an avail_event behind avail->idx would never trigger one at all.
+            (q.avail_event_addr(), (q.next_avail + Wrapping(beyond)).0)
         } else {
             (q.used_flags_addr(), 0)
         };
@@ -366,11 +371,11 @@ impl Notifier {
                 // orders a store before a later load (QEMU 92045d8, virtio-queue
                 // `enable_notification`).
                 fence(Ordering::SeqCst);
-                q.available(mem)? != 0
+                q.available(mem)? > beyond
             }
             // qemu-kvm 1.0: the re-check is there (06b1297) but without the fence it can read
             // avail->idx before the enable store is visible (here: before the window ends).
-            NotifyModel::Unfenced => q.available(mem)? != 0,
+            NotifyModel::Unfenced => q.available(mem)? > beyond,
             // Pre-2010 QEMU: no re-check at all.
             NotifyModel::NoRecheck => false,
         };
@@ -512,14 +517,14 @@ mod tests {
             .unwrap();
         for model in [NotifyModel::Fenced, NotifyModel::Unfenced] {
             let mut n = Notifier::new(model, Duration::from_secs(1), true);
-            assert!(n.enable(&mem, &q, 0).unwrap().more);
+            assert!(n.enable(&mem, &q, 0, 0).unwrap().more);
         }
         let mut n = Notifier::new(NotifyModel::NoRecheck, Duration::from_secs(1), true);
-        let out = n.enable(&mem, &q, 0).unwrap();
+        let out = n.enable(&mem, &q, 0, 0).unwrap();
         assert!(!out.more && out.window_opened, "no-recheck never re-checks");
         q.next_avail = Wrapping(1);
         let mut fenced = Notifier::new(NotifyModel::Fenced, Duration::ZERO, true);
-        assert!(!fenced.enable(&mem, &q, 0).unwrap().more);
+        assert!(!fenced.enable(&mem, &q, 0, 0).unwrap().more);
         assert_eq!(
             mem.load::<u16>(q.avail_event_addr(), Ordering::SeqCst)
                 .unwrap(),
@@ -565,11 +570,11 @@ mod tests {
     fn a_zero_race_window_means_no_emulation() {
         let (mem, q) = setup();
         let mut n = Notifier::new(NotifyModel::Unfenced, Duration::ZERO, true);
-        let out = n.enable(&mem, &q, 0).unwrap();
+        let out = n.enable(&mem, &q, 0, 0).unwrap();
         assert!(!out.window_opened);
         assert!(n.buffer().is_empty(), "the store went straight to memory");
         let mut n = Notifier::new(NotifyModel::Unfenced, Duration::from_millis(1), true);
-        assert!(n.enable(&mem, &q, 0).unwrap().window_opened);
+        assert!(n.enable(&mem, &q, 0, 0).unwrap().window_opened);
         assert_eq!(n.buffer().len(), 1);
     }
 

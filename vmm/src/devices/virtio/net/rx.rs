@@ -17,7 +17,11 @@ use crate::devices::virtio::queue::{Chain, Direction, QueueError};
 /// What became of one frame.
 enum Delivery {
     Delivered,
-    NoBuffers,
+    /// Not enough buffers for the frame; the count of available ones it would have used
+    /// (more than 0 only with MRG_RXBUF, when a frame needs more buffers than are posted).
+    NoBuffers {
+        seen: u16,
+    },
     Oversize,
 }
 
@@ -51,10 +55,13 @@ impl NetCore {
                     QueueMetrics::inc(&self.metrics.rx.drops);
                     QueueMetrics::inc(&self.metrics.rx.oversize_drops);
                 }
-                Delivery::NoBuffers => {
+                Delivery::NoBuffers { seen } => {
                     self.deferred = Some(len);
                     QueueMetrics::inc(&self.metrics.rx.ring_empty);
-                    if self.enable_notifications(RX)? {
+                    // Wait for buffers beyond the `seen` ones: re-checking for "any buffer"
+                    // would find those again and spin without end while the guest posts
+                    // nothing new.
+                    if self.enable_notifications_beyond(RX, seen)? {
                         // Buffers arrived between the emptiness check and the enable.
                         self.disable_notifications(RX);
                         continue;
@@ -114,8 +121,9 @@ impl NetCore {
                     chains.push((chain, take));
                 }
                 None => {
-                    self.rx.queue.unpop(chains.len() as u16);
-                    return Ok(Delivery::NoBuffers);
+                    let seen = chains.len() as u16;
+                    self.rx.queue.unpop(seen);
+                    return Ok(Delivery::NoBuffers { seen });
                 }
             }
         }

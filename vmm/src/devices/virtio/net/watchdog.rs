@@ -114,7 +114,9 @@ impl NetCore {
     fn stall_condition(&mut self, i: usize, s: &RingSnapshot) -> Option<StallKind> {
         let event_idx = self.event_idx;
         let q = self.queue(i);
-        if q.waiting_kick && s.avail_idx != s.next_avail {
+        // Waiting, yet the guest has posted entries beyond those the device already saw and
+        // could not use: the kick that should have come did not.
+        if q.waiting_kick && s.avail_idx != s.next_avail.wrapping_add(q.waiting_beyond) {
             return Some(StallKind::LostKick);
         }
         // Only with EVENT_IDX does the guest say how far it has consumed (used_event is its
