@@ -374,6 +374,19 @@ fn killing_dnsmasq_mid_soak_restarts_it_and_renewals_continue() {
         later_acks >= 2,
         "renewals after the dnsmasq restart at {killed_at:.0} s: {later_acks}"
     );
+    // The record says dnsmasq died and was restarted.
+    let noted = timeline
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["notes"].as_array().cloned().unwrap_or_default())
+        .any(|n| {
+            n.as_str()
+                .is_some_and(|t| t.contains("dnsmasq exited") && t.contains("restarted"))
+        });
+    assert!(
+        noted,
+        "no dnsmasq restart note in the timeline:\n{timeline}"
+    );
     no_testbed_left("sd");
 }
 

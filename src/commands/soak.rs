@@ -53,7 +53,8 @@ pub struct CommonArgs {
     /// DHCP T2 (rebind); default 52 s.
     #[arg(long, value_parser = duration_arg)]
     pub rebind_after: Option<Duration>,
-    /// Minimum median throughput (bits/s) for the throughput check; unset: not checked.
+    /// Minimum median throughput into and out of the guest (bits/s) for the throughput check.
+    /// Default: a quarter of --rate for udp, 10 Mbit/s for tcp/tcp-reverse/mixed, none without load.
     #[arg(long)]
     pub throughput_floor: Option<f64>,
     /// Testbed name (1-8 characters; must be unique among concurrent runs).
@@ -168,7 +169,9 @@ pub fn plan(
         run_length: common.run_length,
         renew_after: common.renew_after,
         rebind_after: common.rebind_after,
-        throughput_floor_bps: common.throughput_floor,
+        throughput_floor_bps: common
+            .throughput_floor
+            .or_else(|| vnetbed::soak::load::default_floor_bps(common.load, &common.rate)),
         out,
         quiet: common.quiet,
         stop_when,
@@ -255,6 +258,10 @@ pub fn reproduce_main(args: ReproduceArgs) -> i32 {
             if incident::reproduced(&steps) {
                 println!("reproduced: the 2012 incident, step by step");
                 0
+            } else if let Some(why) = a.not_judgeable() {
+                // Not "the bug did not show": the run could not show it.
+                println!("not reproduced, and the run cannot tell: {why}");
+                2
             } else {
                 println!("not reproduced within {} s", args.timeout.as_secs());
                 1

@@ -89,6 +89,7 @@ pub fn main(args: VerifyArgs) -> i32 {
     let mut a_time = Duration::ZERO;
     let mut stall_times = Vec::new();
     let mut all_stalled = true;
+    let mut a_unjudged: Option<String> = None;
     for i in 1..=args.runs.max(1) {
         let dir = out.join(format!("A{i}-{}", args.buggy_model));
         let p = match plan(
@@ -124,10 +125,17 @@ pub fn main(args: VerifyArgs) -> i32 {
                 println!("  stalled at {:.1} s: {}", s.stalled_since, s.signature());
                 stall_times.push(s.stalled_since);
             }
-            None => {
-                println!("  no stall within {} s", args.timeout.as_secs());
-                all_stalled = false;
-            }
+            None => match result.report.analysis.not_judgeable() {
+                Some(why) => {
+                    println!("  no stall, and the run cannot tell: {why}");
+                    all_stalled = false;
+                    a_unjudged.get_or_insert(format!("A{i}: {why}"));
+                }
+                None => {
+                    println!("  no stall within {} s", args.timeout.as_secs());
+                    all_stalled = false;
+                }
+            },
         }
         a_runs.push(json!({
             "dir": result.dir,
@@ -138,6 +146,14 @@ pub fn main(args: VerifyArgs) -> i32 {
         if soak::stop_signal().is_some() {
             break;
         }
+    }
+    if soak::stop_signal().is_some() {
+        // No B run after a SIGINT/SIGTERM: every A run's record and reports are complete.
+        eprintln!(
+            "vnetbed verify: interrupted during the buggy runs; no verdict. Their reports are in {}",
+            out.display()
+        );
+        return 2;
     }
     stall_times.sort_by(|a, b| a.total_cmp(b));
     let b_duration = a_time.max(args.duration);
@@ -168,17 +184,26 @@ pub fn main(args: VerifyArgs) -> i32 {
     let hours_2012 = (exposure as f64 / (CYCLES_PER_SECOND_2012 * 3600.0))
         .max(decisions as f64 / (INTERRUPT_DECISIONS_PER_SECOND_2012 * 3600.0));
     let b_ok = b.report.verdict == Verdict::Pass;
-    let verdict = if soak::stop_signal().is_some() {
+    let b_unjudged = (b.report.verdict == Verdict::Error)
+        .then(|| b.report.analysis.not_judgeable())
+        .flatten()
+        .map(|why| format!("B: {why}"));
+    let unjudged = a_unjudged.or(b_unjudged);
+    let verdict = if soak::stop_signal().is_some() || unjudged.is_some() {
         "error"
     } else if all_stalled && b_ok {
         "pass"
     } else {
         "fail"
     };
-    let reason = match (all_stalled, b_ok) {
+    let reason = match (&unjudged, all_stalled, b_ok) {
+        (Some(why), _, _) => format!("a run could not be judged, so there is no verdict on the fix: {why}"),
+        (None, ..) if soak::stop_signal().is_some() => "interrupted before every run finished".to_string(),
+        (None, all_stalled, b_ok) => match (all_stalled, b_ok) {
         (true, true) => "every buggy run stalled and the fenced run did not: the fix holds".to_string(),
         (false, _) => "a buggy run did not stall: this setup cannot show the bug, so it cannot vouch for the fix".to_string(),
         (true, false) => format!("the fenced run failed its checks ({}): the fix does not hold", b.report.verdict.as_str()),
+        },
     };
     let summary = json!({
         "schema": "vnetbed.verify/1",

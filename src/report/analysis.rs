@@ -199,6 +199,30 @@ impl Analysis {
         self.stalls.first()
     }
 
+    /// Why this run cannot say whether the bug shows: the orchestrator failed or was
+    /// interrupted, or the VMM ended on its own. `None` when the run ran as planned.
+    pub fn not_judgeable(&self) -> Option<String> {
+        use crate::record::RunOutcome;
+        if let Some(end) = &self.end {
+            let detail = end.detail.clone().unwrap_or_default();
+            match end.outcome {
+                RunOutcome::Error => return Some(format!("the run failed: {detail}")),
+                RunOutcome::Interrupted => {
+                    return Some(format!("the run was interrupted: {detail}"))
+                }
+                RunOutcome::Completed => {}
+            }
+        } else {
+            return Some("the record has no end (the orchestrator was killed?)".into());
+        }
+        self.vmm_exits.iter().find(|e| !e.expected).map(|e| {
+            format!(
+                "the VMM ended on its own at {:.1} s (status {:?}, signal {:?}): {}",
+                e.at, e.status, e.signal, e.cause
+            )
+        })
+    }
+
     /// The VMM exit that matters: the first unexpected one, else the last one.
     pub fn vmm_exit(&self) -> Option<&VmmExit> {
         self.vmm_exits

@@ -66,6 +66,36 @@ impl LoadKind {
     }
 }
 
+/// An iperf3 `-b` rate ("200M", "1G", "500k", "1000000") in bits/s; iperf3's rate suffixes
+/// are decimal (k = 1000).
+pub fn parse_rate_bps(rate: &str) -> Option<f64> {
+    let rate = rate.trim();
+    let (number, scale) = match rate.chars().last()? {
+        'k' | 'K' => (&rate[..rate.len() - 1], 1e3),
+        'm' | 'M' => (&rate[..rate.len() - 1], 1e6),
+        'g' | 'G' => (&rate[..rate.len() - 1], 1e9),
+        _ => (rate, 1.0),
+    };
+    let n: f64 = number.parse().ok()?;
+    (n.is_finite() && n > 0.0).then_some(n * scale)
+}
+
+/// The throughput floor a soak checks when none is given: the load must flow. UDP: a
+/// quarter of the target rate; TCP (no target): 10 Mbit/s; no load: no floor. Far below
+/// what the probe reaches on the slowest machine measured (BENCHMARKS.md), so a busy machine
+/// does not fail it, while a load that never reached the guest does.
+pub fn default_floor_bps(kind: LoadKind, rate: &str) -> Option<f64> {
+    const TCP_FLOOR_BPS: f64 = 10e6;
+    match kind {
+        LoadKind::None => None,
+        LoadKind::Udp => parse_rate_bps(rate).map(|r| r / 4.0),
+        LoadKind::Mixed => {
+            Some(parse_rate_bps(rate).map_or(TCP_FLOOR_BPS, |r| (r / 4.0).min(TCP_FLOOR_BPS)))
+        }
+        LoadKind::Tcp | LoadKind::TcpReverse => Some(TCP_FLOOR_BPS),
+    }
+}
+
 /// What the load thread reports.
 #[derive(Debug, Clone)]
 pub enum LoadMsg {
@@ -253,6 +283,21 @@ mod tests {
                 LoadKind::Udp
             ]
         );
+    }
+
+    #[test]
+    fn rates_parse_with_decimal_suffixes_and_floors_follow_the_load() {
+        assert_eq!(parse_rate_bps("200M"), Some(200e6));
+        assert_eq!(parse_rate_bps("1g"), Some(1e9));
+        assert_eq!(parse_rate_bps("500k"), Some(500e3));
+        assert_eq!(parse_rate_bps("1000000"), Some(1e6));
+        for bad in ["", "M", "-5M", "fastM", "nan"] {
+            assert_eq!(parse_rate_bps(bad), None, "{bad}");
+        }
+        assert_eq!(default_floor_bps(LoadKind::Udp, "200M"), Some(50e6));
+        assert_eq!(default_floor_bps(LoadKind::Tcp, "200M"), Some(10e6));
+        assert_eq!(default_floor_bps(LoadKind::Mixed, "200M"), Some(10e6));
+        assert_eq!(default_floor_bps(LoadKind::None, "200M"), None);
     }
 
     #[test]

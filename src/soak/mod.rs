@@ -268,9 +268,63 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         throughput_floor_bps: plan.throughput_floor_bps,
     };
     let header = RunHeader::new(config);
-    let started_unix = header.started_unix;
     let mut writer = TimelineWriter::create(&plan.out.join(TIMELINE_FILE), &header)?;
-    let mut progress = Progress::new(&header);
+    let started = Instant::now();
+    match drive(plan, &header, &mut writer) {
+        Ok(testbed) => {
+            drop(writer);
+            // Reports first, from the complete record; then the testbed goes.
+            let report = report::rebuild(&plan.out);
+            if let Err(e) = testbed.down() {
+                tracing::error!("testbed teardown: {e}");
+                eprintln!(
+                    "vnetbed: tearing down the testbed failed: {e}; `vnetbed net gc` removes what is left"
+                );
+            }
+            Ok(SoakResult {
+                report: report?,
+                dir: plan.out.clone(),
+            })
+        }
+        Err(e) => {
+            // The record still ends, saying what went wrong, and the reports are built from
+            // everything recorded until then (the testbed is already gone with `drive`).
+            let end = Record::End(RunEnd {
+                t: unix_now(),
+                elapsed: started.elapsed().as_secs_f64(),
+                outcome: RunOutcome::Error,
+                detail: Some(e.to_string()),
+            });
+            if let Err(w) = writer.append(&end) {
+                tracing::error!("cannot end the record: {w}");
+            }
+            drop(writer);
+            if let Err(r) = report::rebuild(&plan.out) {
+                tracing::error!("cannot build the reports: {r}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Sets the flag when dropped: the load thread stops on every way out of [`drive`].
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The soak itself: up to and including the record's end. Returns the testbed, still up,
+/// for the caller to tear down after the reports are written.
+fn drive(
+    plan: &SoakPlan,
+    header: &RunHeader,
+    writer: &mut TimelineWriter,
+) -> Result<Testbed, SoakError> {
+    let started_unix = header.started_unix;
+    let mut progress = Progress::new(header);
 
     let testbed = Testbed::up(TestbedConfig {
         name: plan.testbed_name.clone(),
@@ -292,6 +346,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     }))?;
 
     let stop_load = Arc::new(AtomicBool::new(false));
+    let _stop_load_on_return = StopOnDrop(stop_load.clone());
     let (load_tx, load_rx) = channel::<LoadMsg>();
     let mut load_thread = None;
     let mut ping: Option<(LineChild, Receiver<Line>)> = None;
@@ -303,6 +358,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     // The guest's received bytes at the previous sample, and when (for UDP throughput).
     let mut last_guest_rx: Option<(u64, Instant)> = None;
     let mut acc = SecondAcc::default();
+    let mut dnsmasq_restarts = 0u64;
     let t0 = Instant::now();
     let elapsed = |at: Instant| at.saturating_duration_since(t0).as_secs_f64();
     let mut next_sample = 1u64;
@@ -514,6 +570,15 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         let el = elapsed(now);
         if el >= next_sample as f64 {
             tracker.tick(el);
+            // dnsmasq deaths: the supervisor restarts it; the record says so.
+            let restarts = testbed.status().dnsmasq_restarts;
+            if restarts > dnsmasq_restarts {
+                acc.notes.push(format!(
+                    "dnsmasq exited; the testbed's supervisor restarted it ({restarts} restart{} so far)",
+                    if restarts == 1 { "" } else { "s" }
+                ));
+                dnsmasq_restarts = restarts;
+            }
             let mut s = Sample {
                 t: unix_now(),
                 elapsed: next_sample as f64,
@@ -533,8 +598,10 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
             let udp_in = current_run.is_some() && current_kind == Some(LoadKind::Udp);
             if current_run.is_some() || !acc.to_guest.is_empty() || !acc.from_guest.is_empty() {
                 s.throughput = Some(Throughput {
+                    // Before the guest's first counters there is no rate yet: not measured,
+                    // rather than a zero that would drag the median down.
                     to_guest_bps: if udp_in {
-                        guest_rx_bps.or(Some(0.0))
+                        guest_rx_bps
                     } else {
                         mean(&acc.to_guest)
                     },
@@ -642,25 +709,13 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         plan.out.join("dnsmasq.log"),
         testbed.dnsmasq_output().join("\n"),
     );
-    if let Err(e) = testbed.down() {
-        tracing::error!("testbed teardown: {e}");
-        writer.append(&Record::Note(Note {
-            at: end_at,
-            text: format!("testbed teardown failed: {e}"),
-        }))?;
-    }
     writer.append(&Record::End(RunEnd {
         t: unix_now(),
         elapsed: end_at,
         outcome,
         detail,
     }))?;
-    drop(writer);
-    let report = report::rebuild(&plan.out)?;
-    Ok(SoakResult {
-        report,
-        dir: plan.out.clone(),
-    })
+    Ok(testbed)
 }
 
 /// A default run directory under `./vnetbed-runs/`.
