@@ -29,9 +29,9 @@ pub struct CommonArgs {
     /// Initrd for the guest kernel.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 64)]
-    pub mem: u64,
+    /// Guest memory in MiB (default: 64 for the probe, 512 for linux).
+    #[arg(long)]
+    pub mem: Option<u64>,
     /// Load: udp (host -> guest), tcp, tcp-reverse, mixed or none.
     #[arg(long, default_value = "udp", value_parser = |s: &str| s.parse::<LoadKind>())]
     pub load: LoadKind,
@@ -160,7 +160,11 @@ pub fn plan(
         guest: common.guest.clone(),
         kernel,
         initrd,
-        mem_mib: common.mem,
+        mem_mib: common.mem.unwrap_or(match common.guest.as_str() {
+            // Debian's cloud kernel and its initramfs unpacked in RAM need far more than the probe.
+            "linux" => 512,
+            _ => 64,
+        }),
         notify_model: notify_model.to_string(),
         race_window: common.race_window.clone(),
         stall_timeout: common.stall_timeout.clone(),

@@ -250,6 +250,10 @@ pub fn main(args: VerifyArgs) -> i32 {
         b.report.verdict.as_str()
     );
     println!(
+        "  assumption: a 2012 1-Gbit/s iperf stream into the guest gave {CYCLES_PER_SECOND_2012} ring-empty -> \
+         enable cycles and {INTERRUPT_DECISIONS_PER_SECOND_2012} rx interrupt decisions per second"
+    );
+    println!(
         "verdict: {verdict}: {reason} ({})",
         out.join("verify.json").display()
     );
