@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::Args;
 use vmm::devices::virtio::net::{NetConfig, NetOptions, NotifyModel, OnStall, RaceQueues};
-use vmm::duration::parse_duration;
 use vmm::events::EventSink;
 use vmm::exit::{ExitReason, STATUS_ERROR};
 use vmm::testguest::TestGuest;
@@ -50,15 +49,15 @@ pub struct RunArgs {
     /// unfenced (alias qemu-kvm-1.0: no fences, emulated store buffer) or no-recheck (QEMU before 2010).
     #[arg(long, default_value = "fenced", value_parser = |s: &str| s.parse::<NotifyModel>().map_err(|e| e.to_string()))]
     pub notify_model: NotifyModel,
-    /// How long the buggy models' notification stores stay invisible to the guest (0: none).
-    #[arg(long, value_parser = parse_duration)]
+    /// How long the buggy models' notification stores stay invisible to the guest (0: none; at most 10s).
+    #[arg(long, value_parser = |s: &str| vmm::duration::parse_duration_at_most(s, vmm::duration::MAX_RACE_WINDOW, "--race-window"))]
     pub race_window: Option<Duration>,
     /// Which queues' notification stores the race window delays: rx (default: the 2012
     /// incident's lost rx kick), tx or all.
     #[arg(long, default_value = "rx", value_parser = |s: &str| s.parse::<RaceQueues>())]
     pub race_queues: RaceQueues,
-    /// How long a queue may be stalled before the watchdog reports it.
-    #[arg(long, value_parser = parse_duration)]
+    /// How long a queue may be stalled before the watchdog reports it (at most 1h).
+    #[arg(long, value_parser = |s: &str| vmm::duration::parse_duration_at_most(s, vmm::duration::MAX_STALL_TIMEOUT, "--stall-timeout"))]
     pub stall_timeout: Option<Duration>,
     /// What to do about a stall: report (leave it), recover (deliver the lost notification) or exit (status 8).
     #[arg(long, default_value = "report", value_parser = |s: &str| s.parse::<OnStall>().map_err(|e| e.to_string()))]

@@ -24,9 +24,41 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// [`parse_duration`], refusing anything longer than `max` (`what` names the option).
+pub fn parse_duration_at_most(text: &str, max: Duration, what: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > max {
+        return Err(format!(
+            "{what} `{text}` is longer than the most it may be, {max:?}: give a shorter one"
+        ));
+    }
+    Ok(d)
+}
+
+/// Longest `--race-window`: a store buffer that holds a store for seconds is already far
+/// beyond any real one; longer would only make every notification late.
+pub const MAX_RACE_WINDOW: Duration = Duration::from_secs(10);
+/// Longest `--stall-timeout`.
+pub const MAX_STALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_durations_refuse_what_is_too_long() {
+        assert_eq!(
+            parse_duration_at_most("5us", MAX_RACE_WINDOW, "--race-window"),
+            Ok(Duration::from_micros(5))
+        );
+        let err = parse_duration_at_most("18446744073709551615s", MAX_RACE_WINDOW, "--race-window")
+            .unwrap_err();
+        assert!(
+            err.contains("--race-window") && err.contains("shorter"),
+            "{err}"
+        );
+        assert!(parse_duration_at_most("2h", MAX_STALL_TIMEOUT, "--stall-timeout").is_err());
+    }
 
     #[test]
     fn units() {

@@ -151,13 +151,18 @@ impl NetCore {
     pub fn publish_and_notify(&mut self, i: usize) -> Result<(), QueueError> {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        notifier.publish_used(mem, &q.queue, i);
+        let delayed = notifier.publish_used(mem, &q.queue, i);
         q.last_publish = Some(Instant::now());
         let c = self.metrics.queue(i);
         if notifier.needs_interrupt(mem, &q.queue, &mut q.notify)? {
+            // The interrupt drains the store buffer: no window stays open.
             self.send_interrupt(i);
         } else {
             QueueMetrics::inc(&c.interrupts_suppressed);
+            if delayed {
+                // The guest may re-enable interrupts reading the old used->idx meanwhile.
+                QueueMetrics::inc(&c.race_windows_opened);
+            }
         }
         Ok(())
     }

@@ -39,7 +39,9 @@ counters! {
     ring_empty,
     /// Times the device enabled guest notifications.
     notification_enables,
-    /// Enables whose store was delayed by the race window (unfenced, no-recheck).
+    /// Race windows opened: enables whose store was delayed by the race window (unfenced,
+    /// no-recheck: the lost-kick race), and used-index publishes left delayed because no
+    /// interrupt followed to drain them (unfenced: the lost-interrupt race).
     race_windows_opened,
     /// Backend reads/writes that returned EAGAIN.
     tap_eagain,

@@ -387,17 +387,21 @@ impl Notifier {
 
     /// Publish `used->idx = next_used`, making the used elements written so far visible
     /// (§2.7.8: elements before the index — the Release store orders them).
-    pub fn publish_used(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue, i: usize) {
+    /// Returns whether the store was delayed (it stays in the emulated store buffer unless an
+    /// interrupt drains it).
+    pub fn publish_used(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue, i: usize) -> bool {
         let value = q.next_used.0;
         match self.model {
             // no-recheck only removes the re-check; its interrupt path is the fenced one.
             NotifyModel::Fenced | NotifyModel::NoRecheck => {
                 let _ = mem.store(value, q.used_idx_addr(), Ordering::Release);
+                false
             }
             NotifyModel::Unfenced => {
                 let delay = self.delay_for(i);
                 self.buffer
-                    .store_after(mem, q.used_idx_addr(), value, Instant::now(), delay)
+                    .store_after(mem, q.used_idx_addr(), value, Instant::now(), delay);
+                !delay.is_zero()
             }
         }
     }
