@@ -304,6 +304,126 @@ fn a_file_that_is_no_kernel_is_explained() {
         err.contains("is neither an ELF64 kernel nor a bzImage"),
         "{err}"
     );
+    assert!(
+        err.contains("give a vmlinux-style ELF or a bzImage (e.g. /boot/vmlinuz-*)"),
+        "{err}"
+    );
+}
+
+/// Run `vnetbed run --kernel PATH`, expect a usage-error exit, and return stderr.
+fn kernel_error(path: &Path) -> String {
+    let out = run(&["--kernel", path.to_str().unwrap(), "--serial", "none"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
+#[test]
+fn empty_and_directory_kernels_are_explained() {
+    if !require("kernel_empty_dir", &[Capability::Kvm]) {
+        return;
+    }
+    let dir = scratch("emptykernel");
+    let p = dir.join("empty");
+    std::fs::write(&p, b"").unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{} is neither an ELF64 kernel nor a bzImage (the file is empty); \
+             give a vmlinux-style ELF or a bzImage (e.g. /boot/vmlinuz-*)",
+            p.display()
+        )),
+        "{err}"
+    );
+    let err = kernel_error(&dir);
+    assert!(
+        err.contains(&format!(
+            "{} is a directory, not a kernel file; give the path of a vmlinux-style ELF \
+             or a bzImage to --kernel",
+            dir.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_kernels_are_explained() {
+    if !require("kernel_truncated", &[Capability::Kvm]) {
+        return;
+    }
+    let dir = scratch("truncated");
+    let advice = "copy or rebuild the kernel and check its size against the original";
+    // A valid ELF kernel with a 64 KiB segment, cut to its first 4 KiB (headers only).
+    let full = testguest::build_elf(
+        &vec![0x90u8; 64 << 10],
+        testguest::LOAD_ADDR,
+        testguest::LOAD_ADDR,
+    );
+    let p = dir.join("cut.elf");
+    std::fs::write(&p, &full[..4096]).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{}: truncated or damaged kernel image (a loadable segment ends at byte {} but \
+             the file has 4096 bytes); {advice}",
+            p.display(),
+            full.len()
+        )),
+        "{err}"
+    );
+    // Cut inside the ELF header.
+    let p = dir.join("header.elf");
+    std::fs::write(&p, &full[..20]).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{}: truncated or damaged kernel image (the ELF header needs 64 bytes but the \
+             file has 20); {advice}",
+            p.display()
+        )),
+        "{err}"
+    );
+    // A truncated copy of a real program is truncated before it is anything else.
+    let t = std::fs::read("/bin/true").unwrap();
+    let p = dir.join("true-4k");
+    std::fs::write(&p, &t[..4096.min(t.len() / 2)]).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{}: truncated or damaged kernel image (",
+            p.display()
+        )) && err.ends_with(&format!("); {advice}\n")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_elf_program_is_not_a_kernel() {
+    if !require("kernel_elf_program", &[Capability::Kvm]) {
+        return;
+    }
+    let err = kernel_error(Path::new("/bin/true"));
+    assert!(
+        err.contains(
+            "/bin/true is an ELF file but not a vmlinux-style kernel (ET_DYN: a \
+             position-independent program or shared library); give a kernel's vmlinux \
+             (ELF64 x86-64 executable linked at 1 MiB or above) or a bzImage (e.g. /boot/vmlinuz-*)"
+        ),
+        "{err}"
+    );
+    // An executable whose entry point is below the kernel load address.
+    let dir = scratch("lowentry");
+    let p = dir.join("low.elf");
+    std::fs::write(&p, testguest::build_elf(&[0xf4], 0x1000, 0x1000)).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{} is an ELF file but not a vmlinux-style kernel (its entry point 0x1000 is \
+             below 1 MiB); give a kernel's vmlinux",
+            p.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
