@@ -34,9 +34,6 @@ use crate::layout;
 use crate::memory::{self, MemoryError};
 use crate::{signals, vcpu};
 
-/// The address of the (unused by 64-bit guests, but required by KVM on Intel) TSS pages.
-const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
-
 /// Where the guest's serial output goes.
 pub enum SerialOutput {
     /// The VMM's stdout.
@@ -292,7 +289,8 @@ impl Vm {
         cpu::write_boot_tables(&mem)?;
 
         let fd = kvm.create_vm().map_err(kvm_err("create VM"))?;
-        fd.set_tss_address(KVM_TSS_ADDRESS)
+        // The TSS pages are unused by 64-bit guests but required by KVM on Intel.
+        fd.set_tss_address(layout::KVM_TSS_START as usize)
             .map_err(kvm_err("set TSS address"))?;
         fd.create_irq_chip().map_err(kvm_err("create irqchip"))?;
         let pit = kvm_pit_config {
