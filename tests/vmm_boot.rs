@@ -510,6 +510,26 @@ fn vcpu_count_out_of_range_is_explained() {
         "{}",
         text(&out.stderr)
     );
+    // The MADT and CPUID hold 8-bit APIC IDs: more than 255 vCPUs is refused, with the reason
+    // (or KVM's own lower limit).
+    let max = vmm::capabilities::probe().map(|c| c.max_vcpus).unwrap_or(0);
+    let out = run(&["--kernel", "builtin:hello", "--vcpus", "256"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    if max >= 255 {
+        assert!(
+            err.contains(
+                "--vcpus 256 is out of range: give 1 to 255 (vnetbed's ACPI MADT and CPUID \
+                 describe vCPUs with 8-bit APIC IDs, so it supports at most 255)"
+            ),
+            "{err}"
+        );
+    } else {
+        assert!(
+            err.contains(&format!("this host's KVM allows at most {max}")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

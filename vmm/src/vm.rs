@@ -101,12 +101,14 @@ pub enum VmError {
         source: kvm_ioctls::Error,
     },
     /// Bad vCPU count.
-    #[error("--vcpus {asked} is out of range: this host's KVM allows 1 to {max}")]
+    #[error("--vcpus {asked} is out of range: give 1 to {max} ({why})")]
     VcpuCount {
         /// Asked for.
         asked: usize,
-        /// KVM's maximum.
+        /// The largest count vnetbed accepts on this host.
         max: usize,
+        /// What sets that limit.
+        why: String,
     },
     /// Guest memory.
     #[error(transparent)]
@@ -255,6 +257,28 @@ pub fn open_kvm() -> Result<Kvm, VmError> {
     })
 }
 
+/// Most vCPUs vnetbed supports: the MADT's processor and APIC IDs and CPUID leaf 1's initial
+/// APIC ID are 8-bit fields (0..=254 usable; 255 is the broadcast APIC ID).
+pub const MAX_VCPUS: usize = 255;
+
+/// Check `asked` against [`MAX_VCPUS`] and the host KVM's maximum `kvm_max`.
+pub fn check_vcpu_count(asked: usize, kvm_max: usize) -> Result<(), VmError> {
+    let (max, why) = if kvm_max < MAX_VCPUS {
+        (kvm_max, format!("this host's KVM allows at most {kvm_max}"))
+    } else {
+        (
+            MAX_VCPUS,
+            format!(
+                "vnetbed's ACPI MADT and CPUID describe vCPUs with 8-bit APIC IDs, so it supports at most {MAX_VCPUS}"
+            ),
+        )
+    };
+    if asked == 0 || asked > max {
+        return Err(VmError::VcpuCount { asked, max, why });
+    }
+    Ok(())
+}
+
 impl Vm {
     /// Build a VM from `config`: everything short of running it.
     pub fn new(config: VmConfig) -> Result<Self, VmError> {
@@ -273,13 +297,7 @@ impl Vm {
                 return Err(VmError::MissingCapability(name));
             }
         }
-        let max = kvm.get_max_vcpus();
-        if config.vcpus == 0 || config.vcpus > max {
-            return Err(VmError::VcpuCount {
-                asked: config.vcpus,
-                max,
-            });
-        }
+        check_vcpu_count(config.vcpus, kvm.get_max_vcpus())?;
         let mem = memory::create_guest_memory(config.mem_mib)?;
         let kernel = loader::load_kernel(&mem, &config.kernel)?;
         let initrd = match &config.initrd {
@@ -550,5 +568,37 @@ impl Vm {
             }),
         );
         Ok(exit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vcpu_count_is_capped_by_the_8_bit_apic_ids() {
+        assert!(check_vcpu_count(1, 1024).is_ok());
+        assert!(check_vcpu_count(255, 1024).is_ok());
+        let e = check_vcpu_count(256, 1024).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--vcpus 256 is out of range: give 1 to 255 (vnetbed's ACPI MADT and CPUID describe \
+             vCPUs with 8-bit APIC IDs, so it supports at most 255)"
+        );
+        let e = check_vcpu_count(0, 1024).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--vcpus 0 is out of range: give 1 to 255"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn vcpu_count_is_capped_by_a_smaller_kvm_maximum() {
+        assert!(check_vcpu_count(16, 16).is_ok());
+        let e = check_vcpu_count(17, 16).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--vcpus 17 is out of range: give 1 to 16 (this host's KVM allows at most 16)"
+        );
     }
 }
