@@ -85,8 +85,9 @@ pub enum VmError {
     /// No permission on /dev/kvm.
     #[error("permission denied opening /dev/kvm: run as root, or add your user to the `kvm` group (`sudo usermod -aG kvm $USER`, then log in again)")]
     KvmPermission,
-    /// Any other failure opening /dev/kvm.
-    #[error("cannot open /dev/kvm: {0}")]
+    /// Any other failure opening /dev/kvm (e.g. ENXIO/ENODEV: the node exists, the module
+    /// behind it is not loaded or has no hardware support).
+    #[error("cannot open /dev/kvm: {0}; load the KVM module for this CPU (`modprobe kvm_intel` or `modprobe kvm_amd`; check `dmesg` for why it refused) and enable virtualization (VT-x/AMD-V) in the firmware or the hypervisor running this host")]
     KvmOpen(#[source] kvm_ioctls::Error),
     /// KVM too old or missing a capability.
     #[error("this KVM lacks {0}, which vnetbed needs; use a newer host kernel")]
@@ -574,6 +575,19 @@ impl Vm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_kvm_open_errors_say_to_load_the_module() {
+        for errno in [libc::ENXIO, libc::ENODEV] {
+            let e = VmError::KvmOpen(kvm_ioctls::Error::new(errno)).to_string();
+            assert!(e.starts_with("cannot open /dev/kvm: "), "{e}");
+            assert!(
+                e.contains("`modprobe kvm_intel` or `modprobe kvm_amd`")
+                    && e.contains("enable virtualization (VT-x/AMD-V)"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn vcpu_count_is_capped_by_the_8_bit_apic_ids() {
