@@ -634,7 +634,42 @@ fn doctor_reports_the_measured_speeds() {
         t.contains("ring 0:") && t.contains("ring 3:") && t.contains("verdict:"),
         "{t}"
     );
-    for tool in ["ip", "dnsmasq", "iperf3"] {
-        assert!(t.contains(tool), "{t}");
+    // The Tools section: one line per program, `  NAME     VERSION (PATH)`, or MISSING with the
+    // package to install. The JSON report has the same facts.
+    let section: Vec<&str> = t
+        .lines()
+        .skip_while(|l| *l != "Tools")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let names: Vec<&str> = section
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["ip", "dnsmasq", "iperf3"], "{t}");
+    let tools = report["tools"].as_array().expect("tools in doctor --json");
+    for (line, tool) in section.iter().zip(tools) {
+        let name = tool["name"].as_str().unwrap();
+        match tool["path"].as_str() {
+            Some(path) => {
+                let version = tool["version"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} found at {path} but no version: {report}"));
+                assert!(
+                    version.chars().any(|c| c.is_ascii_digit()),
+                    "{name} version {version:?}"
+                );
+                assert_eq!(*line, format!("  {name:<8} {version} ({path})"), "{t}");
+            }
+            None => {
+                let package = tool["package"].as_str().unwrap();
+                assert_eq!(
+                    *line,
+                    format!("  {name:<8} MISSING: apt-get install {package}"),
+                    "{t}"
+                );
+                assert!(!common::in_ci(), "CI hosts must have {name}: {t}");
+            }
+        }
     }
 }
