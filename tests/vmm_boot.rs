@@ -304,6 +304,126 @@ fn a_file_that_is_no_kernel_is_explained() {
         err.contains("is neither an ELF64 kernel nor a bzImage"),
         "{err}"
     );
+    assert!(
+        err.contains("give a vmlinux-style ELF or a bzImage (e.g. /boot/vmlinuz-*)"),
+        "{err}"
+    );
+}
+
+/// Run `vnetbed run --kernel PATH`, expect a usage-error exit, and return stderr.
+fn kernel_error(path: &Path) -> String {
+    let out = run(&["--kernel", path.to_str().unwrap(), "--serial", "none"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
+#[test]
+fn empty_and_directory_kernels_are_explained() {
+    if !require("kernel_empty_dir", &[Capability::Kvm]) {
+        return;
+    }
+    let dir = scratch("emptykernel");
+    let p = dir.join("empty");
+    std::fs::write(&p, b"").unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{} is neither an ELF64 kernel nor a bzImage (the file is empty); \
+             give a vmlinux-style ELF or a bzImage (e.g. /boot/vmlinuz-*)",
+            p.display()
+        )),
+        "{err}"
+    );
+    let err = kernel_error(&dir);
+    assert!(
+        err.contains(&format!(
+            "{} is a directory, not a kernel file; give the path of a vmlinux-style ELF \
+             or a bzImage to --kernel",
+            dir.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_kernels_are_explained() {
+    if !require("kernel_truncated", &[Capability::Kvm]) {
+        return;
+    }
+    let dir = scratch("truncated");
+    let advice = "copy or rebuild the kernel and check its size against the original";
+    // A valid ELF kernel with a 64 KiB segment, cut to its first 4 KiB (headers only).
+    let full = testguest::build_elf(
+        &vec![0x90u8; 64 << 10],
+        testguest::LOAD_ADDR,
+        testguest::LOAD_ADDR,
+    );
+    let p = dir.join("cut.elf");
+    std::fs::write(&p, &full[..4096]).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{}: truncated or damaged kernel image (a loadable segment ends at byte {} but \
+             the file has 4096 bytes); {advice}",
+            p.display(),
+            full.len()
+        )),
+        "{err}"
+    );
+    // Cut inside the ELF header.
+    let p = dir.join("header.elf");
+    std::fs::write(&p, &full[..20]).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{}: truncated or damaged kernel image (the ELF header needs 64 bytes but the \
+             file has 20); {advice}",
+            p.display()
+        )),
+        "{err}"
+    );
+    // A truncated copy of a real program is truncated before it is anything else.
+    let t = std::fs::read("/bin/true").unwrap();
+    let p = dir.join("true-4k");
+    std::fs::write(&p, &t[..4096.min(t.len() / 2)]).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{}: truncated or damaged kernel image (",
+            p.display()
+        )) && err.ends_with(&format!("); {advice}\n")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_elf_program_is_not_a_kernel() {
+    if !require("kernel_elf_program", &[Capability::Kvm]) {
+        return;
+    }
+    let err = kernel_error(Path::new("/bin/true"));
+    assert!(
+        err.contains(
+            "/bin/true is an ELF file but not a vmlinux-style kernel (ET_DYN: a \
+             position-independent program or shared library); give a kernel's vmlinux \
+             (ELF64 x86-64 executable linked at 1 MiB or above) or a bzImage (e.g. /boot/vmlinuz-*)"
+        ),
+        "{err}"
+    );
+    // An executable whose entry point is below the kernel load address.
+    let dir = scratch("lowentry");
+    let p = dir.join("low.elf");
+    std::fs::write(&p, testguest::build_elf(&[0xf4], 0x1000, 0x1000)).unwrap();
+    let err = kernel_error(&p);
+    assert!(
+        err.contains(&format!(
+            "{} is an ELF file but not a vmlinux-style kernel (its entry point 0x1000 is \
+             below 1 MiB); give a kernel's vmlinux",
+            p.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -390,6 +510,26 @@ fn vcpu_count_out_of_range_is_explained() {
         "{}",
         text(&out.stderr)
     );
+    // The MADT and CPUID hold 8-bit APIC IDs: more than 255 vCPUs is refused, with the reason
+    // (or KVM's own lower limit).
+    let max = vmm::capabilities::probe().map(|c| c.max_vcpus).unwrap_or(0);
+    let out = run(&["--kernel", "builtin:hello", "--vcpus", "256"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    if max >= 255 {
+        assert!(
+            err.contains(
+                "--vcpus 256 is out of range: give 1 to 255 (vnetbed's ACPI MADT and CPUID \
+                 describe vCPUs with 8-bit APIC IDs, so it supports at most 255)"
+            ),
+            "{err}"
+        );
+    } else {
+        assert!(
+            err.contains(&format!("this host's KVM allows at most {max}")),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -494,7 +634,42 @@ fn doctor_reports_the_measured_speeds() {
         t.contains("ring 0:") && t.contains("ring 3:") && t.contains("verdict:"),
         "{t}"
     );
-    for tool in ["ip", "dnsmasq", "iperf3"] {
-        assert!(t.contains(tool), "{t}");
+    // The Tools section: one line per program, `  NAME     VERSION (PATH)`, or MISSING with the
+    // package to install. The JSON report has the same facts.
+    let section: Vec<&str> = t
+        .lines()
+        .skip_while(|l| *l != "Tools")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let names: Vec<&str> = section
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["ip", "dnsmasq", "iperf3"], "{t}");
+    let tools = report["tools"].as_array().expect("tools in doctor --json");
+    for (line, tool) in section.iter().zip(tools) {
+        let name = tool["name"].as_str().unwrap();
+        match tool["path"].as_str() {
+            Some(path) => {
+                let version = tool["version"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} found at {path} but no version: {report}"));
+                assert!(
+                    version.chars().any(|c| c.is_ascii_digit()),
+                    "{name} version {version:?}"
+                );
+                assert_eq!(*line, format!("  {name:<8} {version} ({path})"), "{t}");
+            }
+            None => {
+                let package = tool["package"].as_str().unwrap();
+                assert_eq!(
+                    *line,
+                    format!("  {name:<8} MISSING: apt-get install {package}"),
+                    "{t}"
+                );
+                assert!(!common::in_ci(), "CI hosts must have {name}: {t}");
+            }
+        }
     }
 }

@@ -153,6 +153,7 @@ fn madt(vcpus: usize) -> Vec<u8> {
         OEM_REVISION,
         madt::LocalInterruptController::Address(LAPIC_START as u32),
     );
+    // `Vm::new` caps vCPUs at `vm::MAX_VCPUS` (255), so the 8-bit IDs do not wrap.
     for i in 0..vcpus {
         m.add_structure(madt::ProcessorLocalApic::new(
             i as u8,

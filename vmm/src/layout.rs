@@ -17,6 +17,8 @@
 //! 0xd000_0000  virtio-mmio window         MMIO_WINDOW_START, one VIRTIO_MMIO_DEVICE_SIZE slot per device
 //! 0xfec0_0000  IOAPIC                     IOAPIC_START
 //! 0xfee0_0000  LAPIC                      LAPIC_START
+//! 0xfffb_c000  KVM EPT identity-map page (KVM's default)  KVM_IDENTITY_MAP_START
+//! 0xfffb_d000  KVM TSS, 3 pages (KVM_SET_TSS_ADDR)         KVM_TSS_START .. KVM_PRIVATE_END
 //! 0x1_0000_0000 RAM above 4 GiB, when the guest has more than MMIO_GAP_START bytes
 //! ```
 //!
@@ -65,6 +67,16 @@ pub const MAX_VIRTIO_DEVICES: usize = (IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// Local APIC registers.
 pub const LAPIC_START: u64 = 0xfee0_0000;
+/// KVM's EPT identity-map page table (one page, Intel only, used while the guest runs
+/// unpaged). vnetbed does not call `KVM_SET_IDENTITY_MAP_ADDR`, so KVM uses its default,
+/// `VMX_EPT_IDENTITY_PAGETABLE_ADDR`, one page below [`KVM_TSS_START`].
+pub const KVM_IDENTITY_MAP_START: u64 = 0xfffb_c000;
+/// KVM's TSS pages (`KVM_SET_TSS_ADDR`: three pages, Intel only; unused by 64-bit guests but
+/// required by KVM). In the MMIO gap, above the LAPIC: no guest RAM or device may overlap
+/// `[KVM_IDENTITY_MAP_START, KVM_PRIVATE_END)`.
+pub const KVM_TSS_START: u64 = 0xfffb_d000;
+/// End of KVM's private pages (after the three TSS pages).
+pub const KVM_PRIVATE_END: u64 = KVM_TSS_START + 3 * 0x1000;
 
 /// Legacy COM1 port base.
 pub const SERIAL_PORT_BASE: u16 = 0x3f8;
@@ -72,8 +84,9 @@ pub const SERIAL_PORT_BASE: u16 = 0x3f8;
 pub const SERIAL_IRQ: u32 = 4;
 /// i8042 command port; writing 0xfe resets (ends) the VM.
 pub const I8042_PORT: u16 = 0x64;
-/// Debug-exit port: a 1..4-byte write of value `V` ends the VM with process exit status `V & 0xff`
-/// (see `exit_status` in the README). Same port as QEMU's `isa-debug-exit` convention.
+/// Debug-exit port: a 1-, 2- or 4-byte write of value `V` ends the VM with process exit status
+/// `((V << 1) | 1) & 0xff` (see [`crate::exit::ExitReason::status`] and the exit-status table in
+/// the README), the convention of QEMU's `isa-debug-exit`.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 /// First GSI handed to virtio-mmio devices (GSIs 5.. as Firecracker; 4 is the UART).
 pub const VIRTIO_IRQ_BASE: u32 = 5;
@@ -131,6 +144,10 @@ mod tests {
         let last = virtio_mmio_base(MAX_VIRTIO_DEVICES - 1) + VIRTIO_MMIO_DEVICE_SIZE;
         const { assert!(MMIO_WINDOW_START >= MMIO_GAP_START) };
         assert!(last <= IOAPIC_START);
+        // KVM's private pages sit in the gap, above the LAPIC page.
+        const { assert!(KVM_IDENTITY_MAP_START >= LAPIC_START + 0x1000) };
+        const { assert!(KVM_IDENTITY_MAP_START + 0x1000 == KVM_TSS_START) };
+        const { assert!(KVM_PRIVATE_END <= MMIO_GAP_END) };
         assert_eq!(virtio_irq(MAX_VIRTIO_DEVICES - 1), IRQ_MAX);
     }
 }

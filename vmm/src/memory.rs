@@ -12,9 +12,20 @@ pub enum MemoryError {
     /// Below the minimum.
     #[error("--mem {0} MiB is too small: vnetbed needs at least {MIN_MEM_MIB} MiB for the boot structures and the kernel")]
     TooSmall(u64),
-    /// Too large to be addressed.
-    #[error("--mem {0} MiB is too large")]
+    /// Too large to be addressed: `MiB << 20` does not fit in 64 bits.
+    #[error("--mem {0} MiB is too large: the size in bytes does not fit in 64 bits; --mem is in MiB (e.g. --mem 1024 for 1 GiB) and must fit in host memory")]
     TooLarge(u64),
+    /// A guest memory region has no host mapping to hand to KVM (a vnetbed bug).
+    #[error("guest memory region {slot} at guest address {guest_addr:#x} has no host mapping ({source}); this is a vnetbed bug: please report it with the --mem value used")]
+    HostAddress {
+        /// Slot number.
+        slot: u32,
+        /// The region's guest-physical start.
+        guest_addr: u64,
+        /// vm-memory's error.
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
     /// mmap failed.
     #[error(
         "cannot allocate {mib} MiB of guest memory: {source}; lower --mem or free host memory"
@@ -83,7 +94,11 @@ pub fn register_with_kvm(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), MemoryE
         let slot = slot as u32;
         let host = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
-            .map_err(|_| MemoryError::TooLarge(0))?;
+            .map_err(|source| MemoryError::HostAddress {
+                slot,
+                guest_addr: region.start_addr().0,
+                source,
+            })?;
         let desc = kvm_userspace_memory_region {
             slot,
             flags: 0,
@@ -146,6 +161,35 @@ mod tests {
     fn rejects_tiny_memory_with_advice() {
         let e = create_guest_memory(1).unwrap_err().to_string();
         assert!(e.contains("too small"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unaddressable_memory_with_advice() {
+        let e = create_guest_memory(u64::MAX).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "--mem {} MiB is too large: the size in bytes does not fit in 64 bits; --mem is \
+                 in MiB (e.g. --mem 1024 for 1 GiB) and must fit in host memory",
+                u64::MAX
+            )
+        );
+    }
+
+    #[test]
+    fn host_address_failure_names_the_region_not_a_mem_size() {
+        let e = MemoryError::HostAddress {
+            slot: 1,
+            guest_addr: 0x1_0000_0000,
+            source: vm_memory::GuestMemoryError::InvalidGuestAddress(GuestAddress(0)),
+        }
+        .to_string();
+        assert!(
+            e.starts_with("guest memory region 1 at guest address 0x100000000 has no host mapping"),
+            "{e}"
+        );
+        assert!(e.ends_with("this is a vnetbed bug: please report it with the --mem value used"));
+        assert!(!e.contains("--mem 0"), "{e}");
     }
 
     #[test]

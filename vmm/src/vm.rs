@@ -34,9 +34,6 @@ use crate::layout;
 use crate::memory::{self, MemoryError};
 use crate::{signals, vcpu};
 
-/// The address of the (unused by 64-bit guests, but required by KVM on Intel) TSS pages.
-const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
-
 /// Where the guest's serial output goes.
 pub enum SerialOutput {
     /// The VMM's stdout.
@@ -88,8 +85,9 @@ pub enum VmError {
     /// No permission on /dev/kvm.
     #[error("permission denied opening /dev/kvm: run as root, or add your user to the `kvm` group (`sudo usermod -aG kvm $USER`, then log in again)")]
     KvmPermission,
-    /// Any other failure opening /dev/kvm.
-    #[error("cannot open /dev/kvm: {0}")]
+    /// Any other failure opening /dev/kvm (e.g. ENXIO/ENODEV: the node exists, the module
+    /// behind it is not loaded or has no hardware support).
+    #[error("cannot open /dev/kvm: {0}; load the KVM module for this CPU (`modprobe kvm_intel` or `modprobe kvm_amd`; check `dmesg` for why it refused) and enable virtualization (VT-x/AMD-V) in the firmware or the hypervisor running this host")]
     KvmOpen(#[source] kvm_ioctls::Error),
     /// KVM too old or missing a capability.
     #[error("this KVM lacks {0}, which vnetbed needs; use a newer host kernel")]
@@ -104,12 +102,14 @@ pub enum VmError {
         source: kvm_ioctls::Error,
     },
     /// Bad vCPU count.
-    #[error("--vcpus {asked} is out of range: this host's KVM allows 1 to {max}")]
+    #[error("--vcpus {asked} is out of range: give 1 to {max} ({why})")]
     VcpuCount {
         /// Asked for.
         asked: usize,
-        /// KVM's maximum.
+        /// The largest count vnetbed accepts on this host.
         max: usize,
+        /// What sets that limit.
+        why: String,
     },
     /// Guest memory.
     #[error(transparent)]
@@ -258,6 +258,28 @@ pub fn open_kvm() -> Result<Kvm, VmError> {
     })
 }
 
+/// Most vCPUs vnetbed supports: the MADT's processor and APIC IDs and CPUID leaf 1's initial
+/// APIC ID are 8-bit fields (0..=254 usable; 255 is the broadcast APIC ID).
+pub const MAX_VCPUS: usize = 255;
+
+/// Check `asked` against [`MAX_VCPUS`] and the host KVM's maximum `kvm_max`.
+pub fn check_vcpu_count(asked: usize, kvm_max: usize) -> Result<(), VmError> {
+    let (max, why) = if kvm_max < MAX_VCPUS {
+        (kvm_max, format!("this host's KVM allows at most {kvm_max}"))
+    } else {
+        (
+            MAX_VCPUS,
+            format!(
+                "vnetbed's ACPI MADT and CPUID describe vCPUs with 8-bit APIC IDs, so it supports at most {MAX_VCPUS}"
+            ),
+        )
+    };
+    if asked == 0 || asked > max {
+        return Err(VmError::VcpuCount { asked, max, why });
+    }
+    Ok(())
+}
+
 impl Vm {
     /// Build a VM from `config`: everything short of running it.
     pub fn new(config: VmConfig) -> Result<Self, VmError> {
@@ -276,13 +298,7 @@ impl Vm {
                 return Err(VmError::MissingCapability(name));
             }
         }
-        let max = kvm.get_max_vcpus();
-        if config.vcpus == 0 || config.vcpus > max {
-            return Err(VmError::VcpuCount {
-                asked: config.vcpus,
-                max,
-            });
-        }
+        check_vcpu_count(config.vcpus, kvm.get_max_vcpus())?;
         let mem = memory::create_guest_memory(config.mem_mib)?;
         let kernel = loader::load_kernel(&mem, &config.kernel)?;
         let initrd = match &config.initrd {
@@ -292,7 +308,8 @@ impl Vm {
         cpu::write_boot_tables(&mem)?;
 
         let fd = kvm.create_vm().map_err(kvm_err("create VM"))?;
-        fd.set_tss_address(KVM_TSS_ADDRESS)
+        // The TSS pages are unused by 64-bit guests but required by KVM on Intel.
+        fd.set_tss_address(layout::KVM_TSS_START as usize)
             .map_err(kvm_err("set TSS address"))?;
         fd.create_irq_chip().map_err(kvm_err("create irqchip"))?;
         let pit = kvm_pit_config {
@@ -552,5 +569,50 @@ impl Vm {
             }),
         );
         Ok(exit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_kvm_open_errors_say_to_load_the_module() {
+        for errno in [libc::ENXIO, libc::ENODEV] {
+            let e = VmError::KvmOpen(kvm_ioctls::Error::new(errno)).to_string();
+            assert!(e.starts_with("cannot open /dev/kvm: "), "{e}");
+            assert!(
+                e.contains("`modprobe kvm_intel` or `modprobe kvm_amd`")
+                    && e.contains("enable virtualization (VT-x/AMD-V)"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn vcpu_count_is_capped_by_the_8_bit_apic_ids() {
+        assert!(check_vcpu_count(1, 1024).is_ok());
+        assert!(check_vcpu_count(255, 1024).is_ok());
+        let e = check_vcpu_count(256, 1024).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--vcpus 256 is out of range: give 1 to 255 (vnetbed's ACPI MADT and CPUID describe \
+             vCPUs with 8-bit APIC IDs, so it supports at most 255)"
+        );
+        let e = check_vcpu_count(0, 1024).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--vcpus 0 is out of range: give 1 to 255"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn vcpu_count_is_capped_by_a_smaller_kvm_maximum() {
+        assert!(check_vcpu_count(16, 16).is_ok());
+        let e = check_vcpu_count(17, 16).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--vcpus 17 is out of range: give 1 to 16 (this host's KVM allows at most 16)"
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! Loading a kernel (ELF64 vmlinux-style, or bzImage) and an initrd into guest memory.
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use linux_loader::loader::bootparam::setup_header;
-use linux_loader::loader::bzimage::BzImage;
-use linux_loader::loader::elf::{Elf, Error as ElfError};
+use linux_loader::loader::bzimage::{BzImage, Error as BzError};
+use linux_loader::loader::elf::Elf;
 use linux_loader::loader::{Error as LoaderError, KernelLoader};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, ReadVolatile};
 
@@ -46,8 +47,27 @@ pub enum LoadError {
         /// Why each loader refused it.
         detail: String,
     },
+    /// The path names a directory.
+    #[error("{0} is a directory, not a kernel file; give the path of a vmlinux-style ELF or a bzImage to --kernel")]
+    IsDirectory(PathBuf),
+    /// The kernel file ends before the data its headers describe.
+    #[error("{path}: truncated or damaged kernel image ({detail}); copy or rebuild the kernel and check its size against the original")]
+    Truncated {
+        /// The path given.
+        path: PathBuf,
+        /// What is missing.
+        detail: String,
+    },
+    /// A well-formed ELF file that is not a bootable kernel (a program, library, or other arch).
+    #[error("{path} is an ELF file but not a vmlinux-style kernel ({detail}); give a kernel's vmlinux (ELF64 x86-64 executable linked at 1 MiB or above) or a bzImage (e.g. /boot/vmlinuz-*)")]
+    NotAKernelElf {
+        /// The path given.
+        path: PathBuf,
+        /// Why it is not a kernel.
+        detail: String,
+    },
     /// An ELF kernel that linux-loader refused.
-    #[error("{path}: invalid ELF kernel: {source}")]
+    #[error("{path}: invalid ELF kernel: {source}; the file may be damaged: give a vmlinux-style ELF or a bzImage")]
     BadElf {
         /// The path given.
         path: PathBuf,
@@ -109,49 +129,207 @@ fn mib_up(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20)
 }
 
-/// Load `path` into `mem`; ELF first, then bzImage.
+/// ELF identification and header constants used to classify a kernel file.
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+const ELF_HEADER_SIZE: usize = 64;
+const ELF_PHDR_SIZE: u64 = 56;
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+const EM_X86_64: u16 = 62;
+const PT_LOAD: u32 = 1;
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Read up to `buf.len()` bytes from the start of `file`; returns how many were read.
+fn read_prefix(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Why an ELF file cannot be booted, found from its headers before anything is loaded.
+enum ElfProblem {
+    Truncated(String),
+    NotAKernel(String),
+    /// Guest memory up to this address is needed.
+    TooSmall(u64),
+}
+
+/// Check an ELF file's headers: complete, x86-64 executable, entry at or above 1 MiB, and
+/// loadable segments that fit below `have`. `hdr` is the 64-byte ELF header.
+fn check_elf(file: &mut File, hdr: &[u8], len: u64, have: u64) -> Result<(), ElfProblem> {
+    if hdr[4] != ELFCLASS64 || hdr[5] != ELFDATA2LSB {
+        return Err(ElfProblem::NotAKernel(
+            "a 32-bit or big-endian ELF; vnetbed boots 64-bit little-endian x86 kernels".into(),
+        ));
+    }
+    let phoff = le_u64(hdr, 32);
+    let phentsize = u64::from(le_u16(hdr, 54));
+    let phnum = u64::from(le_u16(hdr, 56));
+    if phentsize != ELF_PHDR_SIZE {
+        return Err(ElfProblem::NotAKernel(format!(
+            "program header entries are {phentsize} bytes, not {ELF_PHDR_SIZE}"
+        )));
+    }
+    let table_end = phoff
+        .checked_add(phnum * ELF_PHDR_SIZE)
+        .ok_or_else(|| ElfProblem::Truncated("program header offset overflows".into()))?;
+    if table_end > len {
+        return Err(ElfProblem::Truncated(format!(
+            "the program headers end at byte {table_end} but the file has {len} bytes"
+        )));
+    }
+    let mut phdrs = vec![0u8; (phnum * ELF_PHDR_SIZE) as usize];
+    file.seek(SeekFrom::Start(phoff))
+        .and_then(|_| file.read_exact(&mut phdrs))
+        .map_err(|e| ElfProblem::Truncated(format!("cannot read the program headers: {e}")))?;
+    let mut need = 0u64;
+    for ph in phdrs.chunks_exact(ELF_PHDR_SIZE as usize) {
+        let (p_type, offset, paddr) = (le_u32(ph, 0), le_u64(ph, 8), le_u64(ph, 24));
+        let (filesz, memsz) = (le_u64(ph, 32), le_u64(ph, 40));
+        if p_type != PT_LOAD || filesz == 0 {
+            continue;
+        }
+        match offset.checked_add(filesz) {
+            Some(end) if end <= len => {}
+            _ => {
+                return Err(ElfProblem::Truncated(format!(
+                    "a loadable segment ends at byte {} but the file has {len} bytes",
+                    offset.saturating_add(filesz)
+                )))
+            }
+        }
+        need = need.max(paddr.saturating_add(memsz.max(filesz)));
+    }
+    let e_type = le_u16(hdr, 16);
+    let machine = le_u16(hdr, 18);
+    let entry = le_u64(hdr, 24);
+    if machine != EM_X86_64 {
+        return Err(ElfProblem::NotAKernel(format!(
+            "built for ELF machine {machine}, not x86-64"
+        )));
+    }
+    if e_type != ET_EXEC {
+        let what = match e_type {
+            ET_DYN => "ET_DYN: a position-independent program or shared library".to_string(),
+            t => format!("ELF type {t}, not an executable (ET_EXEC)"),
+        };
+        return Err(ElfProblem::NotAKernel(what));
+    }
+    if entry < HIMEM_START {
+        return Err(ElfProblem::NotAKernel(format!(
+            "its entry point {entry:#x} is below 1 MiB"
+        )));
+    }
+    if need > have {
+        return Err(ElfProblem::TooSmall(need));
+    }
+    Ok(())
+}
+
+/// Load `path` into `mem`: an ELF64 x86-64 executable (vmlinux-style), else a bzImage.
 pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, LoadError> {
-    let open = || {
-        File::open(path).map_err(|source| LoadError::OpenKernel {
-            path: path.into(),
-            source,
-        })
+    let open_err = |source| LoadError::OpenKernel {
+        path: path.into(),
+        source,
     };
-    let mut file = open()?;
+    let meta = std::fs::metadata(path).map_err(open_err)?;
+    if meta.is_dir() {
+        return Err(LoadError::IsDirectory(path.into()));
+    }
+    let len = meta.len();
+    let mut file = File::open(path).map_err(open_err)?;
     let have = low_ram_end(mem);
     let too_small = |need: u64| LoadError::TooSmall {
         what: "kernel",
         need_mib: mib_up(need),
         have_mib: have >> 20,
     };
-    let elf_err = match Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))) {
-        Ok(r) => {
-            if r.kernel_end > have {
-                return Err(too_small(r.kernel_end));
-            }
-            return Ok(LoadedKernel {
-                format: KernelFormat::Elf,
-                entry: r.kernel_load.raw_value(),
-                end: r.kernel_end,
-                setup_header: None,
-            });
-        }
-        Err(LoaderError::Elf(ElfError::InvalidElfMagicNumber)) => "not ELF".to_string(),
-        Err(LoaderError::Elf(ElfError::ReadKernelImage)) => {
-            // A PT_LOAD segment did not fit in guest memory: say how much it would need.
-            return Err(too_small(file_len(path).saturating_add(HIMEM_START)));
-        }
-        Err(source) => {
-            return Err(LoadError::BadElf {
-                path: path.into(),
-                source,
-            })
-        }
+    let truncated = |detail: String| LoadError::Truncated {
+        path: path.into(),
+        detail,
     };
-    let mut file = open()?;
+    let mut hdr = [0u8; ELF_HEADER_SIZE];
+    let got = read_prefix(&mut file, &mut hdr).map_err(open_err)?;
+    if got == 0 {
+        return Err(LoadError::UnknownFormat {
+            path: path.into(),
+            detail: "the file is empty".into(),
+        });
+    }
+    if got >= ELF_MAGIC.len() && &hdr[..4] == ELF_MAGIC {
+        if got < ELF_HEADER_SIZE {
+            return Err(truncated(format!(
+                "the ELF header needs {ELF_HEADER_SIZE} bytes but the file has {got}"
+            )));
+        }
+        match check_elf(&mut file, &hdr, len, have) {
+            Ok(()) => {}
+            Err(ElfProblem::Truncated(d)) => return Err(truncated(d)),
+            Err(ElfProblem::TooSmall(need)) => return Err(too_small(need)),
+            Err(ElfProblem::NotAKernel(detail)) => {
+                return Err(LoadError::NotAKernelElf {
+                    path: path.into(),
+                    detail,
+                })
+            }
+        }
+        let r =
+            Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))).map_err(|source| {
+                LoadError::BadElf {
+                    path: path.into(),
+                    source,
+                }
+            })?;
+        if r.kernel_end > have {
+            return Err(too_small(r.kernel_end));
+        }
+        return Ok(LoadedKernel {
+            format: KernelFormat::Elf,
+            entry: r.kernel_load.raw_value(),
+            end: r.kernel_end,
+            setup_header: None,
+        });
+    }
     match BzImage::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))) {
         Ok(r) => {
             let hdr = r.setup_header.unwrap_or_default();
+            // The protected-mode kernel is `syssize` 16-byte paragraphs after the setup sectors.
+            let setup_sects = if hdr.setup_sects == 0 {
+                4
+            } else {
+                u64::from(hdr.setup_sects)
+            };
+            let expected = (setup_sects + 1) * 512 + u64::from(hdr.syssize) * 16;
+            if len < expected {
+                return Err(truncated(format!(
+                    "the bzImage header describes {expected} bytes but the file has {len}"
+                )));
+            }
             if hdr.xloadflags & XLF_KERNEL_64 == 0 {
                 return Err(LoadError::No64BitEntry(path.into()));
             }
@@ -168,18 +346,19 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
                 setup_header: r.setup_header,
             })
         }
-        Err(LoaderError::Bzimage(
-            linux_loader::loader::bzimage::Error::ReadBzImageCompressedKernel,
-        )) => Err(too_small(file_len(path).saturating_add(HIMEM_START))),
+        // The compressed kernel is read whole from the file, so this failure is guest memory.
+        Err(LoaderError::Bzimage(BzError::ReadBzImageCompressedKernel)) => {
+            Err(too_small(len.saturating_add(HIMEM_START)))
+        }
+        // The file is shorter than its own setup sectors.
+        Err(LoaderError::Bzimage(BzError::Underflow)) => Err(truncated(format!(
+            "the file ({len} bytes) ends inside the bzImage setup sectors"
+        ))),
         Err(e) => Err(LoadError::UnknownFormat {
             path: path.into(),
-            detail: format!("{elf_err}; not a bzImage: {e}"),
+            detail: format!("not ELF; not a bzImage: {e}"),
         }),
     }
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 /// Load an initrd at the top of low RAM (page aligned), above the kernel.
