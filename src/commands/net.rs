@@ -64,7 +64,7 @@ pub struct UpArgs {
     /// Rebinding time T2 sent to clients (default: 7/8 of the lease, 52 s for 1m).
     #[arg(long)]
     pub rebind_after: Option<String>,
-    /// Number of taps on the bridge.
+    /// Number of taps on the bridge (1 to 999).
     #[arg(long, default_value_t = 1)]
     pub taps: u32,
     /// Hold the testbed in this terminal until Ctrl-C instead of a detached supervisor.
@@ -75,6 +75,7 @@ pub struct UpArgs {
 impl UpArgs {
     fn config(&self) -> Result<TestbedConfig, NetError> {
         net::names::validate_name(&self.name)?;
+        net::names::validate_taps(self.taps)?;
         let optional = |d: &Option<String>| d.as_deref().map(net::parse_duration).transpose();
         let config = TestbedConfig {
             name: self.name.clone(),

@@ -38,6 +38,12 @@ pub enum NetError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// The number of taps is out of range.
+    #[error("--taps {taps} is out of range: a testbed has 1 to 999 taps (tap names end in a 3-digit index)")]
+    BadTapCount {
+        /// The number asked for.
+        taps: u32,
+    },
     /// A testbed of that name already exists (namespace or state directory).
     #[error(
         "testbed name {name:?} is already in use ({what}); pick another --name, or remove \
