@@ -374,8 +374,9 @@ fn gc() -> Result<(), NetError> {
     for (netns, pid) in &report.busy_netns {
         println!("kept namespace {netns}: process {pid} is inside it");
     }
-    if report.removed.is_empty() {
+    if report.removed.is_empty() && report.failed.is_empty() {
         println!("nothing to clean up");
     }
-    Ok(())
+    // Failures (if any) come last, on stderr, after what was removed.
+    report.failures_as_error()
 }
