@@ -93,7 +93,10 @@ mod tests {
         validate_taps(MAX_TAPS).unwrap();
         for bad in [0, 1000, u32::MAX] {
             let err = validate_taps(bad).unwrap_err();
-            assert!(matches!(err, NetError::BadTapCount { taps } if taps == bad), "{err}");
+            assert!(
+                matches!(err, NetError::BadTapCount { taps } if taps == bad),
+                "{err}"
+            );
             let text = err.to_string();
             assert!(
                 text.contains(&format!("--taps {bad} is out of range"))

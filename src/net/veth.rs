@@ -67,7 +67,10 @@ impl VethPair {
             pair.states.push(state.clone());
             Holder::current().and_then(|h| state.write_holder(&h))?;
         }
-        for (netns, n) in [(pair.netns_a.clone(), &name_a), (pair.netns_b.clone(), &name_b)] {
+        for (netns, n) in [
+            (pair.netns_a.clone(), &name_a),
+            (pair.netns_b.clone(), &name_b),
+        ] {
             if super::netns::netns_exists(&netns) {
                 return Err(NetError::NameInUse {
                     name: n.clone(),
