@@ -9,7 +9,25 @@ use std::process::Command;
 
 use common::{require, Capability};
 use serde_json::Value;
+use vnetbed::net::state::{state_root, Holder, StateDir, STATE_ROOT_ENV};
 use vnetbed::net::veth::{VethPair, VETH_B_ADDRESS};
+
+/// `vnetbed net gc` on the state root `VethPair::up` uses; returns its stdout.
+fn net_gc() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
+        .args(["net", "gc"])
+        .env(STATE_ROOT_ENV, state_root())
+        .output()
+        .expect("run vnetbed net gc");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "vnetbed net gc: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
 
 fn netns_list() -> String {
     String::from_utf8_lossy(
@@ -104,10 +122,57 @@ fn veth_reference_pair_connects_two_namespaces_and_is_removed_on_drop() {
     let err = VethPair::up(&name).expect_err("the name is in use");
     assert!(err.to_string().contains("already in use"), "{err}");
     assert!(netns_list().contains(&pair.netns_a));
+    // Each namespace has a state directory naming this process as holder, so a concurrent
+    // `vnetbed net gc` leaves the live pair alone.
+    let states = [format!("{name}a"), format!("{name}b")].map(|n| StateDir::at(&state_root(), &n));
+    for state in &states {
+        assert_eq!(
+            state.read_holder().expect("holder").map(|h| h.pid),
+            Some(std::process::id())
+        );
+    }
+    let gc = net_gc();
+    assert!(
+        !gc.contains(&format!("removed leftover testbed {name}")),
+        "{gc}"
+    );
+    let listed = netns_list();
+    assert!(
+        listed.contains(&pair.netns_a) && listed.contains(&pair.netns_b),
+        "gc removed a live pair: {gc}\n{listed}"
+    );
+    assert!(states.iter().all(StateDir::exists));
     let (a, b) = (pair.netns_a.clone(), pair.netns_b.clone());
     drop(pair);
     let listed = netns_list();
     assert!(!listed.contains(&a) && !listed.contains(&b), "{listed}");
+    assert!(
+        !states.iter().any(StateDir::exists),
+        "state directories left"
+    );
+
+    // A pair whose holder died (as after a SIGKILL): gc removes namespaces and state dirs.
+    let name = format!("tw{}", std::process::id() % 10_000);
+    let pair = VethPair::up(&name).expect("second veth pair");
+    let dead = Holder {
+        pid: u32::MAX - 1,
+        start_time: 0,
+    };
+    let states = [format!("{name}a"), format!("{name}b")].map(|n| StateDir::at(&state_root(), &n));
+    for state in &states {
+        state.write_holder(&dead).expect("holder");
+    }
+    let gc = net_gc();
+    let (a, b) = (pair.netns_a.clone(), pair.netns_b.clone());
+    let listed = netns_list();
+    let left = listed.contains(&a) || listed.contains(&b) || states.iter().any(StateDir::exists);
+    drop(pair); // Removes whatever gc left, so a failure leaves nothing behind.
+    assert!(!left, "gc left the dead pair: {gc}\n{listed}");
+    assert!(
+        gc.contains(&format!("removed leftover testbed {name}a"))
+            && gc.contains(&format!("removed leftover testbed {name}b")),
+        "{gc}"
+    );
 }
 
 #[test]

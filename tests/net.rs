@@ -20,6 +20,14 @@ use vnetbed::net::{
 /// State root shared by all tests of this file (and by the `vnetbed` processes they run).
 const STATE_ROOT: &str = "/run/vnetbed-test";
 
+/// Held by the tests that run `vnetbed net gc` and check what it removed: one gc must not
+/// collect another test's deliberate leftovers.
+static GC_RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn gc_lock() -> std::sync::MutexGuard<'static, ()> {
+    GC_RUNS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 const BASE_CAPS: [Capability; 4] = [
     Capability::Root,
     Capability::Program("dnsmasq"),
@@ -616,6 +624,7 @@ fn gc_cleans_up_after_a_sigkilled_holder() {
     if !require("gc_cleans_up_after_a_sigkilled_holder", &BASE_CAPS) {
         return;
     }
+    let _gc = gc_lock();
     let _guard = CliTestbed("tgc");
     vnetbed_ok(&["net", "up", "--name", "tgc", "--taps", "2"]);
     let status = cli_status("tgc");
@@ -933,6 +942,7 @@ fn down_and_gc_with_another_state_root_leave_a_live_testbed_alone() {
     if !require("down_and_gc_with_another_state_root", &BASE_CAPS) {
         return;
     }
+    let _gc = gc_lock();
     let testbed = Testbed::up(config("troot")).expect("up");
     let other_root = "/run/vnetbed-test-other";
     let down = common::vnetbed()
@@ -1008,4 +1018,185 @@ fn a_dnsmasq_that_fails_to_start_is_reported_and_nothing_is_left() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(leftovers("terr6"), Vec::<String>::new());
+}
+
+/// `vnetbed run builtin:hello` with one `--net` spec (the test state root is irrelevant: run
+/// keeps no testbed state).
+fn run_hello_with_net(spec: &str) -> Output {
+    common::vnetbed()
+        .args([
+            "run",
+            "--kernel",
+            "builtin:hello",
+            "--serial",
+            "none",
+            "--net",
+            spec,
+        ])
+        .output()
+        .expect("run vnetbed run")
+}
+
+#[test]
+fn run_on_a_busy_or_misspelt_tap_fails_with_a_clear_error_and_creates_nothing() {
+    let mut caps = BASE_CAPS.to_vec();
+    caps.extend([Capability::Kvm, Capability::Tun]);
+    if !require("run_on_a_busy_or_misspelt_tap", &caps) {
+        return;
+    }
+    let testbed = Testbed::up(config("trun")).expect("up");
+    let netns = testbed.info().netns.clone();
+    let tap = testbed.info().taps[0].clone();
+
+    // Busy: another holder (standing in for a second VMM) has the tap open.
+    let held = open_tap("trun", &tap, TapFlags { vnet_hdr: true }).expect("hold the tap");
+    let out = run_hello_with_net(&format!("tap={tap},netns={netns}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "run on a busy tap succeeded");
+    assert!(
+        stderr.contains(&format!(
+            "tap `{tap}` in network namespace `{netns}` is in use by another process"
+        )) && stderr.contains("another VMM on the same tap?")
+            && !stderr.contains("ip tuntap add"),
+        "{stderr}"
+    );
+    drop(held);
+
+    // Misspelt, with the testbed's namespace: refused, and no tap is created there.
+    let typo = "vnbtrunt7";
+    let out = run_hello_with_net(&format!("tap={typo},netns={netns}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "run on a misspelt tap succeeded");
+    assert!(
+        stderr.contains(&format!(
+            "tap `{typo}` does not exist in network namespace `{netns}`"
+        )) && stderr.contains("vnetbed net status")
+            && stderr.contains("--taps"),
+        "{stderr}"
+    );
+    let links = run_ok("ip", &["-n", &netns, "-o", "link", "show"]);
+    assert!(!links.contains(typo), "a tap was created: {links}");
+
+    // Misspelt, without a namespace: refused too, never created in the root namespace.
+    let out = run_hello_with_net(&format!("tap={typo}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "run on a missing root-namespace tap succeeded"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "tap `{typo}` does not exist in the VMM's network namespace"
+        )),
+        "{stderr}"
+    );
+    assert!(!run_ok("ip", &["-o", "link", "show"]).contains(typo));
+
+    // The real tap, free again, still works: the guest boots and exits 0.
+    let out = run_hello_with_net(&format!("tap={tap},netns={netns}"));
+    assert!(
+        out.status.success(),
+        "run on the testbed tap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    testbed.down().expect("down");
+    assert_eq!(leftovers("trun"), Vec::<String>::new());
+}
+
+/// Run `vnetbed <args>` as uid/gid 65534 with no capabilities.
+fn vnetbed_as_nobody(args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(common::vnetbed_bin())
+        .args(args)
+        .env("VNETBED_STATE_DIR", STATE_ROOT)
+        .output()
+        .expect("setpriv");
+    (out, started.elapsed())
+}
+
+#[test]
+fn error_not_root_down_and_gc_say_to_use_root_at_once() {
+    if !require(
+        "error_not_root_down_and_gc",
+        &[
+            Capability::Root,
+            Capability::Program("setpriv"),
+            Capability::Program("ip"),
+            Capability::Program("dnsmasq"),
+        ],
+    ) {
+        return;
+    }
+    // A live testbed held by a `vnetbed net up` supervisor, which a non-root `down` must not
+    // even try to signal.
+    let _guard = CliTestbed("tnroot");
+    vnetbed_ok(&["net", "up", "--name", "tnroot"]);
+    let holder = cli_status("tnroot").info.holder_pid;
+    for args in [vec!["net", "down", "--name", "tnroot"], vec!["net", "gc"]] {
+        let (out, took) = vnetbed_as_nobody(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded as uid 65534");
+        assert!(
+            stderr.contains("needs root")
+                && stderr.contains("uid is 65534")
+                && stderr.contains("sudo")
+                && !stderr.contains("`ip "),
+            "{args:?}: {stderr}"
+        );
+        assert!(took < secs(5), "{args:?} took {took:?}");
+    }
+    assert!(pid_alive(holder), "the holder was disturbed");
+    assert!(cli_status("tnroot").dnsmasq_pid.is_some());
+    vnetbed_ok(&["net", "down", "--name", "tnroot"]);
+    assert_eq!(leftovers("tnroot"), Vec::<String>::new());
+}
+
+#[test]
+fn gc_goes_on_past_a_leftover_it_cannot_remove_and_reports_it() {
+    if !require("gc_goes_on_past_a_failure", &BASE_CAPS) {
+        return;
+    }
+    let _gc = gc_lock();
+    use vnetbed::net::state::{Holder, StateDir};
+    let dead = Holder {
+        pid: u32::MAX - 1,
+        start_time: 0,
+    };
+    // tgcf1: a dead holder and a "namespace" handle that is a plain file, which `ip` cannot
+    // enter, so its removal fails. tgcf2 (listed after it): a dead holder, removable.
+    let bogus = Path::new("/run/netns/vnetbed-tgcf1");
+    std::fs::create_dir_all("/run/netns").expect("/run/netns");
+    std::fs::write(bogus, b"").expect("bogus namespace handle");
+    for name in ["tgcf1", "tgcf2"] {
+        let state = StateDir::create(Path::new(STATE_ROOT), name).expect("state dir");
+        state.write_holder(&dead).expect("holder");
+    }
+    let out = vnetbed(&["net", "gc"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Clean up whatever is left before asserting.
+    let _ = run("ip", &["netns", "del", "vnetbed-tgcf1"]);
+    let _ = std::fs::remove_file(bogus);
+    let _ = StateDir::at(Path::new(STATE_ROOT), "tgcf1").remove();
+    let _ = StateDir::at(Path::new(STATE_ROOT), "tgcf2").remove();
+    assert!(!out.status.success(), "gc hid a failure: {stdout}");
+    assert!(
+        stdout.contains("removed leftover testbed tgcf2"),
+        "gc stopped at the failure: {stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("could not be removed")
+            && stderr.contains("tgcf1:")
+            && stderr.contains("run `vnetbed net gc` again"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers("tgcf1"), Vec::<String>::new());
+    assert_eq!(leftovers("tgcf2"), Vec::<String>::new());
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{require, Capability};
 use vmm::devices::virtio::net::device::NET_FEATURES;
 use vmm::devices::virtio::net::metrics::QueueMetrics;
-use vmm::devices::virtio::net::tap::open_tap;
+use vmm::devices::virtio::net::tap::{open_or_create_tap, open_tap};
 use vmm::devices::virtio::net::test_driver::{frame_seq, make_frame, Rig};
 use vmm::devices::virtio::net::test_netns::{ip, packet_socket, recv_incoming, Netns};
 use vmm::devices::virtio::net::NetOptions;
@@ -27,7 +27,7 @@ fn frames_cross_a_real_tap_in_a_netns_both_ways() {
         return;
     }
     let ns = Netns::create().expect("create a netns");
-    let backend = open_tap(TAP, Some(ns.name())).expect("open tap in netns");
+    let backend = open_or_create_tap(TAP, Some(ns.name())).expect("open tap in netns");
     ip(&["-n", ns.name(), "link", "set", TAP, "up"]).expect("tap up");
     let sock = packet_socket(ns.name(), TAP).expect("packet socket");
     let rig = Rig::new(256, Box::new(backend), NetOptions::default()).unwrap();

@@ -64,7 +64,7 @@ pub struct UpArgs {
     /// Rebinding time T2 sent to clients (default: 7/8 of the lease, 52 s for 1m).
     #[arg(long)]
     pub rebind_after: Option<String>,
-    /// Number of taps on the bridge.
+    /// Number of taps on the bridge (1 to 999).
     #[arg(long, default_value_t = 1)]
     pub taps: u32,
     /// Hold the testbed in this terminal until Ctrl-C instead of a detached supervisor.
@@ -75,6 +75,7 @@ pub struct UpArgs {
 impl UpArgs {
     fn config(&self) -> Result<TestbedConfig, NetError> {
         net::names::validate_name(&self.name)?;
+        net::names::validate_taps(self.taps)?;
         let optional = |d: &Option<String>| d.as_deref().map(net::parse_duration).transpose();
         let config = TestbedConfig {
             name: self.name.clone(),
@@ -373,8 +374,9 @@ fn gc() -> Result<(), NetError> {
     for (netns, pid) in &report.busy_netns {
         println!("kept namespace {netns}: process {pid} is inside it");
     }
-    if report.removed.is_empty() {
+    if report.removed.is_empty() && report.failed.is_empty() {
         println!("nothing to clean up");
     }
-    Ok(())
+    // Failures (if any) come last, on stderr, after what was removed.
+    report.failures_as_error()
 }

@@ -227,9 +227,16 @@ fn spawn(config: &DnsmasqConfig) -> std::io::Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command.process_group(0);
+    // Our pid, taken before the fork: the child's parent must still be us once the
+    // parent-death signal is armed (below).
+    let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe system calls (setns, prctl, getppid) on a descriptor that stays open
-    // in the parent until `spawn` returns.
+    // async-signal-safe system calls (setns, prctl, getppid) and allocates nothing (the error
+    // is built from a raw errno); `netns_fd` stays open in the parent until `spawn` returns,
+    // so the child's copy is valid. If the parent died between the fork and the prctl, the
+    // child was reparented and would never get the parent-death signal, so getppid() is
+    // compared with the parent's pid and the child gives up before exec: dnsmasq never
+    // outlives its holder.
     unsafe {
         command.pre_exec(move || {
             if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
@@ -244,6 +251,9 @@ fn spawn(config: &DnsmasqConfig) -> std::io::Result<Child> {
             ) != 0
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });

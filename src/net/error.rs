@@ -10,8 +10,9 @@ pub type Result<T, E = NetError> = std::result::Result<T, E>;
 pub enum NetError {
     /// The process lacks the privileges to create namespaces, bridges and taps.
     #[error(
-        "vnetbed net needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces, \
-         bridges and taps; effective uid is {euid}{missing}. Run it with sudo or as root"
+        "vnetbed net needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create and remove network \
+         namespaces, bridges and taps; effective uid is {euid}{missing}. Run it with sudo or as \
+         root"
     )]
     NotPrivileged {
         /// Effective uid of the process.
@@ -37,6 +38,12 @@ pub enum NetError {
         name: String,
         /// What is wrong with it.
         why: &'static str,
+    },
+    /// The number of taps is out of range.
+    #[error("--taps {taps} is out of range: a testbed has 1 to 999 taps (tap names end in a 3-digit index)")]
+    BadTapCount {
+        /// The number asked for.
+        taps: u32,
     },
     /// A testbed of that name already exists (namespace or state directory).
     #[error(
@@ -127,6 +134,17 @@ pub enum NetError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// `gc` removed what it could, but some leftovers could not be removed.
+    #[error(
+        "{count} leftover(s) could not be removed: {details}; fix the cause and run \
+         `vnetbed net gc` again (as root)"
+    )]
+    GcIncomplete {
+        /// How many removals failed.
+        count: usize,
+        /// Each failure, `name: error`, separated by `; `.
+        details: String,
     },
     /// A state file could not be read.
     #[error("state file {path} is unreadable: {why}; remove the testbed with `vnetbed net gc`")]

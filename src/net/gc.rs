@@ -7,6 +7,9 @@
 //!
 //! A dnsmasq is killed only if its pid comes from a testbed's `dnsmasq.pid` *and* its
 //! `/proc/<pid>/cmdline` names that testbed's state directory.
+//!
+//! Both need root, like `up`, and say so before touching anything. `gc` goes on past a
+//! leftover it cannot remove and reports every failure at the end.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use super::error::{NetError, Result};
 use super::ip::Ip;
 use super::names;
 use super::netns::{list_vnetbed_netns, netns_exists, processes_in_netns};
+use super::preflight::check_privileges;
 use super::state::{list_state_dirs, process_args, process_cmdline, StateDir};
 use super::testbed::{remove_links_and_netns, TestbedStatus};
 
@@ -31,10 +35,47 @@ pub struct GcReport {
     pub live: Vec<String>,
     /// Namespaces left alone because processes are inside (with one such pid).
     pub busy_netns: Vec<(String, u32)>,
+    /// Leftovers that could not be removed; the others were still removed.
+    pub failed: Vec<GcFailure>,
 }
 
-/// Remove every leftover testbed under `root`.
+/// A leftover `gc` could not remove.
+#[derive(Debug, Clone, Serialize)]
+pub struct GcFailure {
+    /// The testbed name (state directory) or namespace.
+    pub name: String,
+    /// Why, as text.
+    pub error: String,
+}
+
+impl GcReport {
+    /// Whether every leftover found was removed.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// [`NetError::GcIncomplete`] listing the failures, or `Ok` if there were none.
+    pub fn failures_as_error(&self) -> Result<()> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        let details: Vec<String> = self
+            .failed
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.error))
+            .collect();
+        Err(NetError::GcIncomplete {
+            count: self.failed.len(),
+            details: details.join("; "),
+        })
+    }
+}
+
+/// Remove every leftover testbed under `root`. Needs root ([`NetError::NotPrivileged`]
+/// otherwise). A leftover that cannot be removed does not stop the others: it is listed in
+/// [`GcReport::failed`] (see [`GcReport::failures_as_error`]).
 pub fn gc(root: &Path) -> Result<GcReport> {
+    check_privileges()?;
     let ip = Ip::locate()?;
     let mut report = GcReport::default();
     for name in list_state_dirs(root) {
@@ -49,7 +90,12 @@ pub fn gc(root: &Path) -> Result<GcReport> {
             report.live.push(name);
             continue;
         }
-        remove_leftover(&ip, &state, &name, &mut report)?;
+        if let Err(e) = remove_leftover(&ip, &state, &name, &mut report) {
+            report.failed.push(GcFailure {
+                name,
+                error: e.to_string(),
+            });
+        }
     }
     for netns in list_vnetbed_netns() {
         let Some(name) = names::testbed_of_netns(&netns) else {
@@ -62,14 +108,19 @@ pub fn gc(root: &Path) -> Result<GcReport> {
             report.busy_netns.push((netns, pid));
             continue;
         }
-        remove_links_and_netns(&ip, &netns)?;
-        report.removed.push(name.to_string());
+        match remove_links_and_netns(&ip, &netns) {
+            Ok(()) => report.removed.push(name.to_string()),
+            Err(e) => report.failed.push(GcFailure {
+                name: netns.clone(),
+                error: e.to_string(),
+            }),
+        }
     }
     Ok(report)
 }
 
 fn remove_leftover(ip: &Ip, state: &StateDir, name: &str, report: &mut GcReport) -> Result<()> {
-    if let Some(pid) = kill_our_dnsmasq(state) {
+    if let Some(pid) = kill_our_dnsmasq(state)? {
         report.killed_dnsmasq.push(pid);
     }
     remove_links_and_netns(ip, &names::netns_name(name))?;
@@ -86,24 +137,48 @@ fn just_created(state: &StateDir) -> bool {
         .is_some_and(|age| age < Duration::from_secs(10))
 }
 
-/// Kill the dnsmasq recorded in the state directory, if it is still ours. Returns its pid.
-fn kill_our_dnsmasq(state: &StateDir) -> Option<u32> {
-    let pid = state.read_dnsmasq_pid()?;
+/// Kill the dnsmasq recorded in the state directory, if it is still ours. Returns its pid;
+/// `None` when there is no `dnsmasq.pid` (a testbed that never started one, or a
+/// [`super::veth::VethPair`]'s directory) or it names a process that is not ours.
+fn kill_our_dnsmasq(state: &StateDir) -> Result<Option<u32>> {
+    let Some(pid) = state.read_dnsmasq_pid() else {
+        return Ok(None);
+    };
     let marker = state.lease_file().display().to_string();
     let ours = |pid: u32| {
         process_cmdline(pid).is_some_and(|c| c.contains("dnsmasq") && c.contains(&marker))
     };
     if !ours(pid) {
-        return None;
+        return Ok(None);
     }
-    // SAFETY: kill on a pid we just verified is our dnsmasq; signals cannot violate memory safety.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    send_signal(pid, libc::SIGTERM, "dnsmasq")?;
     if !wait_gone(|| ours(pid), Duration::from_secs(3)) {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        send_signal(pid, libc::SIGKILL, "dnsmasq")?;
         wait_gone(|| ours(pid), Duration::from_secs(2));
     }
-    Some(pid)
+    Ok(Some(pid))
+}
+
+/// Send `signal` to `pid` (a process of ours, described by `what`). A process that is
+/// already gone is fine; a refusal (EPERM) is an error that says to run as root.
+fn send_signal(pid: u32, signal: libc::c_int, what: &str) -> Result<()> {
+    // SAFETY: kill with a pid the caller verified (pid + start time or command line) to be a
+    // process of ours; signals cannot violate memory safety.
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ESRCH) => Ok(()),
+        Some(libc::EPERM) => Err(NetError::io(
+            format!(
+                "not allowed to signal {what} {pid} (EPERM); run this as root, the user that \
+                 started it"
+            ),
+            err,
+        )),
+        _ => Err(NetError::io(format!("cannot signal {what} {pid}"), err)),
+    }
 }
 
 fn wait_gone(alive: impl Fn() -> bool, timeout: Duration) -> bool {
@@ -144,8 +219,10 @@ fn is_cli_holder_of(args: &[String], name: &str) -> bool {
 /// Take down testbed `name`, held by `vnetbed net up` (detached or in the foreground): SIGTERM
 /// the holder and wait until it has removed the testbed. A testbed whose holder died is removed like `gc` would.
 /// A testbed held by some other live process (a library user) is refused.
+/// Needs root ([`NetError::NotPrivileged`] otherwise).
 pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
     names::validate_name(name)?;
+    check_privileges()?;
     let state = StateDir::at(root, name);
     let netns = names::netns_name(name);
     if !state.exists() && !netns_exists(&netns) {
@@ -163,9 +240,8 @@ pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
                 ),
             });
         }
-        // SAFETY: kill on a live pid verified (pid + start time + command line) to be our
-        // supervisor; signals cannot violate memory safety.
-        unsafe { libc::kill(holder.pid as libc::pid_t, libc::SIGTERM) };
+        // Verified above by pid, start time and command line to be our supervisor.
+        send_signal(holder.pid, libc::SIGTERM, "supervisor")?;
         if !wait_gone(|| holder.is_alive(), timeout) {
             return Err(NetError::Supervisor {
                 name: name.to_string(),
@@ -188,7 +264,8 @@ pub fn down_named(root: &Path, name: &str, timeout: Duration) -> Result<()> {
             return Err(NetError::Supervisor {
                 name: name.to_string(),
                 why: format!(
-                    "namespace {netns} has no state directory under {} but process {pid} ({})                      runs in it; is its holder using another VNETBED_STATE_DIR?",
+                    "namespace {netns} has no state directory under {} but process {pid} ({}) \
+                     runs in it; is its holder using another VNETBED_STATE_DIR?",
                     root.display(),
                     process_cmdline(pid).unwrap_or_default().trim()
                 ),
@@ -248,7 +325,7 @@ mod tests {
             .spawn()
             .unwrap();
         std::fs::write(state.dnsmasq_pid_file(), format!("{}\n", other.id())).unwrap();
-        assert_eq!(kill_our_dnsmasq(&state), None);
+        assert_eq!(kill_our_dnsmasq(&state).unwrap(), None);
         assert!(
             other.try_wait().unwrap().is_none(),
             "a foreign process was killed"
@@ -256,7 +333,10 @@ mod tests {
         other.kill().unwrap();
         other.wait().unwrap();
         std::fs::write(state.dnsmasq_pid_file(), "not a pid").unwrap();
-        assert_eq!(kill_our_dnsmasq(&state), None);
+        assert_eq!(kill_our_dnsmasq(&state).unwrap(), None);
+        // No pid file at all (a VethPair's state directory): nothing to kill, no error.
+        std::fs::remove_file(state.dnsmasq_pid_file()).unwrap();
+        assert_eq!(kill_our_dnsmasq(&state).unwrap(), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -40,6 +40,15 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Check a number of taps: 1 to [`MAX_TAPS`].
+pub fn validate_taps(taps: u32) -> Result<()> {
+    if (1..=MAX_TAPS).contains(&taps) {
+        Ok(())
+    } else {
+        Err(NetError::BadTapCount { taps })
+    }
+}
+
 /// The network namespace of testbed `name`.
 pub fn netns_name(name: &str) -> String {
     format!("{NETNS_PREFIX}{name}")
@@ -76,6 +85,26 @@ mod tests {
         assert_eq!(netns_name("tb0"), "vnetbed-tb0");
         assert_eq!(testbed_of_netns("vnetbed-tb0"), Some("tb0"));
         assert_eq!(testbed_of_netns("other-tb0"), None);
+    }
+
+    #[test]
+    fn tap_counts_outside_1_to_999_have_their_own_error() {
+        validate_taps(1).unwrap();
+        validate_taps(MAX_TAPS).unwrap();
+        for bad in [0, 1000, u32::MAX] {
+            let err = validate_taps(bad).unwrap_err();
+            assert!(
+                matches!(err, NetError::BadTapCount { taps } if taps == bad),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("--taps {bad} is out of range"))
+                    && text.contains("1 to 999 taps")
+                    && !text.contains("testbed name"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

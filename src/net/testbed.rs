@@ -13,7 +13,7 @@ use super::dhcp_events::{DhcpEvent, EventHub};
 use super::dnsmasq::{DnsmasqConfig, Supervisor, SupervisorShared};
 use super::error::{NetError, Result};
 use super::ip::Ip;
-use super::names::{self, MAX_TAPS};
+use super::names;
 use super::netns::{netns_exists, netns_path};
 use super::preflight::{check_privileges, find_dnsmasq};
 use super::schedule::LeaseSchedule;
@@ -33,7 +33,7 @@ pub struct TestbedConfig {
     pub renew_after: Option<Duration>,
     /// T2 override; default 7/8 of the lease.
     pub rebind_after: Option<Duration>,
-    /// How many taps to attach to the bridge.
+    /// How many taps to attach to the bridge (1 to 999).
     pub taps: u32,
     /// Root of the state directories (default `$VNETBED_STATE_DIR` or `/run/vnetbed`).
     pub state_root: PathBuf,
@@ -130,12 +130,7 @@ impl Testbed {
     /// supervision. On failure everything built so far is removed again.
     pub fn up(config: TestbedConfig) -> Result<Testbed> {
         names::validate_name(&config.name)?;
-        if config.taps > MAX_TAPS {
-            return Err(NetError::BadName {
-                name: config.name,
-                why: "more than 999 taps requested",
-            });
-        }
+        names::validate_taps(config.taps)?;
         let schedule = LeaseSchedule::new(config.lease, config.renew_after, config.rebind_after)?;
         check_privileges()?;
         let ip = Ip::locate()?;

@@ -23,7 +23,7 @@ use vmm::devices::virtio::net::backend::{socketpair_backend, FdBackend, NetBacke
 use vmm::devices::virtio::net::config::DEFAULT_RACE_WINDOW;
 use vmm::devices::virtio::net::device::NET_FEATURES;
 use vmm::devices::virtio::net::metrics::QueueMetrics;
-use vmm::devices::virtio::net::tap::open_tap;
+use vmm::devices::virtio::net::tap::open_or_create_tap;
 use vmm::devices::virtio::net::test_driver::{inject_frames, make_frame, wait_readable, Rig};
 use vmm::devices::virtio::net::test_netns::{ip, packet_socket, recv_incoming, Netns};
 use vmm::devices::virtio::net::{NetOptions, NotifyModel, OnStall};
@@ -86,7 +86,7 @@ struct TapSetup {
 impl TapSetup {
     /// A fresh tap (up) and its AF_PACKET peer.
     fn open(&self) -> std::io::Result<(FdBackend, OwnedFd)> {
-        let tap = open_tap(TAP, Some(self.ns.name())).map_err(std::io::Error::other)?;
+        let tap = open_or_create_tap(TAP, Some(self.ns.name())).map_err(std::io::Error::other)?;
         ip(&[
             "-n",
             self.ns.name(),

@@ -4,7 +4,14 @@
 //! A tap is looked up by name in the calling thread's network namespace, so for a named
 //! namespace the tap is opened on a short-lived thread that first `setns()`s into
 //! `/var/run/netns/<name>`; the resulting fd keeps working from any thread.
+//!
+//! [`open_tap`] (what `vnetbed run --net` uses) only opens a tap that already exists, in the
+//! given namespace or, without one, in the VMM's own: `TUNSETIFF` on an unknown name would
+//! create a fresh, temporary tap attached to nothing, so a misspelt name would give a guest
+//! without a network. [`open_or_create_tap`] creates a missing one, for tests and benchmarks
+//! that work in a throwaway namespace of their own.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
@@ -32,6 +39,42 @@ pub enum TapError {
         #[source]
         source: io::Error,
     },
+    /// The tap does not exist in the given network namespace.
+    #[error(
+        "tap `{name}` does not exist in network namespace `{netns}`; check the name: \
+         `vnetbed net status --name NAME` lists the taps of testbed NAME (namespace \
+         vnetbed-NAME), `vnetbed net up --taps N` makes a testbed with more, and \
+         `ip -n {netns} link show type tun` lists what is there"
+    )]
+    NoSuchTap {
+        /// Tap name.
+        name: String,
+        /// Namespace name.
+        netns: String,
+    },
+    /// The tap does not exist in the VMM's own network namespace (no `netns=` given).
+    #[error(
+        "tap `{name}` does not exist in the VMM's network namespace; create it first (`ip \
+         tuntap add {name} mode tap`, then attach it to a bridge and set it up), or, for a \
+         testbed tap, add its namespace: --net tap={name},netns=vnetbed-NAME (see `vnetbed net \
+         status`)"
+    )]
+    NoSuchTapHere {
+        /// Tap name.
+        name: String,
+    },
+    /// Another process holds the tap (`TUNSETIFF` returned `EBUSY`).
+    #[error(
+        "tap `{name}`{where_} is in use by another process (another VMM on the same tap?); \
+         stop that process, or give this VMM a tap of its own (`vnetbed net status` lists a \
+         testbed's taps; `vnetbed net up --taps N` makes more)"
+    )]
+    InUse {
+        /// Tap name.
+        name: String,
+        /// ` in network namespace `NS`` or empty.
+        where_: String,
+    },
     /// The tap could not be opened.
     #[error("cannot open tap `{name}`: {source} (needs /dev/net/tun and CAP_NET_ADMIN; create it with `ip tuntap add {name} mode tap`)")]
     Open {
@@ -46,11 +89,23 @@ pub enum TapError {
     Thread,
 }
 
-/// Open (or create, if it does not exist) tap `name` without packet info, non-blocking, in
-/// network namespace `netns` (`None`: the current one).
+/// Open the existing tap `name` without packet info, non-blocking, in network namespace
+/// `netns` (`None`: the current one). A tap that does not exist there is an error
+/// ([`TapError::NoSuchTap`] / [`TapError::NoSuchTapHere`]), never created; a tap another
+/// process holds is [`TapError::InUse`].
 pub fn open_tap(name: &str, netns: Option<&str>) -> Result<FdBackend, TapError> {
+    open(name, netns, false)
+}
+
+/// Like [`open_tap`], but a tap that does not exist is created (a temporary tap, gone when
+/// its fd is closed). For tests and benchmarks in a throwaway namespace of their own.
+pub fn open_or_create_tap(name: &str, netns: Option<&str>) -> Result<FdBackend, TapError> {
+    open(name, netns, true)
+}
+
+fn open(name: &str, netns: Option<&str>, create: bool) -> Result<FdBackend, TapError> {
     let fd = match netns {
-        None => open_here(name)?,
+        None => open_here(name, None, create)?,
         Some(ns) => {
             let ns_file = File::open(format!("/var/run/netns/{ns}")).map_err(|source| {
                 TapError::OpenNetns {
@@ -68,7 +123,7 @@ pub fn open_tap(name: &str, netns: Option<&str>) -> Result<FdBackend, TapError> 
                         source: io::Error::last_os_error(),
                     });
                 }
-                open_here(&name)
+                open_here(&name, Some(&ns), create)
             })
             .join()
             .map_err(|_| TapError::Thread)??
@@ -80,12 +135,44 @@ pub fn open_tap(name: &str, netns: Option<&str>) -> Result<FdBackend, TapError> 
     })
 }
 
-fn open_here(name: &str) -> Result<OwnedFd, TapError> {
+/// Whether a network interface `name` exists in the calling thread's network namespace.
+fn interface_exists(name: &str) -> bool {
+    let Ok(cname) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: cname is a valid NUL-terminated string that lives across the call;
+    // if_nametoindex only reads it.
+    unsafe { libc::if_nametoindex(cname.as_ptr()) != 0 }
+}
+
+/// Open tap `name` in the calling thread's network namespace (which is `netns`, if given).
+fn open_here(name: &str, netns: Option<&str>, create: bool) -> Result<OwnedFd, TapError> {
+    // Checked first: TUNSETIFF on an unknown name would create a new, unattached tap.
+    if !create && !interface_exists(name) {
+        return Err(match netns {
+            Some(ns) => TapError::NoSuchTap {
+                name: name.to_string(),
+                netns: ns.to_string(),
+            },
+            None => TapError::NoSuchTapHere {
+                name: name.to_string(),
+            },
+        });
+    }
     let iface =
         tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tap).map_err(|source| {
-            TapError::Open {
-                name: name.to_string(),
-                source,
+            if source.raw_os_error() == Some(libc::EBUSY) {
+                TapError::InUse {
+                    name: name.to_string(),
+                    where_: netns
+                        .map(|ns| format!(" in network namespace `{ns}`"))
+                        .unwrap_or_default(),
+                }
+            } else {
+                TapError::Open {
+                    name: name.to_string(),
+                    source,
+                }
             }
         })?;
     // SAFETY: `into_raw_fd` hands over sole ownership of the open tap fd.
