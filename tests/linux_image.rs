@@ -80,10 +80,48 @@ fn build_image(out: &Path, tmp: &Path) -> Image {
     image
 }
 
-/// The image most tests share, built once per test binary.
+/// The image most tests share, built once per test binary by the command users run,
+/// `vnetbed image build linux`, which must print the kernel and initramfs paths as its last
+/// two lines.
 fn shared_image() -> &'static Image {
     static IMAGE: OnceLock<Image> = OnceLock::new();
-    IMAGE.get_or_init(|| build_image(&scratch("linux-image-a"), &std::env::temp_dir()))
+    IMAGE.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
+            .args(["image", "build", "linux"])
+            .output()
+            .expect("run vnetbed image build linux");
+        assert!(
+            out.status.success(),
+            "vnetbed image build linux failed: {}",
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(
+            lines.len() >= 2,
+            "vnetbed image build linux printed {stdout:?}"
+        );
+        let image = Image {
+            kernel: PathBuf::from(lines[lines.len() - 2]),
+            initramfs: PathBuf::from(lines[lines.len() - 1]),
+        };
+        assert!(
+            image.kernel.is_file() && image.kernel.is_absolute(),
+            "{image:?}"
+        );
+        assert!(
+            image.initramfs.is_file() && image.initramfs.is_absolute(),
+            "{image:?}"
+        );
+        assert!(
+            image
+                .kernel
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz")),
+            "{image:?}"
+        );
+        image
+    })
 }
 
 /// The initramfs unpacked into a fresh directory.

@@ -147,6 +147,8 @@ fn exchange(
         ip: Some("198.18.0.50".into()),
         reply: reply.map(str::to_string),
         received_by_guest: received,
+        replied_at: None,
+        host_dropped: None,
     }
 }
 

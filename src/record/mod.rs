@@ -228,6 +228,8 @@ mod tests {
             ip: Some("198.18.0.50".into()),
             reply: Some("ack".into()),
             received_by_guest: Some(false),
+            replied_at: None,
+            host_dropped: None,
         };
         let mut full = sample(4.0);
         full.dhcp.push(exchange.clone());

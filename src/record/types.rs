@@ -194,9 +194,19 @@ pub struct DhcpExchange {
     /// The server's answer (`offer`, `ack`, `nak`); absent when it did not answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
-    /// Whether the guest reported receiving the answer; absent when not yet known.
+    /// Whether the guest reported receiving the answer; absent when not known (also when a
+    /// missing receipt is put down to host congestion, see `host_dropped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_by_guest: Option<bool>,
+    /// When the server's answer was seen, seconds since the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replied_at: Option<f64>,
+    /// Frames the host's tap dropped toward the guest (its queue was full) while this answer
+    /// was in flight, when the guest never confirmed it and no stall had been seen: the
+    /// answer was most likely lost to congestion on a busy host, not to a lost notification,
+    /// so the receipt is left unknown rather than failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_dropped: Option<u64>,
 }
 
 /// The guest's DHCP client state (RFC 2131 §4.4), as the guest reports it.

@@ -335,6 +335,8 @@ mod tests {
             ip: None,
             reply: reply.map(str::to_string),
             received_by_guest: received,
+            replied_at: None,
+            host_dropped: None,
         }
     }
 

@@ -30,7 +30,11 @@ pub fn steps(a: &Analysis) -> Vec<Step> {
     };
     let renews = failed(DhcpPhase::Renew);
     let rebinds = failed(DhcpPhase::Rebind);
-    let answered_at = |d: Option<&&DhcpExchange>| d.filter(|d| d.reply.is_some()).map(|d| d.at);
+    // When the server's answer was seen (records without `replied_at`: the request's time).
+    let answered_at = |d: Option<&&DhcpExchange>| {
+        d.filter(|d| d.reply.is_some())
+            .map(|d| d.replied_at.unwrap_or(d.at))
+    };
     let step = |step: u8, what: &str, at: Option<f64>| Step {
         step,
         what: what.to_string(),

@@ -140,6 +140,8 @@ mod tests {
             ip: None,
             reply: Some("ack".into()),
             received_by_guest: Some(received),
+            replied_at: None,
+            host_dropped: None,
         };
         let stall = Stall {
             queue: "rx".into(),

@@ -7,6 +7,13 @@
 //!   ACK, `requesting` after an OFFER);
 //! - not received, when the guest sends its next request first, or [`CONFIRM_WAIT_S`] passes;
 //! - unanswered, when [`ANSWER_WAIT_S`] passes without a reply (or the next request comes).
+//!
+//! A reply the guest never confirmed counts as not received, with one exception: when no
+//! stall has been seen in the run and the host's tap dropped frames toward the guest while
+//! the reply was in flight (its queue overflowed: a busy host, the guest too slow to drain
+//! it), the reply was most likely lost to that congestion. Its receipt is then left unknown
+//! (`received_by_guest` absent, `host_dropped` set), so that a fenced soak on a loaded
+//! machine is not failed for what is not a lost notification.
 
 use crate::net::dhcp_events::{DhcpEvent, DhcpEventKind};
 use crate::record::{DhcpExchange, DhcpPhase, LeaseState};
@@ -20,6 +27,8 @@ pub const ANSWER_WAIT_S: f64 = 10.0;
 struct Open {
     exchange: DhcpExchange,
     replied_at: Option<f64>,
+    /// The tap's dropped-frame total when the reply was seen.
+    dropped_at_reply: Option<u64>,
 }
 
 /// The tracker for one guest MAC.
@@ -32,6 +41,10 @@ pub struct DhcpTracker {
     /// Answers the guest reported before the server's log line for them was seen (the two
     /// streams race): (kind, xid, at).
     early_receipts: Vec<(String, Option<u32>, f64)>,
+    /// The host tap's dropped-frame total toward the guest, as last noted.
+    tap_dropped: u64,
+    /// Whether a stall has been seen in this run.
+    stalled: bool,
 }
 
 fn phase_for(kind: DhcpEventKind, lease: Option<LeaseState>) -> DhcpPhase {
@@ -58,7 +71,19 @@ impl DhcpTracker {
             open: None,
             done: Vec::new(),
             early_receipts: Vec::new(),
+            tap_dropped: 0,
+            stalled: false,
         }
+    }
+
+    /// The host tap's total of frames dropped toward the guest (call about once a second).
+    pub fn note_tap_dropped(&mut self, total: u64) {
+        self.tap_dropped = total;
+    }
+
+    /// A stall was seen: from now on a missing receipt is never put down to congestion.
+    pub fn note_stall(&mut self) {
+        self.stalled = true;
     }
 
     /// The guest's last reported lease state.
@@ -70,6 +95,14 @@ impl DhcpTracker {
         if let Some(mut o) = self.open.take() {
             if o.exchange.reply.is_some() {
                 o.exchange.received_by_guest = received;
+                o.exchange.replied_at = o.replied_at;
+                let dropped = o
+                    .dropped_at_reply
+                    .map_or(0, |d| self.tap_dropped.saturating_sub(d));
+                if received == Some(false) && !self.stalled && dropped > 0 {
+                    o.exchange.received_by_guest = None;
+                    o.exchange.host_dropped = Some(dropped);
+                }
             }
             self.done.push(o.exchange);
         }
@@ -98,11 +131,14 @@ impl DhcpTracker {
                     ip: ev.ip.map(|i| i.to_string()),
                     reply: None,
                     received_by_guest: None,
+                    replied_at: None,
+                    host_dropped: None,
                 };
                 let one_way = matches!(ev.kind, DhcpEventKind::Release | DhcpEventKind::Decline);
                 self.open = Some(Open {
                     exchange,
                     replied_at: None,
+                    dropped_at_reply: None,
                 });
                 if one_way {
                     // Nothing to answer: record it as it is.
@@ -118,6 +154,7 @@ impl DhcpTracker {
                         o.exchange.ip = ev.ip.map(|i| i.to_string());
                     }
                     o.replied_at = Some(at);
+                    o.dropped_at_reply = Some(self.tap_dropped);
                 }
                 let reply = format!("{:?}", ev.kind).to_ascii_lowercase();
                 if let Some(i) = self
@@ -277,6 +314,37 @@ mod tests {
                 (DhcpPhase::Rebind, Some(false))
             ]
         );
+    }
+
+    #[test]
+    fn an_unconfirmed_answer_amid_host_tap_drops_without_a_stall_is_congestion() {
+        let mut t = DhcpTracker::new(MAC);
+        t.note_tap_dropped(10);
+        t.guest_state(LeaseState::Renewing, 30.0);
+        t.server_event(&ev(DhcpEventKind::Request), 30.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 30.1);
+        t.note_tap_dropped(250);
+        t.tick(35.2);
+        let done = t.take_closed();
+        assert_eq!(done[0].received_by_guest, None, "{done:?}");
+        assert_eq!(done[0].host_dropped, Some(240));
+        assert_eq!(done[0].replied_at, Some(30.1));
+        // No drops meanwhile: not received, as before.
+        t.server_event(&ev(DhcpEventKind::Request), 40.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 40.1);
+        t.tick(45.2);
+        let done = t.take_closed();
+        assert_eq!(done[0].received_by_guest, Some(false));
+        assert_eq!(done[0].host_dropped, None);
+        // After a stall, drops are the stall's doing: not received.
+        t.note_stall();
+        t.server_event(&ev(DhcpEventKind::Request), 50.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 50.1);
+        t.note_tap_dropped(900);
+        t.tick(55.2);
+        let done = t.take_closed();
+        assert_eq!(done[0].received_by_guest, Some(false));
+        assert_eq!(done[0].host_dropped, None);
     }
 
     #[test]

@@ -307,6 +307,21 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     }
 }
 
+/// Frames the kernel dropped on their way into the tap (toward the guest) because the tap's
+/// queue was full: `ip -s -j link show dev TAP` in the namespace, `stats64.tx.dropped`.
+fn tap_tx_dropped(ip: &crate::net::ip::Ip, netns: &str, tap: &str) -> Option<u64> {
+    let json = ip
+        .run_in(netns, &["-s", "-j", "link", "show", "dev", tap])
+        .ok()?;
+    let links: Value = serde_json::from_str(&json).ok()?;
+    links
+        .get(0)?
+        .get("stats64")?
+        .get("tx")?
+        .get("dropped")?
+        .as_u64()
+}
+
 /// Sets the flag when dropped: the load thread stops on every way out of [`drive`].
 struct StopOnDrop(Arc<AtomicBool>);
 
@@ -335,6 +350,8 @@ fn drive(
     })?;
     let dhcp_events = testbed.subscribe();
     let netns = testbed.info().netns.clone();
+    let tap = testbed.info().taps.first().cloned().unwrap_or_default();
+    let ip = crate::net::ip::Ip::locate().ok();
     let lease_note = testbed.info().lease_note.clone();
     let mac = guest_mac();
     let mut tracker = DhcpTracker::new(&mac);
@@ -458,6 +475,7 @@ fn drive(
                 }
                 Some("stall") => {
                     if let Some(s) = convert::stall(&ev, started_unix) {
+                        tracker.note_stall();
                         let rec = Record::Stall(s);
                         writer.append(&rec)?;
                         progress.observe(&rec);
@@ -569,6 +587,9 @@ fn drive(
         // One sample per second.
         let el = elapsed(now);
         if el >= next_sample as f64 {
+            if let Some(dropped) = ip.as_ref().and_then(|ip| tap_tx_dropped(ip, &netns, &tap)) {
+                tracker.note_tap_dropped(dropped);
+            }
             tracker.tick(el);
             // dnsmasq deaths: the supervisor restarts it; the record says so.
             let restarts = testbed.status().dnsmasq_restarts;

@@ -99,6 +99,14 @@ fn run(
         Ok(mut l) => {
             event_loop(&mut core, &mut l, &kicks, &exit);
             core.notifier.buffer().flush(&core.mem);
+            // A frame held for the guest (rx ring dry) or for the backend (tx EAGAIN) dies
+            // with this activation: count it, as every drop is counted.
+            if core.deferred.take().is_some() {
+                QueueMetrics::inc(&core.metrics.rx.drops);
+            }
+            if core.tx_pending.take().is_some() {
+                QueueMetrics::inc(&core.metrics.tx.drops);
+            }
         }
         Err(e) => {
             tracing::error!("virtio-net device thread setup failed: {e}");
