@@ -127,7 +127,8 @@ pub fn guest_image(common: &CommonArgs) -> Result<(PathBuf, Option<PathBuf>), Se
     }
 }
 
-fn build_image(image: ImageName) -> Result<Vec<PathBuf>, SetupError> {
+/// Build guest image `image` (incrementally); its path(s).
+pub fn build_image(image: ImageName) -> Result<Vec<PathBuf>, SetupError> {
     let guest = format!("{image:?}").to_lowercase();
     super::image::build(&BuildArgs {
         image,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::json;
+use vnetbed::report::percentile;
 use vnetbed::report::Verdict;
 use vnetbed::soak::{self, StopWhen};
 
@@ -68,14 +69,6 @@ pub struct VerifyArgs {
     #[command(flatten)]
     /// Shared options.
     pub common: CommonArgs,
-}
-
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    Some(sorted[i])
 }
 
 /// `vnetbed verify`; exit 0 pass, 1 fail, 2 error.
@@ -214,7 +207,7 @@ pub fn main(args: VerifyArgs) -> i32 {
         "time_to_stall_s": {
             "runs": stall_times.len(),
             "min": stall_times.first(),
-            "p50": percentile(&stall_times, 0.5),
+            "p50": percentile(&stall_times, 50.0),
             "max": stall_times.last(),
         },
         "b": {
@@ -241,7 +234,7 @@ pub fn main(args: VerifyArgs) -> i32 {
         "time to stall over {} runs: min {}, p50 {}, max {}",
         stall_times.len(),
         secs(stall_times.first()),
-        secs(percentile(&stall_times, 0.5).as_ref()),
+        secs(percentile(&stall_times, 50.0).as_ref()),
         secs(stall_times.last())
     );
     println!(

@@ -49,11 +49,6 @@ pub struct GcFailure {
 }
 
 impl GcReport {
-    /// Whether every leftover found was removed.
-    pub fn is_complete(&self) -> bool {
-        self.failed.is_empty()
-    }
-
     /// [`NetError::GcIncomplete`] listing the failures, or `Ok` if there were none.
     pub fn failures_as_error(&self) -> Result<()> {
         if self.failed.is_empty() {

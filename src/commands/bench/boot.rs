@@ -67,9 +67,9 @@ pub fn run(runs: usize, mem: u64) -> Result<(), String> {
         rss_kib.push(rss as f64);
     }
     let _ = std::fs::remove_file(&events);
-    let b = summarize(boot_ms);
-    let s = summarize(spawn_ms);
-    let r = summarize(rss_kib);
+    let b = summarize(&boot_ms);
+    let s = summarize(&spawn_ms);
+    let r = summarize(&rss_kib);
     println!(
         "boot: process start -> first serial byte of the test guest ({runs} runs, --mem {mem})"
     );

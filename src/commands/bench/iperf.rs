@@ -66,6 +66,17 @@ pub struct Outcome {
     pub lost_percent: Option<f64>,
 }
 
+impl std::fmt::Display for Outcome {
+    /// `1747 Mbit/s`, with `(0.05 % lost)` for UDP.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::mbit(self.received_bps))?;
+        match self.lost_percent {
+            Some(l) => write!(f, " ({l:.2} % lost)"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Run `iperf3 -c server -J -t seconds` from `netns`; `rate` is the UDP target rate.
 pub fn run(
     netns: &str,

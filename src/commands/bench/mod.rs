@@ -18,6 +18,7 @@ mod stall;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use vnetbed::report::percentile;
 
 /// Arguments of `vnetbed bench`.
 #[derive(Debug, Args)]
@@ -92,11 +93,7 @@ pub enum BenchError {
 
 /// The probe guest's image, built (incrementally) if needed.
 fn probe_image() -> Result<PathBuf, BenchError> {
-    let paths = crate::commands::image::build(&crate::commands::image::BuildArgs {
-        image: crate::commands::image::ImageName::Probe,
-        source_dir: None,
-    })
-    .map_err(|e| BenchError::Measure(format!("cannot build the probe image: {e}")))?;
+    let paths = crate::commands::soak::build_image(crate::commands::image::ImageName::Probe)?;
     paths
         .into_iter()
         .next()
@@ -116,16 +113,20 @@ pub struct Summary {
     pub max: f64,
 }
 
-/// Nearest-rank percentiles of `v` (which must not be empty).
-pub fn summarize(mut v: Vec<f64>) -> Summary {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+/// Nearest-rank percentiles of `v` (the reports' [`percentile`]); NaN for an empty `v`.
+pub fn summarize(v: &[f64]) -> Summary {
+    let pick = |p: f64| percentile(v, p).unwrap_or(f64::NAN);
     Summary {
-        min: v[0],
-        p50: pick(0.5),
-        p90: pick(0.9),
-        max: v[v.len() - 1],
+        min: pick(0.0),
+        p50: pick(50.0),
+        p90: pick(90.0),
+        max: pick(100.0),
     }
+}
+
+/// Bits/s as whole Mbit/s, the unit of every bench table.
+fn mbit(bps: f64) -> String {
+    format!("{:.0} Mbit/s", bps / 1e6)
 }
 
 /// Run a benchmark; exit status 0, or 2 when it could not be measured.
@@ -150,9 +151,9 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles() {
-        let s = summarize((1..=10).map(f64::from).collect());
+        let s = summarize(&(1..=10).map(f64::from).collect::<Vec<_>>());
         assert_eq!((s.min, s.p50, s.p90, s.max), (1.0, 5.0, 9.0, 10.0));
-        let one = summarize(vec![3.0]);
+        let one = summarize(&[3.0]);
         assert_eq!((one.min, one.p50, one.p90, one.max), (3.0, 3.0, 3.0, 3.0));
     }
 }

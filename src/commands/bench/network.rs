@@ -126,10 +126,7 @@ fn probe_on(
 
 fn cell(r: &Result<Outcome, String>) -> String {
     match r {
-        Ok(o) => match o.lost_percent {
-            Some(l) => format!("{:.0} Mbit/s ({l:.2} % lost)", o.received_bps / 1e6),
-            None => format!("{:.0} Mbit/s", o.received_bps / 1e6),
-        },
+        Ok(o) => o.to_string(),
         Err(_) => "failed".into(),
     }
 }
@@ -181,8 +178,8 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
     println!("| VMM | min | p50 | p90 | max | guest clock p50 |");
     println!("|---|---|---|---|---|---|");
     for b in &boots {
-        let w = summarize(b.wall_ms.clone());
-        let g = summarize(b.guest_ms.clone());
+        let w = summarize(&b.wall_ms);
+        let g = summarize(&b.guest_ms);
         println!(
             "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
             b.vmm.name(),

@@ -153,21 +153,18 @@ impl ProbeGuest {
     pub fn wait_ready(&mut self, limit: Duration) -> Result<Bound, BenchError> {
         let is_bound = |e: &Value| e["event"] == "dhcp_state" && e["state"] == "bound";
         let is_listening = |e: &Value| e["event"] == "iperf3" && e["state"] == "listening";
-        let mut bound = None;
         let mut listening = false;
-        while bound.is_none() || !listening {
-            let (v, at) = self.wait_for("DHCP binding and iperf3 server", limit, |e| {
-                is_bound(e) || is_listening(e)
-            })?;
-            if is_listening(&v) {
-                listening = true;
-            } else if bound.is_none() {
-                bound = Some((v, at));
+        let (v, at) = loop {
+            let (v, at) =
+                self.wait_for("DHCP binding", limit, |e| is_bound(e) || is_listening(e))?;
+            if !is_listening(&v) {
+                break (v, at);
             }
-        }
-        let Some((v, at)) = bound else {
-            unreachable!("the loop ends only with a binding");
+            listening = true;
         };
+        if !listening {
+            self.wait_for("iperf3 server", limit, is_listening)?;
+        }
         let address = v["address"]
             .as_str()
             .and_then(|a| a.split('/').next())

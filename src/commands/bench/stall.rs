@@ -47,7 +47,7 @@ pub struct StallArgs {
 }
 
 fn mbit(bps: Option<f64>) -> String {
-    bps.map_or("-".into(), |b| format!("{:.0} Mbit/s", b / 1e6))
+    bps.map_or("-".into(), super::mbit)
 }
 
 /// Run the benchmark and print its figures.
@@ -148,7 +148,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
     if stalls.is_empty() {
         println!("  no run stalled within {} s", args.timeout.as_secs());
     } else {
-        let s = summarize(stalls.clone());
+        let s = summarize(&stalls);
         println!(
             "  stalled {}/{}: min {:.2} s  p50 {:.2} s  p90 {:.2} s  max {:.2} s",
             stalls.len(),
@@ -179,12 +179,8 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         a.ping.rtt_ms.p50.map_or("-".into(), |m| format!("{m:.2} ms"))
     );
     println!(
-        "  reference, veth pair between two netns, same iperf3 load for {} s: {}{}",
+        "  reference, veth pair between two netns, same iperf3 load for {} s: {reference}",
         args.reference_seconds,
-        mbit(Some(reference.received_bps)),
-        reference
-            .lost_percent
-            .map_or(String::new(), |l| format!(" ({l:.2} % lost)"))
     );
     let doc = json!({
         "schema": "vnetbed.bench.stall/1",
