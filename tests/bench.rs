@@ -7,22 +7,27 @@ mod common;
 
 use std::process::Command;
 
-use common::{require, Capability};
+use common::{require, vnetbed, Capability};
 use serde_json::Value;
 use vnetbed::net::state::{state_root, Holder, StateDir, STATE_ROOT_ENV};
 use vnetbed::net::veth::{VethPair, VETH_B_ADDRESS};
 
 /// `vnetbed net gc` on the state root `VethPair::up` uses; returns its stdout.
 fn net_gc() -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
-        .args(["net", "gc"])
-        .env(STATE_ROOT_ENV, state_root())
+    let mut gc = vnetbed();
+    gc.args(["net", "gc"]).env(STATE_ROOT_ENV, state_root());
+    stdout_of_success(gc)
+}
+
+/// Run `command` (a `vnetbed` invocation), assert it succeeded, and return its stdout.
+fn stdout_of_success(mut command: Command) -> String {
+    let out = command
         .output()
-        .expect("run vnetbed net gc");
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "vnetbed net gc: {}\n{stdout}\n{}",
+        "{command:?}: status {}\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -55,20 +60,9 @@ fn caps() -> Vec<Capability> {
 
 /// Run `vnetbed bench <args> <path>`, assert it succeeded, and return its stdout.
 fn run_bench(args: &[&str], path: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
-        .arg("bench")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("run vnetbed bench");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "vnetbed bench {args:?}: status {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let mut bench = vnetbed();
+    bench.arg("bench").args(args).arg(path);
+    stdout_of_success(bench)
 }
 
 /// Bench runs share the machine's two cores with other tests' guests; run one at a time.

@@ -86,7 +86,7 @@ fn build_image(out: &Path, tmp: &Path) -> Image {
 fn shared_image() -> &'static Image {
     static IMAGE: OnceLock<Image> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let out = Command::new(env!("CARGO_BIN_EXE_vnetbed"))
+        let out = vnetbed()
             .args(["image", "build", "linux"])
             .output()
             .expect("run vnetbed image build linux");
