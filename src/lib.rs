@@ -4,10 +4,12 @@
 //! - [`record`]: the crash-safe run record, `timeline.jsonl`;
 //! - [`report`]: the verdict and the reports built from it;
 //! - [`soak`]: the soak engine behind soak, reproduce and verify;
-//! - [`qemu`]: QEMU microvm as a second virtio-net device for the probe guest.
+//! - [`qemu`]: QEMU microvm as a second virtio-net device for the probe guest;
+//! - [`sut`]: the system under test that `verify` judges (`--sut`).
 
 pub mod net;
 pub mod qemu;
 pub mod record;
 pub mod report;
 pub mod soak;
+pub mod sut;

@@ -25,6 +25,7 @@ fn header(notify_model: &str, duration_s: f64) -> RunHeader {
     let mut h = RunHeader::new(RunConfig {
         guest: "probe".into(),
         notify_model: notify_model.into(),
+        queue_backend: None,
         race_window: (notify_model != "fenced").then(|| "2us".into()),
         load: "udp".into(),
         rate: Some("200M".into()),

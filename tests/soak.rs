@@ -438,3 +438,124 @@ fn verify_ab_passes_and_writes_its_summary() {
     }
     no_testbed_left("vf");
 }
+
+/// The `virtio-queue` version and source in the workspace's Cargo.lock, as the record must
+/// name it (`0.18.0 (crates.io)`).
+fn locked_virtio_queue() -> String {
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+        .expect("Cargo.lock");
+    let block = lock
+        .split("[[package]]")
+        .find(|b| b.contains("name = \"virtio-queue\""))
+        .expect("virtio-queue in Cargo.lock");
+    let version = block
+        .lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .expect("its version")
+        .trim_matches('"');
+    let source =
+        if block.contains("source = \"registry+https://github.com/rust-lang/crates.io-index\"") {
+            "crates.io"
+        } else {
+            "path"
+        };
+    format!("virtio-queue {version} ({source})")
+}
+
+/// rust-vmm's virtio-queue crate as the device's queue backend passes the same soak as
+/// vnetbed's fenced queue, and the record names the crate version that was linked.
+#[test]
+fn virtio_queue_soak_of_60s_passes_and_names_the_crate() {
+    if !require("virtio_queue_soak", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("virtio-queue");
+    let o = soak_cmd("soak", &out, "sq")
+        .args(["--duration", "60s", "--notify-model", "virtio-queue"])
+        .args(["--run-length", "20s", "--renew-after", "10s"])
+        .args(["--rebind-after", "20s", "--throughput-floor", "10000000"])
+        .output()
+        .unwrap();
+    let r = report(&out);
+    assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", text(&o));
+    for c in [
+        "no_stall",
+        "every_renewal_answered_and_received",
+        "lease_never_lost",
+        "throughput_above_floor",
+        "vmm_survived",
+    ] {
+        assert_eq!(check(&r, c), "pass", "{c}: {r:#}");
+    }
+    assert!(r["exposure"]["cycles"].as_u64().unwrap() > 0, "{r:#}");
+    let expected = locked_virtio_queue();
+    let timeline = std::fs::read_to_string(out.join("timeline.jsonl")).unwrap();
+    let header: Value = serde_json::from_str(timeline.lines().next().unwrap()).unwrap();
+    assert_eq!(header["config"]["notify_model"], "virtio-queue");
+    assert_eq!(header["config"]["queue_backend"], expected.as_str());
+    let events = std::fs::read_to_string(out.join("vmm-events.jsonl")).unwrap();
+    let activated: Value = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "device_activated")
+        .expect("device_activated");
+    assert_eq!(activated["queue_backend"], expected.as_str());
+    let names = activated["feature_names"].as_array().unwrap();
+    assert!(!names.iter().any(|n| n == "MRG_RXBUF"), "{activated}");
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains(&expected), "junit.xml names the crate");
+    reports_are_valid("virtio_queue_soak", &out);
+    no_testbed_left("sq");
+}
+
+/// `verify --sut vnetbed:virtio-queue`: the unfenced control must stall, and rust-vmm's
+/// virtio-queue, under the same load, must not.
+#[test]
+fn verify_with_virtio_queue_as_the_system_under_test_passes() {
+    if !require("verify_virtio_queue", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("verify-vq");
+    let o = soak_cmd("verify", &out, "vq")
+        .args(["--runs", "1", "--duration", "30s", "--timeout", "60s"])
+        .args(["--sut", "vnetbed:virtio-queue"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("verify.json")).unwrap()).unwrap();
+    assert_eq!(v["verdict"], "pass", "{v:#}");
+    assert_eq!(v["sut"], "vnetbed:virtio-queue", "{v:#}");
+    assert_eq!(
+        v["sut_identity"],
+        format!("vnetbed ({})", locked_virtio_queue()).as_str()
+    );
+    assert_eq!(v["a_runs"][0]["stalled"], true, "{v:#}");
+    assert_eq!(v["b"]["verdict"], "pass", "{v:#}");
+    assert!(v["b"]["exposure_cycles"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(out.join("B-virtio-queue").join("report.json").exists());
+    no_testbed_left("vq");
+}
+
+/// A system-under-test spec vnetbed does not know is a usage error before anything starts.
+#[test]
+fn verify_refuses_an_unknown_system_under_test_at_once() {
+    let out = out_dir("verify-bad-sut");
+    for (spec, says) in [
+        ("qemu", "unknown system under test"),
+        ("vnetbed:fast", "unknown notify model"),
+    ] {
+        let o = vnetbed()
+            .args(["verify", "--sut", spec, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{spec}: {t}");
+        assert!(t.contains(says), "{spec}: {t}");
+        assert!(!out.exists(), "{spec}: nothing started");
+    }
+}

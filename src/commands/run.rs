@@ -46,7 +46,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<NetConfig>().map_err(|e| e.to_string()))]
     pub net: Vec<NetConfig>,
     /// How the device enables notifications and decides to interrupt: fenced (correct; QEMU >= 1.1),
-    /// unfenced (alias qemu-kvm-1.0: no fences, emulated store buffer) or no-recheck (QEMU before 2010).
+    /// unfenced (alias qemu-kvm-1.0: no fences, emulated store buffer), no-recheck (QEMU before 2010),
+    /// or virtio-queue (the queues run on rust-vmm's virtio-queue crate, which decides itself).
     #[arg(long, default_value = "fenced", value_parser = |s: &str| s.parse::<NotifyModel>().map_err(|e| e.to_string()))]
     pub notify_model: NotifyModel,
     /// How long the buggy models' notification stores stay invisible to the guest (0: none; at most 10s).

@@ -71,7 +71,8 @@ pub struct SoakArgs {
     /// How long to run (e.g. 60s, 30m, 48h).
     #[arg(long, value_parser = duration_arg)]
     pub duration: Duration,
-    /// Notification model of the device: fenced, unfenced (qemu-kvm-1.0) or no-recheck.
+    /// Notification model of the device: fenced, unfenced (qemu-kvm-1.0), no-recheck, or
+    /// virtio-queue (rust-vmm's virtio-queue crate runs the queues).
     #[arg(long, default_value = "fenced")]
     pub notify_model: String,
     /// Run directory (default vnetbed-runs/soak-<time>).

@@ -2,8 +2,9 @@
 //!
 //! - A: the buggy model, `--runs` times, each until its first stall (or `--timeout`). Every
 //!   run must stall: that shows the setup can see the bug at all.
-//! - B: the fixed (`fenced`) model, for the same total time and load as A (at least
-//!   `--duration`). There must be no stall and no failed renewal.
+//! - B: the system under test (`--sut`, by default vnetbed's `fenced` model; e.g.
+//!   `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate), for the same total time and
+//!   load as A (at least `--duration`). There must be no stall and no failed renewal.
 //!
 //! One verdict, with every run's reports and `verify.json` in the run directory.
 
@@ -15,6 +16,7 @@ use serde_json::json;
 use vnetbed::report::percentile;
 use vnetbed::report::Verdict;
 use vnetbed::soak::{self, StopWhen};
+use vnetbed::sut::SutSpec;
 
 use super::run::report_error;
 use super::soak::{plan, CommonArgs};
@@ -51,7 +53,8 @@ pub fn rx_interrupt_decisions(dir: &std::path::Path) -> u64 {
 /// Arguments of `vnetbed verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Minimum length of the fenced soak (B); it also runs at least as long as A took.
+    /// Minimum length of the system under test's soak (B); it also runs at least as long as A
+    /// took.
     #[arg(long, default_value = "2m", value_parser = |s: &str| vmm::duration::parse_duration(s))]
     pub duration: Duration,
     /// Number of buggy-model runs (A).
@@ -60,9 +63,13 @@ pub struct VerifyArgs {
     /// Give up on one A run after this long without a stall.
     #[arg(long, default_value = "60s", value_parser = |s: &str| vmm::duration::parse_duration(s))]
     pub timeout: Duration,
-    /// The buggy model for A.
+    /// The buggy model for A (the positive control).
     #[arg(long, default_value = "unfenced")]
     pub buggy_model: String,
+    /// The system under test for B: `vnetbed` (vnetbed's own queue, fenced) or
+    /// `vnetbed:MODEL`, e.g. `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate.
+    #[arg(long, default_value = "vnetbed", value_parser = |s: &str| s.parse::<SutSpec>().map_err(|e| e.to_string()))]
+    pub sut: SutSpec,
     /// Run directory (default vnetbed-runs/verify-<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -150,12 +157,18 @@ pub fn main(args: VerifyArgs) -> i32 {
     }
     stall_times.sort_by(|a, b| a.total_cmp(b));
     let b_duration = a_time.max(args.duration);
-    println!("B: fenced for {} s (the same load)", b_duration.as_secs());
+    let sut_model = args.sut.notify_model().to_string();
+    println!(
+        "B: {} for {} s (the same load): {}",
+        args.sut,
+        b_duration.as_secs(),
+        args.sut.identity()
+    );
     let p = match plan(
         &args.common,
-        "fenced",
+        &sut_model,
         b_duration,
-        out.join("B-fenced"),
+        out.join(format!("B-{sut_model}")),
         StopWhen::Duration,
     ) {
         Ok(p) => p,
@@ -193,9 +206,9 @@ pub fn main(args: VerifyArgs) -> i32 {
         (Some(why), _, _) => format!("a run could not be judged, so there is no verdict on the fix: {why}"),
         (None, ..) if soak::stop_signal().is_some() => "interrupted before every run finished".to_string(),
         (None, all_stalled, b_ok) => match (all_stalled, b_ok) {
-        (true, true) => "every buggy run stalled and the fenced run did not: the fix holds".to_string(),
+        (true, true) => format!("every buggy run stalled and {} did not: the fix holds", args.sut),
         (false, _) => "a buggy run did not stall: this setup cannot show the bug, so it cannot vouch for the fix".to_string(),
-        (true, false) => format!("the fenced run failed its checks ({}): the fix does not hold", b.report.verdict.as_str()),
+        (true, false) => format!("{} failed its checks ({}): the fix does not hold", args.sut, b.report.verdict.as_str()),
         },
     };
     let summary = json!({
@@ -203,6 +216,8 @@ pub fn main(args: VerifyArgs) -> i32 {
         "verdict": verdict,
         "reason": reason,
         "buggy_model": args.buggy_model,
+        "sut": args.sut.to_string(),
+        "sut_identity": args.sut.identity(),
         "a_runs": a_runs,
         "time_to_stall_s": {
             "runs": stall_times.len(),
@@ -238,8 +253,9 @@ pub fn main(args: VerifyArgs) -> i32 {
         secs(stall_times.last())
     );
     println!(
-        "fenced exposure: {exposure} ring-empty -> enable cycles, {decisions} rx interrupt decisions \
+        "{} exposure: {exposure} ring-empty -> enable cycles, {decisions} rx interrupt decisions \
          (~{hours_2012:.4} h of 2012-style 1-Gbit/s iperf), verdict {}",
+        args.sut,
         b.report.verdict.as_str()
     );
     println!(

@@ -95,6 +95,7 @@ mod tests {
         RunConfig {
             guest: "probe".into(),
             notify_model: "fenced".into(),
+            queue_backend: None,
             race_window: None,
             load: "udp".into(),
             rate: Some("200M".into()),

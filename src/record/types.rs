@@ -58,8 +58,13 @@ pub struct RunHeader {
 pub struct RunConfig {
     /// The guest image (`probe`, `linux`).
     pub guest: String,
-    /// The device's notify model (`fenced`, `unfenced`, `no-recheck`).
+    /// The device's notify model (`fenced`, `unfenced`, `no-recheck`, `virtio-queue`).
     pub notify_model: String,
+    /// The queue implementation under test: `vnetbed` (vnetbed's own queue), or
+    /// `virtio-queue VERSION (SOURCE)`, the rust-vmm crate linked into this build, with where
+    /// Cargo took it from (`crates.io`, `path` for a `[patch.crates-io]` checkout, a git URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_backend: Option<String>,
     /// The race window, as given (for example `"2us"`), when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub race_window: Option<String>,

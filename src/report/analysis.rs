@@ -441,6 +441,7 @@ mod tests {
             header: crate::record::RunHeader::new(crate::record::RunConfig {
                 guest: "probe".into(),
                 notify_model: "unfenced".into(),
+                queue_backend: None,
                 race_window: None,
                 load: "none".into(),
                 rate: None,

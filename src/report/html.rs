@@ -162,6 +162,7 @@ fn run_table(s: &mut String, timeline: &Timeline, a: &Analysis) {
         ),
         ("guest", c.guest.clone()),
         ("notify model", c.notify_model.clone()),
+        ("queue backend", or_dash(&c.queue_backend)),
         ("race window", or_dash(&c.race_window)),
         ("load", format!("{} at {}", c.load, or_dash(&c.rate))),
         (

@@ -99,6 +99,7 @@ fn properties(header: &RunHeader) -> Vec<(&'static str, String)> {
         ("host_cpu", header.host.cpu_model.clone()),
         ("host_nproc", header.host.nproc.to_string()),
     ];
+    p.extend(c.queue_backend.clone().map(|v| ("queue_backend", v)));
     p.extend(c.race_window.clone().map(|v| ("race_window", v)));
     p.extend(c.rate.clone().map(|v| ("rate", v)));
     p.extend(c.duration_s.map(|v| ("duration_s", v.to_string())));

@@ -124,6 +124,7 @@ mod tests {
         let header = RunHeader::new(RunConfig {
             guest: "probe".into(),
             notify_model: "unfenced".into(),
+            queue_backend: None,
             race_window: None,
             load: "udp".into(),
             rate: None,

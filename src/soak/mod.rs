@@ -261,6 +261,11 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     let config = RunConfig {
         guest: plan.guest.clone(),
         notify_model: plan.notify_model.clone(),
+        queue_backend: plan
+            .notify_model
+            .parse::<vmm::devices::virtio::net::NotifyModel>()
+            .ok()
+            .map(vmm::devices::virtio::net::device::queue_backend_identity),
         race_window: plan.race_window.clone(),
         load: plan.load.name().to_string(),
         rate: (plan.load != LoadKind::None).then(|| plan.rate.clone()),

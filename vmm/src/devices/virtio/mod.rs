@@ -2,9 +2,12 @@
 //!
 //! - [`mmio`]: the register file a guest driver talks to (virtio 1.x §4.2.2);
 //! - [`queue`]: the device side of a split virtqueue (§2.7): descriptor walking and used ring;
+//! - [`crate_queue`]: the second queue backend, rust-vmm's `virtio-queue` crate, run as the
+//!   system under test;
 //! - [`signals`]: interrupts to the guest and the DEVICE_NEEDS_RESET path;
 //! - [`net`]: the virtio-net device (§5.1), its device thread, notification models and watchdog.
 
+pub mod crate_queue;
 pub mod mmio;
 pub mod net;
 pub mod queue;

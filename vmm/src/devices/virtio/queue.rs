@@ -126,6 +126,13 @@ pub enum QueueError {
         /// The queue size.
         size: u16,
     },
+    /// The chain starting at descriptor {head} ended early: virtio-queue stopped following
+    /// it (its buffers add up to more than 4 GiB, or a descriptor could not be used).
+    #[error("the chain starting at descriptor {head} ended early: virtio-queue stopped following it (over 4 GiB in total, or an unusable descriptor)")]
+    ChainTruncated {
+        /// Head of the chain.
+        head: u16,
+    },
     /// Descriptor {index} has length zero.
     #[error("descriptor {index} has length zero")]
     ZeroLength {
@@ -173,6 +180,7 @@ impl QueueError {
             QueueError::BadIndex { .. } => "descriptor_index_out_of_range",
             QueueError::Loop { .. } => "descriptor_loop",
             QueueError::ChainTooLong { .. } => "chain_longer_than_queue",
+            QueueError::ChainTruncated { .. } => "chain_truncated",
             QueueError::ZeroLength { .. } => "zero_length_buffer",
             QueueError::WrongDirection { .. } => "wrong_direction_buffer",
             QueueError::Indirect { .. } => "indirect_not_negotiated",
@@ -221,25 +229,24 @@ pub fn valid_size(size: u16, max: u16) -> bool {
     size != 0 && size <= max.min(MAX_QUEUE_SIZE) && size.is_power_of_two()
 }
 
-/// The device's view of one split queue: the ring addresses and its private indices.
-#[derive(Debug, Clone)]
-pub struct SplitQueue {
-    size: u16,
-    desc_table: GuestAddress,
-    avail_ring: GuestAddress,
-    used_ring: GuestAddress,
-    /// The next available-ring entry the device will take.
-    pub next_avail: Wrapping<u16>,
-    /// The next used-ring entry the device will fill (published through the notify model).
-    pub next_used: Wrapping<u16>,
+/// Where one split queue's rings are in guest memory, checked against it: the addresses of
+/// every notification field, shared by both queue backends and the watchdog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLayout {
+    /// The queue size.
+    pub size: u16,
+    /// The descriptor table.
+    pub desc_table: GuestAddress,
+    /// The available ring (driver area).
+    pub avail_ring: GuestAddress,
+    /// The used ring (device area).
+    pub used_ring: GuestAddress,
 }
 
-impl SplitQueue {
-    /// Check `cfg` against `mem` (sizes, alignment §2.7 table, rings inside memory).
-    pub fn new(mem: &GuestMemoryMmap<()>, cfg: &QueueConfig, max: u16) -> Result<Self, QueueError> {
-        if !valid_size(cfg.size, max) {
-            return Err(QueueError::BadSize(cfg.size));
-        }
+impl RingLayout {
+    /// Check `cfg`'s rings against `mem` (alignment §2.7 table, rings inside memory). The size
+    /// is not checked here (see [`valid_size`]).
+    pub fn check(mem: &GuestMemoryMmap<()>, cfg: &QueueConfig) -> Result<Self, QueueError> {
         let n = u64::from(cfg.size);
         let rings = [
             ("descriptor table", cfg.desc_table, 16 * n, 16),
@@ -257,14 +264,7 @@ impl SplitQueue {
             desc_table: GuestAddress(cfg.desc_table),
             avail_ring: GuestAddress(cfg.avail_ring),
             used_ring: GuestAddress(cfg.used_ring),
-            next_avail: Wrapping(0),
-            next_used: Wrapping(0),
         })
-    }
-
-    /// The queue size.
-    pub fn size(&self) -> u16 {
-        self.size
     }
 
     /// `avail->flags` (guest-written).
@@ -292,7 +292,7 @@ impl SplitQueue {
         self.used_ring.unchecked_add(4 + 8 * u64::from(self.size))
     }
 
-    /// Read a guest-written 16-bit ring field.
+    /// Read a 16-bit ring field.
     pub fn load_u16(
         &self,
         mem: &GuestMemoryMmap<()>,
@@ -301,6 +301,75 @@ impl SplitQueue {
     ) -> Result<u16, QueueError> {
         mem.load(addr, order)
             .map_err(|_| QueueError::Memory(addr.0))
+    }
+}
+
+/// The device's view of one split queue: the ring addresses and its private indices.
+#[derive(Debug, Clone)]
+pub struct SplitQueue {
+    layout: RingLayout,
+    /// The next available-ring entry the device will take.
+    pub next_avail: Wrapping<u16>,
+    /// The next used-ring entry the device will fill (published through the notify model).
+    pub next_used: Wrapping<u16>,
+}
+
+impl SplitQueue {
+    /// Check `cfg` against `mem` (sizes, alignment §2.7 table, rings inside memory).
+    pub fn new(mem: &GuestMemoryMmap<()>, cfg: &QueueConfig, max: u16) -> Result<Self, QueueError> {
+        if !valid_size(cfg.size, max) {
+            return Err(QueueError::BadSize(cfg.size));
+        }
+        Ok(Self {
+            layout: RingLayout::check(mem, cfg)?,
+            next_avail: Wrapping(0),
+            next_used: Wrapping(0),
+        })
+    }
+
+    /// Where the rings are.
+    pub fn layout(&self) -> &RingLayout {
+        &self.layout
+    }
+
+    /// The queue size.
+    pub fn size(&self) -> u16 {
+        self.layout.size
+    }
+
+    /// `avail->flags` (guest-written).
+    pub fn avail_flags_addr(&self) -> GuestAddress {
+        self.layout.avail_flags_addr()
+    }
+    /// `avail->idx` (guest-written).
+    pub fn avail_idx_addr(&self) -> GuestAddress {
+        self.layout.avail_idx_addr()
+    }
+    /// `used_event`, after the available ring (guest-written, §2.7.10).
+    pub fn used_event_addr(&self) -> GuestAddress {
+        self.layout.used_event_addr()
+    }
+    /// `used->flags` (device-written).
+    pub fn used_flags_addr(&self) -> GuestAddress {
+        self.layout.used_flags_addr()
+    }
+    /// `used->idx` (device-written).
+    pub fn used_idx_addr(&self) -> GuestAddress {
+        self.layout.used_idx_addr()
+    }
+    /// `avail_event`, after the used ring (device-written, §2.7.10).
+    pub fn avail_event_addr(&self) -> GuestAddress {
+        self.layout.avail_event_addr()
+    }
+
+    /// Read a guest-written 16-bit ring field.
+    pub fn load_u16(
+        &self,
+        mem: &GuestMemoryMmap<()>,
+        addr: GuestAddress,
+        order: Ordering,
+    ) -> Result<u16, QueueError> {
+        self.layout.load_u16(mem, addr, order)
     }
 
     /// Read `avail->idx` and check it did not move more than the queue size ahead of the
@@ -311,11 +380,11 @@ impl SplitQueue {
         // matching read barrier — QEMU commit a821ce5 "order index/descriptor reads").
         let avail_idx = self.load_u16(mem, self.avail_idx_addr(), Ordering::Acquire)?;
         let pending = (Wrapping(avail_idx) - self.next_avail).0;
-        if pending > self.size {
+        if pending > self.size() {
             return Err(QueueError::AvailIdxJump {
                 next_avail: self.next_avail.0,
                 avail_idx,
-                size: self.size,
+                size: self.size(),
             });
         }
         Ok(pending)
@@ -330,8 +399,8 @@ impl SplitQueue {
         if self.available(mem)? == 0 {
             return Ok(None);
         }
-        let slot = u64::from(self.next_avail.0 % self.size);
-        let entry = self.avail_ring.unchecked_add(4 + 2 * slot);
+        let slot = u64::from(self.next_avail.0 % self.size());
+        let entry = self.layout.avail_ring.unchecked_add(4 + 2 * slot);
         // Relaxed is enough: ordered after the Acquire load of avail->idx above.
         let head = self.load_u16(mem, entry, Ordering::Relaxed)?;
         let chain = self.walk(mem, head, dir)?;
@@ -354,25 +423,20 @@ impl SplitQueue {
         let mut seen = [0u64; (MAX_QUEUE_SIZE as usize) / 64];
         let mut buffers = Vec::new();
         let mut index = head;
+        let size = self.size();
         loop {
-            if index >= self.size {
-                return Err(QueueError::BadIndex {
-                    index,
-                    size: self.size,
-                });
+            if index >= size {
+                return Err(QueueError::BadIndex { index, size });
             }
             let (word, bit) = (usize::from(index) / 64, 1u64 << (index % 64));
             if seen[word] & bit != 0 {
                 return Err(QueueError::Loop { head, index });
             }
             seen[word] |= bit;
-            if buffers.len() >= usize::from(self.size) {
-                return Err(QueueError::ChainTooLong {
-                    head,
-                    size: self.size,
-                });
+            if buffers.len() >= usize::from(size) {
+                return Err(QueueError::ChainTooLong { head, size });
             }
-            let at = self.desc_table.unchecked_add(16 * u64::from(index));
+            let at = self.layout.desc_table.unchecked_add(16 * u64::from(index));
             let d: Descriptor = mem.read_obj(at).map_err(|_| QueueError::Memory(at.0))?;
             if d.flags & VIRTQ_DESC_F_INDIRECT != 0 {
                 return Err(QueueError::Indirect { index });
@@ -424,8 +488,8 @@ impl SplitQueue {
         head: u16,
         len: u32,
     ) -> Result<(), QueueError> {
-        let slot = u64::from(self.next_used.0 % self.size);
-        let at = self.used_ring.unchecked_add(4 + 8 * slot);
+        let slot = u64::from(self.next_used.0 % self.size());
+        let at = self.layout.used_ring.unchecked_add(4 + 8 * slot);
         mem.write_obj(
             UsedElem {
                 id: u32::from(head),

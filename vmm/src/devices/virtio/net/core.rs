@@ -12,8 +12,9 @@ use super::backend::NetBackend;
 use super::config::NetOptions;
 use super::metrics::{NetMetrics, QueueMetrics};
 use super::notify_model::{Notifier, QueueNotifyState};
+use super::ring::Ring;
 use super::watchdog::WatchState;
-use crate::devices::virtio::queue::{QueueError, SplitQueue};
+use crate::devices::virtio::queue::QueueError;
 use crate::devices::virtio::Signals;
 use crate::events::EventSink;
 
@@ -35,8 +36,8 @@ pub const TX: usize = 1;
 pub struct QueueRuntime {
     /// 0 rx, 1 tx.
     pub index: usize,
-    /// The ring.
-    pub queue: SplitQueue,
+    /// The ring (vnetbed's queue or virtio-queue).
+    pub queue: Ring,
     /// Interrupt-suppression state.
     pub notify: QueueNotifyState,
     /// Notifications are enabled and the device waits for a kick.
@@ -59,7 +60,7 @@ pub struct QueueRuntime {
 
 impl QueueRuntime {
     /// A queue that has not run yet.
-    pub fn new(index: usize, queue: SplitQueue) -> Self {
+    pub fn new(index: usize, queue: Ring) -> Self {
         Self {
             index,
             queue,
@@ -147,14 +148,22 @@ impl NetCore {
     }
 
     /// After adding used entries to queue `i`: publish `used->idx` and interrupt if the guest
-    /// wants it (both decided by the notify model).
+    /// wants it (decided by the notify model, or by virtio-queue on that backend).
     pub fn publish_and_notify(&mut self, i: usize) -> Result<(), QueueError> {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        let delayed = notifier.publish_used(mem, &q.queue, i);
+        let (delayed, wanted) = match &mut q.queue {
+            Ring::Vnetbed(ring) => {
+                let delayed = notifier.publish_used(mem, ring, i);
+                (delayed, notifier.needs_interrupt(mem, ring, &mut q.notify)?)
+            }
+            // The crate published used->idx in add_used (a Release store per element);
+            // needs_notification fences (SeqCst) and reads used_event itself.
+            Ring::VirtioQueue(ring) => (false, ring.needs_notification(mem)?),
+        };
         q.last_publish = Some(Instant::now());
         let c = self.metrics.queue(i);
-        if notifier.needs_interrupt(mem, &q.queue, &mut q.notify)? {
+        if wanted {
             // The interrupt drains the store buffer: no window stays open.
             self.send_interrupt(i);
         } else {
@@ -176,7 +185,7 @@ impl NetCore {
         self.notifier.buffer().flush(&self.mem);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
         q.last_interrupt = Some(Instant::now());
-        q.notify.last_interrupt_used = q.queue.next_used;
+        q.notify.last_interrupt_used = q.queue.next_used();
         QueueMetrics::inc(&self.metrics.queue(i).interrupts_sent);
         if let Err(e) = self.signals.signal_used() {
             tracing::warn!("interrupt for queue {i} failed: {e}");
@@ -190,6 +199,7 @@ impl NetCore {
 
     /// Ask for a kick once the guest adds entries beyond the `beyond` available ones the
     /// device has already seen and could not use; true if such entries are already there.
+    /// (`beyond` is always 0 on virtio-queue, which offers no MRG_RXBUF.)
     pub fn enable_notifications_beyond(
         &mut self,
         i: usize,
@@ -197,24 +207,38 @@ impl NetCore {
     ) -> Result<bool, QueueError> {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        let out = notifier.enable(mem, &q.queue, i, beyond)?;
+        let (more, window_opened) = match &mut q.queue {
+            Ring::Vnetbed(ring) => {
+                let out = notifier.enable(mem, ring, i, beyond)?;
+                (out.more, out.window_opened)
+            }
+            // The crate: store avail_event = next_avail (or clear NO_NOTIFY), fence(SeqCst),
+            // re-read avail->idx. No emulated window: nothing is delayed.
+            Ring::VirtioQueue(ring) => (ring.enable_notification(mem)?, false),
+        };
         q.waiting_beyond = beyond;
         let c = self.metrics.queue(i);
         QueueMetrics::inc(&c.notification_enables);
-        if out.window_opened {
+        if window_opened {
             QueueMetrics::inc(&c.race_windows_opened);
         }
-        q.waiting_kick = !out.more;
-        if !out.more {
+        q.waiting_kick = !more;
+        if !more {
             q.waiting_since = Some(Instant::now());
         }
-        Ok(out.more)
+        Ok(more)
     }
 
     /// Suppress kicks on queue `i` while draining it.
-    pub fn disable_notifications(&mut self, i: usize) {
+    pub fn disable_notifications(&mut self, i: usize) -> Result<(), QueueError> {
         let (mem, notifier) = (&self.mem, &mut self.notifier);
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
-        notifier.disable(mem, &q.queue, i);
+        match &mut q.queue {
+            Ring::Vnetbed(ring) => {
+                notifier.disable(mem, ring, i);
+                Ok(())
+            }
+            Ring::VirtioQueue(ring) => ring.disable_notification(mem),
+        }
     }
 }

@@ -12,9 +12,11 @@ use super::backend::NetBackend;
 use super::config::{MacAddr, NetOptions};
 use super::core::{NetCore, QueueRuntime, RX, TX};
 use super::metrics::NetMetrics;
-use super::notify_model::Notifier;
+use super::notify_model::{Notifier, NotifyModel};
+use super::ring::Ring;
 use super::worker::{StallExit, Worker};
-use crate::devices::virtio::queue::{QueueConfig, SplitQueue, MAX_QUEUE_SIZE};
+use crate::devices::virtio::crate_queue::{CrateQueue, VIRTIO_QUEUE_VERSION};
+use crate::devices::virtio::queue::{QueueConfig, QueueError, SplitQueue, MAX_QUEUE_SIZE};
 use crate::devices::virtio::{
     ActivateContext, ActivateError, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
 };
@@ -29,6 +31,28 @@ pub const NET_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
     | (1 << VIRTIO_NET_F_STATUS)
     | (1 << VIRTIO_RING_F_EVENT_IDX)
     | (1 << VIRTIO_NET_F_MRG_RXBUF);
+
+/// The features offered on the `virtio-queue` backend: all of [`NET_FEATURES`] but
+/// MRG_RXBUF, because the crate publishes `used->idx` per used element, so a frame spread
+/// over several buffers would become visible to the driver one buffer at a time.
+pub const NET_FEATURES_VIRTIO_QUEUE: u64 = NET_FEATURES & !(1 << VIRTIO_NET_F_MRG_RXBUF);
+
+/// The features a device with `options` offers.
+pub fn offered_features(options: &NetOptions) -> u64 {
+    match options.notify_model {
+        NotifyModel::VirtioQueue => NET_FEATURES_VIRTIO_QUEUE,
+        _ => NET_FEATURES,
+    }
+}
+
+/// The queue implementation named in events and records: `vnetbed`, or `virtio-queue
+/// VERSION (SOURCE)` with the crate version linked into this build.
+pub fn queue_backend_identity(model: NotifyModel) -> String {
+    match model {
+        NotifyModel::VirtioQueue => format!("virtio-queue {VIRTIO_QUEUE_VERSION}"),
+        _ => "vnetbed".to_string(),
+    }
+}
 
 /// Why a `--net` device could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +92,7 @@ impl Net {
         Ok(Self {
             mac,
             queue_sizes: [queue_size.clamp(1, MAX_QUEUE_SIZE).next_power_of_two(); 2],
-            features: NET_FEATURES,
+            features: offered_features(&options),
             options,
             events,
             metrics: Arc::new(NetMetrics::default()),
@@ -96,7 +120,7 @@ impl Net {
 
     /// Offer fewer features (tests of the non-EVENT_IDX / non-MRG_RXBUF paths).
     pub fn with_features(mut self, features: u64) -> Self {
-        self.features = features & NET_FEATURES | (1 << VIRTIO_F_VERSION_1);
+        self.features = features & offered_features(&self.options) | (1 << VIRTIO_F_VERSION_1);
         self
     }
 
@@ -182,9 +206,17 @@ impl VirtioDevice for Net {
             .queues
             .try_into()
             .map_err(|_| ActivateError::QueueCount { expected: 2, found })?;
-        let rx = SplitQueue::new(&ctx.mem, &rx_cfg, self.queue_sizes[RX])?;
-        let tx = SplitQueue::new(&ctx.mem, &tx_cfg, self.queue_sizes[TX])?;
         let event_idx = ctx.features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+        let ring = |cfg: &QueueConfig, max: u16| -> Result<Ring, QueueError> {
+            Ok(match self.options.notify_model {
+                NotifyModel::VirtioQueue => {
+                    Ring::VirtioQueue(CrateQueue::new(&ctx.mem, cfg, max, event_idx)?)
+                }
+                _ => Ring::Vnetbed(SplitQueue::new(&ctx.mem, cfg, max)?),
+            })
+        };
+        let rx = ring(&rx_cfg, self.queue_sizes[RX])?;
+        let tx = ring(&tx_cfg, self.queue_sizes[TX])?;
         let Some(backend) = self.take_backend() else {
             return Err(ActivateError::Thread(std::io::Error::other(
                 "the backend was lost by an earlier device thread",
@@ -198,6 +230,7 @@ impl VirtioDevice for Net {
                 "feature_names": names(ctx.features),
                 "queue_sizes": [rx_cfg.size, tx_cfg.size],
                 "notify_model": self.options.notify_model.to_string(),
+                "queue_backend": queue_backend_identity(self.options.notify_model),
                 "race_window_us": self.options.race_window.as_micros() as u64,
                 "race_queues": self.options.race_queues.to_string(),
                 "stall_timeout_ms": self.options.stall_timeout.as_millis() as u64,

@@ -3,7 +3,9 @@
 //! - [`device`]: features, config space, activation/reset;
 //! - [`core`], [`rx`], [`tx`]: the state the device thread owns and the two data paths;
 //! - [`notify_model`]: fenced / unfenced / no-recheck, the only place notification ordering
-//!   is decided;
+//!   is decided on vnetbed's own queue;
+//! - [`ring`]: which queue implementation runs each queue: vnetbed's own, or rust-vmm's
+//!   `virtio-queue` crate (notify model `virtio-queue`), which decides notifications itself;
 //! - [`watchdog`]: lost-kick and lost-interrupt detection;
 //! - [`worker`]: the device thread (epoll, timers);
 //! - [`backend`], [`tap`]: where frames come from and go to;
@@ -16,7 +18,8 @@
 //!
 //! - `device_activated`: `device`, `features` (u64), `feature_names` (e.g. `["VERSION_1",
 //!   "MAC", "STATUS", "EVENT_IDX", "MRG_RXBUF"]`), `queue_sizes` `[rx, tx]`, `notify_model`,
-//!   `race_window_us`, `race_queues`, `stall_timeout_ms`, `on_stall`, `mac`.
+//!   `queue_backend` (`vnetbed`, or `virtio-queue VERSION (SOURCE)`: the crate linked into
+//!   this build), `race_window_us`, `race_queues`, `stall_timeout_ms`, `on_stall`, `mac`.
 //! - `counters` (every second, one line per queue; cumulative since the device was
 //!   created): `device`, `queue` (`rx`|`tx`), `frames`, `bytes`, `kicks`, `interrupts_sent`,
 //!   `interrupts_suppressed`, `ring_empty`, `notification_enables`, `race_windows_opened`,
@@ -28,7 +31,8 @@
 //!   `device_next_avail`, `device_next_used`, `guest_avail_idx`, `guest_used_event`,
 //!   `guest_avail_flags`, `guest_visible_used_idx` (read at detection), `waiting_for_kick`,
 //!   `last_kick`, `last_interrupt` (Unix seconds or null), `last_interrupt_used_idx`,
-//!   `notify_model`, `on_stall`, `counters` (the queue's counters object).
+//!   `notify_model`, `queue_backend` (`vnetbed` | `virtio-queue`), `on_stall`, `counters`
+//!   (the queue's counters object).
 //! - `error`: `device`, `kind` (e.g. `descriptor_loop`, `avail_idx_jump`,
 //!   `register_write_at_wrong_status`), `error` (message), `queue` (or null),
 //!   `needs_reset: true`.
@@ -42,6 +46,7 @@ pub mod core;
 pub mod device;
 pub mod metrics;
 pub mod notify_model;
+pub mod ring;
 pub mod rx;
 pub mod tap;
 pub mod tx;

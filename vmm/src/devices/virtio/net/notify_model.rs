@@ -19,6 +19,10 @@
 //! - [`NotifyModel::NoRecheck`] — QEMU before 06b1297 (2010): enable notifications and wait,
 //!   with no re-check of `avail->idx`; the race window delays the enable after the emptiness
 //!   check. Interrupt decisions stay fenced, so this model loses kicks only.
+//! - [`NotifyModel::VirtioQueue`] — not a model of vnetbed's: the device runs its queues on
+//!   rust-vmm's `virtio-queue` crate ([`crate::devices::virtio::crate_queue`]), which makes
+//!   every notification decision with its own fences. The [`Notifier`] is not consulted for
+//!   it; should it be, it behaves as `fenced`.
 
 use std::collections::VecDeque;
 use std::num::Wrapping;
@@ -42,11 +46,20 @@ pub enum NotifyModel {
     Unfenced,
     /// Enable and wait without re-checking (pre-2010 QEMU).
     NoRecheck,
+    /// The queues and every notification decision are rust-vmm's `virtio-queue` crate's.
+    VirtioQueue,
+}
+
+impl NotifyModel {
+    /// Whether this is one of the re-created buggy models (opt-in only).
+    pub fn is_buggy(self) -> bool {
+        matches!(self, NotifyModel::Unfenced | NotifyModel::NoRecheck)
+    }
 }
 
 /// `--notify-model` was not one of the known names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown notify model `{0}`: use fenced, unfenced (alias qemu-kvm-1.0) or no-recheck")]
+#[error("unknown notify model `{0}`: use fenced, unfenced (alias qemu-kvm-1.0), no-recheck or virtio-queue")]
 pub struct UnknownNotifyModel(pub String);
 
 impl FromStr for NotifyModel {
@@ -56,6 +69,7 @@ impl FromStr for NotifyModel {
             "fenced" => Ok(NotifyModel::Fenced),
             "unfenced" | "qemu-kvm-1.0" => Ok(NotifyModel::Unfenced),
             "no-recheck" => Ok(NotifyModel::NoRecheck),
+            "virtio-queue" => Ok(NotifyModel::VirtioQueue),
             other => Err(UnknownNotifyModel(other.to_string())),
         }
     }
@@ -67,6 +81,7 @@ impl std::fmt::Display for NotifyModel {
             NotifyModel::Fenced => "fenced",
             NotifyModel::Unfenced => "unfenced",
             NotifyModel::NoRecheck => "no-recheck",
+            NotifyModel::VirtioQueue => "virtio-queue",
         })
     }
 }
@@ -266,10 +281,10 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier for `model`; `race_window` is ignored by `fenced`.
     pub fn new(model: NotifyModel, race_window: Duration, event_idx: bool) -> Self {
-        let window = if model == NotifyModel::Fenced {
-            Duration::ZERO
-        } else {
+        let window = if model.is_buggy() {
             race_window
+        } else {
+            Duration::ZERO
         };
         Self {
             model,
@@ -319,7 +334,7 @@ impl Notifier {
         match self.model {
             // Fenced: a plain (Release) store; the SeqCst fence that must follow is placed by
             // the caller right after, next to the load it orders.
-            NotifyModel::Fenced => {
+            NotifyModel::Fenced | NotifyModel::VirtioQueue => {
                 let _ = mem.store(value, addr, Ordering::Release);
             }
             // Unfenced and no-recheck: the store sits in the (emulated) store buffer for the
@@ -360,10 +375,10 @@ impl Notifier {
         } else {
             (q.used_flags_addr(), 0)
         };
-        let window_opened = self.model != NotifyModel::Fenced && !self.delay_for(i).is_zero();
+        let window_opened = self.model.is_buggy() && !self.delay_for(i).is_zero();
         self.store_notify_field(mem, addr, value, i);
         let more = match self.model {
-            NotifyModel::Fenced => {
+            NotifyModel::Fenced | NotifyModel::VirtioQueue => {
                 // Store-buffering pattern, device half: the enable store must be globally
                 // visible before we re-read avail->idx, or the guest may (after its own
                 // virtio_mb in virtqueue_kick_prepare) still read the old avail_event while we
@@ -393,7 +408,7 @@ impl Notifier {
         let value = q.next_used.0;
         match self.model {
             // no-recheck only removes the re-check; its interrupt path is the fenced one.
-            NotifyModel::Fenced | NotifyModel::NoRecheck => {
+            NotifyModel::Fenced | NotifyModel::NoRecheck | NotifyModel::VirtioQueue => {
                 let _ = mem.store(value, q.used_idx_addr(), Ordering::Release);
                 false
             }
@@ -419,7 +434,9 @@ impl Notifier {
             // before we read used_event, or the guest (after its virtio_mb in
             // virtqueue_enable_cb) may read our old used->idx while we read its old
             // used_event — a lost interrupt (QEMU a281ebc, virtio-queue `needs_notification`).
-            NotifyModel::Fenced | NotifyModel::NoRecheck => fence(Ordering::SeqCst),
+            NotifyModel::Fenced | NotifyModel::NoRecheck | NotifyModel::VirtioQueue => {
+                fence(Ordering::SeqCst)
+            }
             // qemu-kvm 1.0: no fence; the load of the guest-written used_event passes the
             // buffered used->idx store.
             NotifyModel::Unfenced => {}
@@ -475,6 +492,19 @@ mod tests {
             "no-recheck".parse::<NotifyModel>().unwrap(),
             NotifyModel::NoRecheck
         );
+        assert_eq!(
+            "virtio-queue".parse::<NotifyModel>().unwrap(),
+            NotifyModel::VirtioQueue
+        );
+        for m in [
+            NotifyModel::Fenced,
+            NotifyModel::Unfenced,
+            NotifyModel::NoRecheck,
+            NotifyModel::VirtioQueue,
+        ] {
+            assert_eq!(m.to_string().parse::<NotifyModel>().unwrap(), m);
+        }
+        assert!(!NotifyModel::VirtioQueue.is_buggy() && !NotifyModel::Fenced.is_buggy());
         assert!("fast"
             .parse::<NotifyModel>()
             .unwrap_err()

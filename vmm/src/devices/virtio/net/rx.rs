@@ -29,7 +29,7 @@ impl NetCore {
     /// Move frames from the backend into the rx ring until the backend is empty or the
     /// ring is dry with notifications enabled.
     pub fn process_rx(&mut self) -> Result<(), QueueError> {
-        self.disable_notifications(RX);
+        self.disable_notifications(RX)?;
         loop {
             let len = match self.deferred {
                 Some(len) => len,
@@ -63,7 +63,7 @@ impl NetCore {
                     // nothing new.
                     if self.enable_notifications_beyond(RX, seen)? {
                         // Buffers arrived between the emptiness check and the enable.
-                        self.disable_notifications(RX);
+                        self.disable_notifications(RX)?;
                         continue;
                     }
                     break;

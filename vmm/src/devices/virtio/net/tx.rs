@@ -16,7 +16,7 @@ impl NetCore {
     /// Send frames from the tx ring until it is empty (notifications enabled) or the backend
     /// is full (pending frame, wait for EPOLLOUT).
     pub fn process_tx(&mut self) -> Result<(), QueueError> {
-        self.disable_notifications(TX);
+        self.disable_notifications(TX)?;
         let mut completed = 0u32;
         loop {
             if let Some(p) = self.tx_pending {
@@ -71,7 +71,7 @@ impl NetCore {
                 None => {
                     QueueMetrics::inc(&self.metrics.tx.ring_empty);
                     if self.enable_notifications(TX)? {
-                        self.disable_notifications(TX);
+                        self.disable_notifications(TX)?;
                         continue;
                     }
                     break;

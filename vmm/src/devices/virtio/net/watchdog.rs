@@ -98,16 +98,17 @@ impl NetCore {
     }
 
     fn snapshot(&mut self, i: usize) -> Result<RingSnapshot, QueueError> {
-        let q = self.queue(i).queue.clone();
+        let ring = &self.queue(i).queue;
+        let (next_avail, next_used, l) = (ring.next_avail().0, ring.next_used().0, *ring.layout());
         let mem = &self.mem;
         Ok(RingSnapshot {
-            avail_idx: q.load_u16(mem, q.avail_idx_addr(), Ordering::Acquire)?,
-            avail_flags: q.load_u16(mem, q.avail_flags_addr(), Ordering::Acquire)?,
-            used_event: q.load_u16(mem, q.used_event_addr(), Ordering::Acquire)?,
+            avail_idx: l.load_u16(mem, l.avail_idx_addr(), Ordering::Acquire)?,
+            avail_flags: l.load_u16(mem, l.avail_flags_addr(), Ordering::Acquire)?,
+            used_event: l.load_u16(mem, l.used_event_addr(), Ordering::Acquire)?,
             // What the guest sees, i.e. not including stores still in the store buffer.
-            used_idx: q.load_u16(mem, q.used_idx_addr(), Ordering::Acquire)?,
-            next_avail: q.next_avail.0,
-            next_used: q.next_used.0,
+            used_idx: l.load_u16(mem, l.used_idx_addr(), Ordering::Acquire)?,
+            next_avail,
+            next_used,
         })
     }
 
@@ -183,7 +184,9 @@ impl NetCore {
             StallKind::LostKick => &c.stalls_lost_kick,
             StallKind::LostInterrupt => &c.stalls_lost_interrupt,
         });
+        let model = self.notifier.model().to_string();
         let q = self.queue(i);
+        let backend = q.queue.backend_name();
         let name = q.name();
         let time = |t: Option<Instant>| t.map(wall_secs);
         let fields = json!({
@@ -211,7 +214,8 @@ impl NetCore {
             "last_kick": time(q.last_kick),
             "last_interrupt": time(q.last_interrupt),
             "last_interrupt_used_idx": q.notify.last_interrupt_used.0,
-            "notify_model": self.notifier.model().to_string(),
+            "notify_model": model,
+            "queue_backend": backend,
             "on_stall": self.options.on_stall.to_string(),
             "counters": c.to_json(),
         });
