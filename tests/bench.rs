@@ -194,6 +194,7 @@ fn bench_network_measures_vnetbed_qemu_and_the_veth_reference() {
         [
             "veth pair, two netns (reference)",
             "probe guest on vnetbed",
+            "probe guest on vnetbed (virtio-queue)",
             "probe guest on QEMU microvm"
         ],
         "{doc:#}"
@@ -208,7 +209,7 @@ fn bench_network_measures_vnetbed_qemu_and_the_veth_reference() {
         assert!(row["udp_to"]["lost_percent"].is_number(), "{row}");
     }
     let boots = doc["boot_to_bound_ms"].as_array().expect("boots");
-    assert_eq!(boots.len(), 2, "{doc:#}");
+    assert_eq!(boots.len(), 3, "{doc:#}");
     for b in boots {
         let wall = b["wall"].as_array().expect("wall");
         assert_eq!(wall.len(), 2, "{b}");

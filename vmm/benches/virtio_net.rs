@@ -5,7 +5,8 @@
 //! time-to-stall run, default 30; `VNETBED_STALL_WINDOWS_US` e.g. `20,200,1000` the race
 //! windows to measure, default the default window).
 //!
-//! 1. Device-only frames/s with the host-thread test driver as the guest:
+//! 1. Device-only frames/s with the host-thread test driver as the guest, for both queue
+//!    backends (vnetbed's own queue, fenced; rust-vmm's virtio-queue):
 //!    - tap -> rx ring (frames injected on the tap through AF_PACKET in a throwaway netns),
 //!      next to a raw loop reading the same tap fd directly;
 //!    - tx ring -> tap, next to a raw loop writing the tap fd directly;
@@ -29,6 +30,16 @@ use vmm::devices::virtio::net::test_netns::{ip, packet_socket, recv_incoming, Ne
 use vmm::devices::virtio::net::{NetOptions, NotifyModel, OnStall};
 
 const TAP: &str = "vnbb0";
+
+/// The two queue backends: vnetbed's own queue (fenced) and rust-vmm's virtio-queue.
+const BACKENDS: [NotifyModel; 2] = [NotifyModel::Fenced, NotifyModel::VirtioQueue];
+
+fn label(model: NotifyModel) -> &'static str {
+    match model {
+        NotifyModel::VirtioQueue => "[virtio-queue]",
+        _ => "[vnetbed]",
+    }
+}
 
 fn secs_env(key: &str, default: u64) -> Duration {
     Duration::from_secs(
@@ -136,11 +147,16 @@ fn raw_tap_tx(setup: &TapSetup, len: usize, d: Duration) -> std::io::Result<(u64
 
 /// Device rx: frames injected by `inject` into the backend's peer, received by the guest.
 fn device_rx(
+    model: NotifyModel,
     backend: Box<dyn NetBackend>,
     inject: impl FnOnce(&AtomicBool) -> u64 + Send + 'static,
     d: Duration,
 ) -> (u64, u64, u64) {
-    let rig = Rig::new(256, backend, NetOptions::default()).expect("rig");
+    let options = NetOptions {
+        notify_model: model,
+        ..NetOptions::default()
+    };
+    let rig = Rig::new(256, backend, options).expect("rig");
     let guest = rig
         .bring_up(NET_FEATURES, 1536)
         .expect("bring up")
@@ -168,12 +184,17 @@ fn device_rx(
 
 /// Device tx: the guest transmits flat out; `drain` reads the backend's peer.
 fn device_tx(
+    model: NotifyModel,
     backend: Box<dyn NetBackend>,
     drain: impl FnOnce(&AtomicBool) -> u64 + Send + 'static,
     len: usize,
     d: Duration,
 ) -> (u64, u64) {
-    let rig = Rig::new(256, backend, NetOptions::default()).expect("rig");
+    let options = NetOptions {
+        notify_model: model,
+        ..NetOptions::default()
+    };
+    let rig = Rig::new(256, backend, options).expect("rig");
     let guest = rig
         .bring_up(NET_FEATURES, 1536)
         .expect("bring up")
@@ -228,18 +249,22 @@ fn throughput(d: Duration) {
                 ),
                 Err(e) => println!("raw tap rx failed: {e}"),
             }
-            match t.open() {
-                Ok((backend, sock)) => {
-                    let fd = sock.as_raw_fd();
-                    let (sent, got, _) = device_rx(Box::new(backend), af_packet_sender(fd, len), d);
-                    println!(
-                        "device rx via tap      (AF_PACKET -> tap -> rx ring): {}  (sender {})",
-                        rate(got, d),
-                        rate(sent, d)
-                    );
-                    drop(sock);
+            for model in BACKENDS {
+                match t.open() {
+                    Ok((backend, sock)) => {
+                        let fd = sock.as_raw_fd();
+                        let (sent, got, _) =
+                            device_rx(model, Box::new(backend), af_packet_sender(fd, len), d);
+                        println!(
+                            "device rx via tap      (AF_PACKET -> tap -> rx ring) {:<13} {}  (sender {})",
+                            label(model),
+                            rate(got, d),
+                            rate(sent, d)
+                        );
+                        drop(sock);
+                    }
+                    Err(e) => println!("device rx via tap failed: {e}"),
                 }
-                Err(e) => println!("device rx via tap failed: {e}"),
             }
             match raw_tap_tx(t, len, d) {
                 Ok((wrote, got)) => println!(
@@ -249,40 +274,58 @@ fn throughput(d: Duration) {
                 ),
                 Err(e) => println!("raw tap tx failed: {e}"),
             }
-            match t.open() {
-                Ok((backend, sock)) => {
-                    let (frames, got) = device_tx(
-                        Box::new(backend),
-                        af_packet_receiver(sock.as_raw_fd()),
-                        len,
-                        d,
-                    );
-                    println!(
-                        "device tx via tap      (tx ring -> tap -> AF_PACKET): {}  (peer saw {})",
-                        rate(frames, d),
-                        rate(got, d)
-                    );
+            for model in BACKENDS {
+                match t.open() {
+                    Ok((backend, sock)) => {
+                        let (frames, got) = device_tx(
+                            model,
+                            Box::new(backend),
+                            af_packet_receiver(sock.as_raw_fd()),
+                            len,
+                            d,
+                        );
+                        println!(
+                            "device tx via tap      (tx ring -> tap -> AF_PACKET) {:<13} {}  (peer saw {})",
+                            label(model),
+                            rate(frames, d),
+                            rate(got, d)
+                        );
+                    }
+                    Err(e) => println!("device tx via tap failed: {e}"),
                 }
-                Err(e) => println!("device tx via tap failed: {e}"),
             }
         }
-        let (backend, peer) = socketpair_backend(1 << 20).expect("socketpair");
-        let fd = peer.as_raw_fd();
-        let (sent, got, empty) =
-            device_rx(Box::new(backend), move |s| inject_frames(fd, s, len), d);
-        println!(
-            "device rx, socketpair  (peer -> rx ring):             {}  (sender {}, {} ring-empty)",
-            rate(got, d),
-            rate(sent, d),
-            empty
-        );
-        drop(peer);
-        let (backend, peer) = socketpair_backend(1 << 20).expect("socketpair");
-        let (frames, _) = device_tx(Box::new(backend), socket_drain(peer.as_raw_fd()), len, d);
-        println!(
-            "device tx, socketpair  (tx ring -> peer):             {}",
-            rate(frames, d)
-        );
+        for model in BACKENDS {
+            let (backend, peer) = socketpair_backend(1 << 20).expect("socketpair");
+            let fd = peer.as_raw_fd();
+            let (sent, got, empty) = device_rx(
+                model,
+                Box::new(backend),
+                move |s| inject_frames(fd, s, len),
+                d,
+            );
+            println!(
+                "device rx, socketpair  (peer -> rx ring)             {:<13} {}  (sender {}, {} ring-empty)",
+                label(model),
+                rate(got, d),
+                rate(sent, d),
+                empty
+            );
+            drop(peer);
+            let (backend, peer) = socketpair_backend(1 << 20).expect("socketpair");
+            let (frames, _) = device_tx(
+                model,
+                Box::new(backend),
+                socket_drain(peer.as_raw_fd()),
+                len,
+                d,
+            );
+            println!(
+                "device tx, socketpair  (tx ring -> peer)             {:<13} {}",
+                label(model),
+                rate(frames, d)
+            );
+        }
     }
 }
 

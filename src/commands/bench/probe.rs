@@ -20,6 +20,8 @@ use super::BenchError;
 pub enum Vmm {
     /// vnetbed's own virtio-net device, fenced model.
     Vnetbed,
+    /// vnetbed's virtio-net device with its queues on rust-vmm's virtio-queue crate.
+    VnetbedVirtioQueue,
     /// QEMU microvm's virtio-net-device.
     Qemu,
 }
@@ -29,6 +31,7 @@ impl Vmm {
     pub fn name(self) -> &'static str {
         match self {
             Vmm::Vnetbed => "vnetbed",
+            Vmm::VnetbedVirtioQueue => "vnetbed (virtio-queue)",
             Vmm::Qemu => "QEMU microvm",
         }
     }
@@ -60,7 +63,7 @@ impl ProbeGuest {
         let info = testbed.info();
         let tap = info.taps.first().cloned().unwrap_or_default();
         let mut cmd = match vmm {
-            Vmm::Vnetbed => {
+            Vmm::Vnetbed | Vmm::VnetbedVirtioQueue => {
                 let exe = std::env::current_exe().map_err(|e| BenchError::Io {
                     what: "locate the vnetbed binary".into(),
                     source: e,
@@ -76,6 +79,9 @@ impl ProbeGuest {
                     "--net",
                     &format!("tap={tap},netns={}", info.netns),
                 ]);
+                if vmm == Vmm::VnetbedVirtioQueue {
+                    cmd.args(["--notify-model", "virtio-queue"]);
+                }
                 cmd
             }
             Vmm::Qemu => vnetbed::qemu::microvm_in_netns(&info.netns, image, "", &tap),

@@ -184,7 +184,7 @@ impl CrateQueue {
                     // revisits a descriptor, i.e. loops.
                     QueueError::Loop { head, index: at }
                 } else {
-                    QueueError::ChainTruncated { head }
+                    self.classify_stop(mem, head, at)
                 })
             }
             Some(_) => Ok(Some(Chain { head, buffers })),
@@ -198,9 +198,15 @@ impl CrateQueue {
         if head >= size {
             return QueueError::BadIndex { index: head, size };
         }
-        let at = self.layout.desc_table.unchecked_add(16 * u64::from(head));
+        self.classify_stop(mem, head, head)
+    }
+
+    /// The crate stopped at descriptor `index` (inside the table) of the chain at `head`:
+    /// an indirect descriptor it could not follow, or a chain over 4 GiB in total.
+    fn classify_stop(&self, mem: &GuestMemoryMmap<()>, head: u16, index: u16) -> QueueError {
+        let at = self.layout.desc_table.unchecked_add(16 * u64::from(index));
         match mem.read_obj::<Descriptor>(at) {
-            Ok(d) if d.flags & VIRTQ_DESC_F_INDIRECT != 0 => QueueError::Indirect { index: head },
+            Ok(d) if d.flags & VIRTQ_DESC_F_INDIRECT != 0 => QueueError::Indirect { index },
             Ok(_) => QueueError::ChainTruncated { head },
             Err(_) => QueueError::Memory(at.0),
         }
