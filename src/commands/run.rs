@@ -47,6 +47,7 @@ pub struct RunArgs {
     pub net: Vec<NetConfig>,
     /// How the device enables notifications and decides to interrupt: fenced (correct; QEMU >= 1.1),
     /// unfenced (alias qemu-kvm-1.0: no fences, emulated store buffer), no-recheck (QEMU before 2010),
+    /// missing-enable-fence / missing-notify-fence (the fix with one of its two fences missing),
     /// or virtio-queue (the queues run on rust-vmm's virtio-queue crate, which decides itself).
     #[arg(long, default_value = "fenced", value_parser = |s: &str| s.parse::<NotifyModel>().map_err(|e| e.to_string()))]
     pub notify_model: NotifyModel,

@@ -487,6 +487,14 @@ fn drive(
                     }
                 }
                 Some("error") => acc.notes.push(format!("VMM error event: {ev}")),
+                // A reported stall ended by itself (transient): keep what rescued it.
+                Some("recovered") => acc.notes.push(format!(
+                    "stall on {} ({}) recovered after {} ms, rescued by {}",
+                    ev["queue"].as_str().unwrap_or("?"),
+                    ev["kind"].as_str().unwrap_or("?"),
+                    ev["stalled_ms"].as_u64().unwrap_or(0),
+                    ev["cause"].as_str().unwrap_or("?"),
+                )),
                 _ => {}
             }
             vmm.last_events.push(ev);

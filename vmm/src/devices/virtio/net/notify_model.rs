@@ -143,11 +143,13 @@ impl std::fmt::Display for NotifyModel {
 }
 
 /// Which queues' notification stores the emulated store buffer holds for the race window
-/// (`--race-queues`). The unfenced code is the same for both queues; only the stretched delay
-/// is selective. The default, `rx`, follows the 2012 incident: an rx lost kick, where the
-/// guest could still transmit (its renewals reached the server) but received nothing. With
-/// `all`, tx lost kicks dominate, because the probe guest transmits in bursts of two frames
-/// within a window far more often than it refills an empty rx ring.
+/// (`--race-queues`). The unfenced code is the same for both queues, as it was in qemu-kvm
+/// 1.0, which ran one `virtio.c` for every queue; stretching only some queues is a choice
+/// made for reproduction, not history. The default, `rx`, shows the 2012 incident's symptom
+/// (the guest still transmits, nothing comes back). Measured (BENCHMARKS.md), the first stall
+/// with `rx` is most often an rx lost *interrupt*, sometimes an rx lost kick. With `all`, tx
+/// lost kicks come first, because the probe guest transmits bursts of two frames within a
+/// window far more often than it refills an empty rx ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RaceQueues {
     /// The receive queue only.
@@ -201,6 +203,14 @@ struct PendingStore {
 }
 
 /// An emulated x86-TSO store buffer for the device thread's stores to notification fields.
+///
+/// A probability amplifier, not a new behaviour: a real store buffer drains within
+/// nanoseconds, and the locked instructions of every syscall the device thread makes drain
+/// it too, whereas this one holds the stores for the race window across the device's own
+/// syscalls. That makes the lost-notification race thousands of times likelier, yet every
+/// stall it produces is still a legal x86-TSO execution of the unfenced code: x86 allows a
+/// store to stay invisible for any time while later loads complete, and this buffer only
+/// picks long such times.
 ///
 /// Faithful to x86-TSO: FIFO (a later store never becomes visible before an earlier one,
 /// because entries drain strictly in order and their deadlines are non-decreasing); the
