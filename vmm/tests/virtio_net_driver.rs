@@ -928,3 +928,56 @@ fn a_lost_rx_interrupt_rescued_by_a_tx_interrupt_is_reported_as_recovered() {
         "counted as transient"
     );
 }
+
+/// Each mutant of the fix (one of the two fences missing) loses its own race, and only that
+/// one: the model's other path is fenced. With recovery, `missing-enable-fence` is caught by
+/// lost kicks and never loses an interrupt; `missing-notify-fence` the other way round.
+///
+/// `missing-notify-fence` is driven by rx alone: its enable path keeps 92045d8's fence, and a
+/// fence drains the (emulated, as a real) store buffer, so a tx flood, whose every
+/// ring-empty enable fences, would publish the delayed `used->idx` within microseconds.
+#[test]
+fn each_mutant_of_the_fix_loses_only_its_own_race() {
+    for (model, loses_kicks, tx_frames) in [
+        (NotifyModel::MissingEnableFence, true, u64::MAX),
+        (NotifyModel::MissingNotifyFence, false, 0),
+    ] {
+        let (backend, peer) = socketpair_backend(1 << 20).unwrap();
+        let rig = Rig::new(8, Box::new(backend), buggy(model, OnStall::Recover)).unwrap();
+        let guest = rig
+            .bring_up(NET_FEATURES, 1536)
+            .unwrap()
+            .start(tx_frames, 64)
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, fd) = (stop.clone(), peer.as_raw_fd());
+        let injector = std::thread::spawn(move || inject_frames(fd, &s2, 64));
+        let reader = drain_peer(fd, stop.clone());
+        let (rx, tx) = (&rig.metrics.rx, &rig.metrics.tx);
+        let kicks_lost = || get(&rx.stalls_lost_kick) + get(&tx.stalls_lost_kick);
+        let irqs_lost = || get(&rx.stalls_lost_interrupt) + get(&tx.stalls_lost_interrupt);
+        let caught = wait_until(STALL_BOUND, || {
+            if loses_kicks {
+                kicks_lost() >= 2
+            } else {
+                irqs_lost() >= 2
+            }
+        });
+        stop.store(true, Ordering::SeqCst);
+        injector.join().unwrap();
+        reader.join().unwrap();
+        guest.stop();
+        eprintln!(
+            "{model}: lost kicks {}, lost interrupts {}, rx race windows {}",
+            kicks_lost(),
+            irqs_lost(),
+            get(&rx.race_windows_opened)
+        );
+        assert!(caught, "{model}: caught within {STALL_BOUND:?}");
+        if loses_kicks {
+            assert_eq!(irqs_lost(), 0, "{model} keeps a281ebc: no lost interrupt");
+        } else {
+            assert_eq!(kicks_lost(), 0, "{model} keeps 92045d8: no lost kick");
+        }
+    }
+}

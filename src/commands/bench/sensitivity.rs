@@ -86,7 +86,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
                         s.signature()
                     );
                     r.stalls.push(s.stalled_since);
-                    r.signatures.push(s.signature());
+                    r.signatures.push(short_signature(&s.signature()));
                 }
                 None => eprintln!(
                     "{model} run {i}: NOT caught within {} s",
@@ -177,7 +177,12 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
     Ok(all_caught)
 }
 
-/// `3× rx lost_interrupt, 1× rx lost_kick`, most frequent first.
+/// `lost_kick on rx` of a full signature (without the ring indices).
+fn short_signature(full: &str) -> String {
+    full.split(':').next().unwrap_or(full).trim().to_string()
+}
+
+/// `3× lost_interrupt on rx, 1× lost_kick on rx`, most frequent first.
 fn signature_counts(signatures: &[String]) -> String {
     let mut counts: Vec<(String, usize)> = Vec::new();
     for s in signatures {
@@ -206,5 +211,9 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(signature_counts(&s(&["a", "b", "b"])), "2× b, 1× a");
         assert_eq!(signature_counts(&[]), "-");
+        assert_eq!(
+            short_signature("lost_kick on rx: device next_avail=1"),
+            "lost_kick on rx"
+        );
     }
 }
