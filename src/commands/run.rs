@@ -215,6 +215,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         race_queues: args.race_queues,
         ..NetOptions::default()
     };
+    // Each buggy model has its own default window (no-recheck's is a delay in program order).
+    options.race_window = args.notify_model.default_race_window();
     if let Some(w) = args.race_window {
         options.race_window = w;
     }
