@@ -35,7 +35,7 @@ use crate::record::{
 };
 use crate::report::{self, Progress, RunReport};
 use children::{in_netns, FileFollower, Line, LineChild};
-use dhcp_track::{lease_state_from_word, DhcpTracker};
+use dhcp_track::{lease_state_from_word, parse_xid, DhcpTracker};
 use load::{LoadKind, LoadMsg, LoadPlan};
 use parse::{ping_line, probe_line, PingLine};
 
@@ -434,29 +434,31 @@ fn drive(
                 }
                 // Every DHCP message on the guest's wire: what it sent tells its state, what
                 // it received is the proof that an answer reached it.
-                Some("dhcp") => match v.get("dir").and_then(Value::as_str) {
-                    Some("tx") => {
-                        if let Some(state) = v
-                            .get("state")
-                            .and_then(Value::as_str)
-                            .and_then(lease_state_from_word)
-                        {
-                            tracker.guest_state(state, at);
-                        }
-                    }
-                    Some("rx") => {
-                        let xid = v.get("xid").and_then(|x| match x {
-                            Value::String(s) => {
-                                u32::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+                Some("dhcp") => {
+                    let xid = v.get("xid").and_then(|x| match x {
+                        Value::String(s) => parse_xid(s),
+                        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                        _ => None,
+                    });
+                    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+                    match v.get("dir").and_then(Value::as_str) {
+                        Some("tx") => {
+                            if let Some(state) = v
+                                .get("state")
+                                .and_then(Value::as_str)
+                                .and_then(lease_state_from_word)
+                            {
+                                if kind == "request" {
+                                    tracker.guest_sent_request(xid, state, at);
+                                } else {
+                                    tracker.guest_state(state, at);
+                                }
                             }
-                            Value::Number(n) => n.as_u64().map(|n| n as u32),
-                            _ => None,
-                        });
-                        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-                        tracker.guest_received(kind, xid, at);
+                        }
+                        Some("rx") => tracker.guest_received(kind, xid, at),
+                        _ => {}
                     }
-                    _ => {}
-                },
+                }
                 Some("counters") => guest_counters = Some(convert::guest_counters(&v)),
                 _ => {}
             }
