@@ -30,6 +30,7 @@ fn header(notify_model: &str, duration_s: f64) -> RunHeader {
         rate: Some("200M".into()),
         duration_s: Some(duration_s),
         throughput_floor_bps: Some(50e6),
+        ..Default::default()
     });
     h.command = [
         "vnetbed",

@@ -100,6 +100,7 @@ mod tests {
             rate: Some("200M".into()),
             duration_s: Some(60.0),
             throughput_floor_bps: Some(1e6),
+            ..Default::default()
         }
     }
 

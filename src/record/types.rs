@@ -54,7 +54,7 @@ pub struct RunHeader {
 }
 
 /// The run's configuration, as the user asked for it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// The guest image (`probe`, `linux`).
     pub guest: String,
@@ -75,6 +75,13 @@ pub struct RunConfig {
     /// it. Absent: the throughput check is skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput_floor_bps: Option<f64>,
+    /// `vnetbed verify`'s name for this run (`A1-unfenced`, `B-fenced`); absent outside verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// A control run: the buggy model, expected to stall (verify's A runs). Its reports judge
+    /// that it stalled, not that it did not. Absent: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expect_stall: bool,
 }
 
 /// The host the run was recorded on.

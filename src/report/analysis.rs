@@ -446,6 +446,7 @@ mod tests {
                 rate: None,
                 duration_s: None,
                 throughput_floor_bps: None,
+                ..Default::default()
             }),
             records: vec![Record::Stall(stall), Record::Sample(sample)],
             warnings: vec![],

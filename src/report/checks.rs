@@ -89,10 +89,34 @@ pub mod names {
     pub const VMM: &str = "vmm_survived";
     /// The run completed and was recorded to its end.
     pub const COMPLETED: &str = "run_completed";
+    /// A control run (expected to stall) stalled.
+    pub const STALLED_AS_EXPECTED: &str = "stalled_as_expected";
 }
 
 /// Evaluate every check of a run. `warnings` are the reader's warnings about the record.
+///
+/// A control run (`config.expect_stall`, verify's buggy-model runs) is judged on what it is
+/// for: `stalled_as_expected` replaces `no_stall`, and the checks of the guest's health
+/// (renewals, lease, throughput), which a stall is expected to spoil, are skipped.
 pub fn evaluate(header: &RunHeader, analysis: &Analysis, warnings: &[String]) -> Vec<Check> {
+    if header.config.expect_stall {
+        let not_judged = |name| {
+            check(
+                name,
+                CheckStatus::Skipped,
+                "control run (expected to stall): not judged".into(),
+                String::new(),
+            )
+        };
+        return vec![
+            stalled_as_expected(analysis),
+            not_judged(names::RENEWALS),
+            not_judged(names::LEASE),
+            not_judged(names::THROUGHPUT),
+            vmm(analysis),
+            completed(header, analysis, warnings),
+        ];
+    }
     vec![
         no_stall(analysis),
         renewals(analysis),
@@ -142,6 +166,40 @@ fn no_stall(a: &Analysis) -> Check {
         ),
         details,
     )
+}
+
+fn stalled_as_expected(a: &Analysis) -> Check {
+    match a.first_stall() {
+        Some(first) => check(
+            names::STALLED_AS_EXPECTED,
+            CheckStatus::Pass,
+            format!(
+                "expected to stall: stalled at {:.1} s ({} on {})",
+                first.stalled_since,
+                first.kind.as_str(),
+                first.queue
+            ),
+            first.signature(),
+        ),
+        None => match a.not_judgeable() {
+            // No stall in a run that did not run as planned says nothing about the bug.
+            Some(why) => check(
+                names::STALLED_AS_EXPECTED,
+                CheckStatus::Error,
+                format!("expected to stall: no stall, and the run cannot tell: {why}"),
+                String::new(),
+            ),
+            None => check(
+                names::STALLED_AS_EXPECTED,
+                CheckStatus::Fail,
+                format!(
+                    "expected to stall: no stall in {:.1} s; this setup did not show the bug",
+                    a.duration_s
+                ),
+                String::new(),
+            ),
+        },
+    }
 }
 
 fn renewals(a: &Analysis) -> Check {

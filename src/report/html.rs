@@ -45,10 +45,16 @@ pub fn render(timeline: &Timeline, a: &Analysis, checks: &[Check], verdict: Verd
         verdict.as_str().to_uppercase()
     );
     let _ = writeln!(s, "<style>{CSS}</style>\n</head>\n<body>");
+    let phase = match (&h.config.phase, h.config.expect_stall) {
+        (Some(p), true) => format!(" {p} (control run, expected to stall)"),
+        (Some(p), false) => format!(" {p}"),
+        (None, _) => String::new(),
+    };
     let _ = writeln!(
         s,
-        "<h1>vnetbed {} <span class=\"badge {}\">{}</span></h1>",
+        "<h1>vnetbed {}{} <span class=\"badge {}\">{}</span></h1>",
         escape(sub),
+        escape(&phase),
         verdict.as_str(),
         verdict.as_str().to_uppercase()
     );
@@ -57,7 +63,13 @@ pub fn render(timeline: &Timeline, a: &Analysis, checks: &[Check], verdict: Verd
         .find(|c| c.status == CheckStatus::Fail)
         .or_else(|| checks.iter().find(|c| c.status == CheckStatus::Error))
         .map_or_else(
-            || "every check passed".to_string(),
+            // A control run says what it was for: "expected to stall: stalled at ...".
+            || {
+                checks
+                    .iter()
+                    .find(|c| c.name == super::checks::names::STALLED_AS_EXPECTED)
+                    .map_or_else(|| "every check passed".to_string(), |c| c.message.clone())
+            },
             |c| format!("{}: {}", c.name, c.message),
         );
     let _ = writeln!(s, "<p class=\"reason\">{}</p>", escape(&reason));

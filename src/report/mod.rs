@@ -14,7 +14,7 @@ mod junit;
 mod progress;
 mod stats;
 mod svg;
-mod xml;
+pub(crate) mod xml;
 
 use std::path::{Path, PathBuf};
 

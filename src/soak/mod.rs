@@ -92,6 +92,10 @@ pub struct SoakPlan {
     pub testbed_name: String,
     /// How long the guest may take to get its first lease.
     pub dhcp_timeout: Duration,
+    /// `vnetbed verify`'s name for this run (`A1-unfenced`), recorded in the header.
+    pub phase: Option<String>,
+    /// A control run, expected to stall (recorded in the header; its checks say so).
+    pub expect_stall: bool,
 }
 
 /// Errors that keep a soak from running at all (a failed run is a verdict, not an error).
@@ -266,6 +270,8 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         rate: (plan.load != LoadKind::None).then(|| plan.rate.clone()),
         duration_s: Some(plan.duration.as_secs_f64()),
         throughput_floor_bps: plan.throughput_floor_bps,
+        phase: plan.phase.clone(),
+        expect_stall: plan.expect_stall,
     };
     let header = RunHeader::new(config);
     let mut writer = TimelineWriter::create(&plan.out.join(TIMELINE_FILE), &header)?;

@@ -81,16 +81,30 @@ pub struct Expect<'a> {
 
 /// Check the three reports with the python consumers.
 pub fn check_with_python(python: &Path, dir: &Path, e: &Expect) {
+    check_with_python_cases(python, dir, e, &CHECKS, &PLOTS);
+}
+
+/// [`check_with_python`] for a run whose testcases are `cases` (a control run's, say), and
+/// whose plots that must hold data are `plots` (a control run that stalled within a second
+/// or two has too few samples for some).
+pub fn check_with_python_cases(
+    python: &Path,
+    dir: &Path,
+    e: &Expect,
+    cases: &[&str],
+    plots: &[&str],
+) {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_reports.py");
     let expect = json!({
         "verdict": e.verdict,
-        "testcases": CHECKS,
+        "testcases": cases,
         "failures": e.failures,
         "errors": e.errors,
         "skipped": e.skipped,
         "first_stall": e.first_stall,
         "plots": PLOTS,
+        "plots_with_data": plots,
     });
     let out = Command::new(python)
         .arg(&script)
