@@ -129,3 +129,59 @@ fn a_closed_stdout_is_a_normal_way_to_end() {
         "the job still ran to its end"
     );
 }
+
+/// `vnetbed net status` without a name lists the testbeds that are up, and only those. The
+/// state root is the test's own, so testbeds of other runs on this host do not show.
+#[test]
+fn net_status_without_a_name_lists_the_testbeds_that_are_up() {
+    use common::{require, Capability};
+    if !require(
+        "net_status_all",
+        &[
+            Capability::Root,
+            Capability::Program("ip"),
+            Capability::Program("dnsmasq"),
+        ],
+    ) {
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-net-status-state");
+    let _ = std::fs::remove_dir_all(&root);
+    let net = |args: &[&str]| {
+        let out = vnetbed()
+            .args(args)
+            .env("VNETBED_STATE_DIR", &root)
+            .output()
+            .expect("run vnetbed net");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            text,
+        )
+    };
+    let (status, stdout, text) = net(&["net", "status"]);
+    assert_eq!(status, Some(0), "{text}");
+    assert_eq!(stdout.trim(), "no testbed is up", "{text}");
+
+    let (status, _, text) = net(&["net", "up", "--name", "cls"]);
+    assert_eq!(status, Some(0), "{text}");
+    let (status, stdout, text) = net(&["net", "status", "--json"]);
+    let (down, _, down_text) = net(&["net", "down", "--name", "cls"]);
+    assert_eq!(status, Some(0), "{text}");
+    let list: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON list");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cls"], "{stdout}");
+    assert_eq!(down, Some(0), "{down_text}");
+    let (_, stdout, _) = net(&["net", "status"]);
+    assert_eq!(stdout.trim(), "no testbed is up");
+}

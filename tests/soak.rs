@@ -481,3 +481,49 @@ fn verify_ab_passes_and_writes_its_summary() {
     assert_eq!(rebuilt.status.code(), Some(0), "{}", text(&rebuilt));
     no_testbed_left("vf");
 }
+
+/// verify stopped by SIGINT during B still leaves its summary, which says there is no
+/// verdict, and how long B really ran; `--json` keeps stdout for that summary alone.
+#[test]
+fn verify_interrupted_during_b_leaves_its_summary() {
+    if !require("verify_interrupted", CAPS) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = out_dir("verify-int");
+    let child = soak_cmd("verify", &out, "vi")
+        .args([
+            "--runs",
+            "1",
+            "--duration",
+            "10m",
+            "--timeout",
+            "60s",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_samples(&out.join("B-fenced"), 5, Duration::from_secs(120));
+    // SAFETY: kill(2) on our child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // stdout is the summary, and nothing else.
+    let printed: Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("verify.json")).unwrap()).unwrap();
+    assert_eq!(printed, v);
+    assert_eq!(v["verdict"], "error", "{v:#}");
+    assert_eq!(v["a_runs"][0]["status"], "stalled", "{v:#}");
+    assert_eq!(v["b"]["planned_duration_s"], 600.0, "{v:#}");
+    let recorded = wait_elapsed(&out.join("B-fenced"));
+    let b_duration = v["b"]["duration_s"].as_f64().unwrap();
+    assert!(
+        b_duration >= 5.0 && (b_duration - recorded).abs() < 0.01,
+        "b.duration_s {b_duration} is what B recorded ({recorded}), not the plan: {v:#}"
+    );
+    assert!(out.join("junit.xml").exists() && out.join("report.html").exists());
+    no_testbed_left("vi");
+}

@@ -124,9 +124,9 @@ pub struct NameArgs {
 /// Arguments of `net status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Testbed name.
-    #[arg(long, default_value = net::names::DEFAULT_NAME)]
-    pub name: String,
+    /// Testbed name. Without it: every testbed that is up (soaks' and `net up`'s).
+    #[arg(long, value_parser = super::args::testbed_name)]
+    pub name: Option<String>,
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
@@ -320,13 +320,48 @@ fn down(name: &str) -> Result<(), NetError> {
 }
 
 fn status(args: &StatusArgs) -> Result<(), NetError> {
-    let status = net::read_status(&net::state_root(), &args.name)?;
+    let Some(name) = &args.name else {
+        return status_all(args.json);
+    };
+    let status = net::read_status(&net::state_root(), name)?;
     if args.json {
-        let json = serde_json::to_string_pretty(&status)
-            .map_err(|e| NetError::io("cannot format the status", std::io::Error::other(e)))?;
-        outln!("{json}");
+        outln!("{}", to_json(&status)?);
     } else {
         print_status(&status);
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, NetError> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| NetError::io("cannot format the status", std::io::Error::other(e)))
+}
+
+/// Every testbed that is up: each state directory whose holder is alive.
+fn status_all(json: bool) -> Result<(), NetError> {
+    let root = net::state_root();
+    let mut names: Vec<String> = match std::fs::read_dir(&root) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        // No state directory yet: no testbed was ever up.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(NetError::io("cannot list the testbeds' state", e)),
+    };
+    names.sort();
+    let up: Vec<TestbedStatus> = names
+        .iter()
+        .filter_map(|n| net::read_status(&root, n).ok())
+        .collect();
+    if json {
+        outln!("{}", to_json(&up)?);
+    } else if up.is_empty() {
+        outln!("no testbed is up");
+    } else {
+        for s in &up {
+            print_status(s);
+        }
     }
     Ok(())
 }

@@ -26,8 +26,8 @@ pub struct NetworkArgs {
     #[arg(long, default_value_t = 5)]
     pub boots: usize,
     /// UDP target rate (iperf3 -b), both directions.
-    #[arg(long, default_value = "200M")]
-    pub udp_rate: String,
+    #[arg(long, default_value = "200M", value_parser = crate::commands::args::rate)]
+    pub udp_rate: crate::commands::args::Rate,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -53,7 +53,7 @@ fn all_tests(netns: &str, server: &str, args: &NetworkArgs) -> Vec<Result<Outcom
             if vnetbed::soak::stop_signal().is_some() {
                 return Err("interrupted".to_string());
             }
-            let r = iperf::run(netns, server, t, args.seconds, &args.udp_rate);
+            let r = iperf::run(netns, server, t, args.seconds, &args.udp_rate.text);
             eprintln!(
                 "  {:<24} {}",
                 t.label("server"),
@@ -193,7 +193,7 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
     outln!();
     outln!(
         "iperf3, {} s per test, UDP -b {} -l 1400; \"to\" = client in the testbed namespace -> server (the guest, or the veth pair's far side); received rate",
-        args.seconds, args.udp_rate
+        args.seconds, args.udp_rate.text
     );
     outln!("| setup | TCP to | TCP from (-R) | UDP to | UDP from (-R) |");
     outln!("|---|---|---|---|---|");
@@ -222,7 +222,7 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
         let doc = json!({
             "schema": "vnetbed.bench.network/1",
             "seconds": args.seconds,
-            "udp_rate": args.udp_rate,
+            "udp_rate": args.udp_rate.text,
             "boot_to_bound_ms": boots.iter().map(|b| json!({
                 "vmm": b.vmm.name(), "wall": b.wall_ms, "guest_clock": b.guest_ms})).collect::<Vec<_>>(),
             "iperf3": rows.iter().map(|r| json!({
