@@ -146,13 +146,35 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
             "--rebind-after",
             "20s",
             "--throughput-floor",
-            "10000000",
+            "10M",
+            "--json",
         ])
         .output()
         .unwrap();
     let r = report(&out);
     assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", text(&o));
     assert_eq!(r["verdict"], "pass");
+    assert_eq!(r["run"]["config"]["throughput_floor_bps"], 10e6);
+    // --json: stdout is report.json, and nothing else (the progress went to stderr).
+    let printed: Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    assert_eq!(printed, r);
+    // The boot exchange is the first lease, not a renewal, whichever of the guest's lines and
+    // dnsmasq's log came first.
+    let timeline = std::fs::read_to_string(out.join("timeline.jsonl")).unwrap();
+    let exchanges: Vec<Value> = timeline
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| match v["record"].as_str() {
+            Some("dhcp") => vec![v],
+            Some("sample") => v["dhcp"].as_array().cloned().unwrap_or_default(),
+            _ => vec![],
+        })
+        .collect();
+    let first_request = exchanges
+        .iter()
+        .find(|e| e["message"] == "request")
+        .expect("a DHCP request");
+    assert_eq!(first_request["phase"], "request", "{exchanges:#?}");
     for c in [
         "no_stall",
         "every_renewal_answered_and_received",
