@@ -96,6 +96,7 @@ fn run_dir() -> PathBuf {
         elapsed: 3.5,
         outcome: RunOutcome::Completed,
         detail: None,
+        logs: Vec::new(),
     }))
     .expect("end");
     dir
@@ -184,4 +185,30 @@ fn net_status_without_a_name_lists_the_testbeds_that_are_up() {
     assert_eq!(down, Some(0), "{down_text}");
     let (_, stdout, _) = net(&["net", "status"]);
     assert_eq!(stdout.trim(), "no testbed is up");
+}
+
+/// A soak whose filesystem cannot hold twice what it will write refuses to start: exit 2,
+/// a clear message, and nothing created (no run directory, no testbed).
+#[test]
+fn a_soak_that_cannot_fit_on_the_disk_refuses_to_start() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-disk-refusal");
+    let _ = std::fs::remove_dir_all(&out);
+    // About 470 TB of record: more than any filesystem this runs on.
+    let o = vnetbed()
+        .args([
+            "soak",
+            "--duration",
+            "100000000h",
+            "--kernel",
+            "/nonexistent",
+        ])
+        .args(["--name", "dsk", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run vnetbed soak");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not enough disk"), "{stderr}");
+    assert!(stderr.contains("TB") || stderr.contains("GB"), "{stderr}");
+    assert!(!out.exists(), "nothing is created");
 }

@@ -184,8 +184,18 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
     ] {
         assert_eq!(check(&r, c), "pass", "{c}: {r:#}");
     }
-    // T1 = 10 s over a minute: the guest renewed several times, and every answer arrived.
-    assert!(r["renewals"]["received"].as_u64().unwrap() >= 3, "{r:#}");
+    // T1 = 10 s over a minute: the guest renewed several times (the boot exchange is not one
+    // of them), and no renewal failed. An answer lost to the host's own tap drops on a busy
+    // machine is unresolved, not failed (docs/reports.md), so it is not counted as received.
+    let renewals = &r["renewals"];
+    let attempted = renewals["attempted"].as_u64().unwrap();
+    assert!(attempted >= 3, "{r:#}");
+    assert_eq!(
+        renewals["received"].as_u64().unwrap() + renewals["unresolved"].as_u64().unwrap(),
+        attempted,
+        "{r:#}"
+    );
+    assert_eq!(check(&r, "resources_flat"), "pass", "{r:#}");
     assert!(r["exposure"]["cycles"].as_u64().unwrap() > 0, "{r:#}");
     reports_are_valid("fenced_soak", &out);
     no_testbed_left("sf");

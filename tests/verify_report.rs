@@ -136,6 +136,7 @@ fn write_run(verify: &Path, r: &Run) {
             elapsed: end_at,
             outcome,
             detail: (outcome == RunOutcome::Interrupted).then(|| "stopped by signal 2".into()),
+            logs: Vec::new(),
         }))
         .expect("end");
     }
@@ -230,7 +231,8 @@ fn a_passing_verify_is_green_for_a_ci_that_collects_every_junit_xml() {
         top,
         &json!({"vnetbed.verify.phase-A": ["A1-unfenced stalls as expected", "A2-unfenced stalls as expected"],
                 "vnetbed.verify.phase-B": ["no_stall", "every_renewal_answered_and_received",
-                    "lease_never_lost", "throughput_above_floor", "vmm_survived", "run_completed"]}),
+                    "lease_never_lost", "throughput_above_floor", "vmm_survived", "run_completed",
+                    "resources_flat"]}),
         "{found:#}"
     );
     // The top page links every run's page; the control runs' pages say what they showed.

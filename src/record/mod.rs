@@ -15,7 +15,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use host::{rfc3339_utc, unix_now};
-pub use reader::{Timeline, TimelineReader};
+pub use reader::{Timeline, TimelineReader, TimelineSummary};
 pub use types::*;
 pub use writer::TimelineWriter;
 
@@ -270,6 +270,7 @@ mod tests {
                 elapsed: 7.0,
                 outcome: RunOutcome::Interrupted,
                 detail: Some("SIGTERM".into()),
+                logs: Vec::new(),
             }),
         ];
         for record in records {

@@ -89,6 +89,8 @@ pub mod names {
     pub const VMM: &str = "vmm_survived";
     /// The run completed and was recorded to its end.
     pub const COMPLETED: &str = "run_completed";
+    /// The processes' memory and file descriptors stayed flat after the warm-up.
+    pub const RESOURCES: &str = "resources_flat";
     /// A control run (expected to stall) stalled.
     pub const STALLED_AS_EXPECTED: &str = "stalled_as_expected";
 }
@@ -115,6 +117,7 @@ pub fn evaluate(header: &RunHeader, analysis: &Analysis, warnings: &[String]) ->
             not_judged(names::THROUGHPUT),
             vmm(analysis),
             completed(header, analysis, warnings),
+            resources_flat(analysis),
         ];
     }
     vec![
@@ -124,6 +127,7 @@ pub fn evaluate(header: &RunHeader, analysis: &Analysis, warnings: &[String]) ->
         throughput(header, analysis),
         vmm(analysis),
         completed(header, analysis, warnings),
+        resources_flat(analysis),
     ]
 }
 
@@ -199,6 +203,71 @@ fn stalled_as_expected(a: &Analysis) -> Check {
                 String::new(),
             ),
         },
+    }
+}
+
+fn resources_flat(a: &Analysis) -> Check {
+    use super::resources::{warm_up_s, FD_GROWTH};
+    let warm_up = warm_up_s(a.duration_s);
+    if a.resources.is_empty() {
+        return check(
+            names::RESOURCES,
+            CheckStatus::Skipped,
+            format!("fewer than two resource readings after the {warm_up:.0} s warm-up"),
+            String::new(),
+        );
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let lines: Vec<String> = a
+        .resources
+        .iter()
+        .map(|t| {
+            format!(
+                "{} (pid {}): RSS {:.1} -> {:.1} MiB, growth {:.1} MiB (bound {:.1}); fds {} -> {}, growth {} (bound {FD_GROWTH}); CPU {:.1} s; {} readings",
+                t.process,
+                t.pid,
+                mib(t.rss_kib_first),
+                mib(t.rss_kib_last),
+                mib(t.rss_growth_kib),
+                mib(t.rss_bound_kib()),
+                t.fds_first,
+                t.fds_last,
+                t.fds_growth,
+                t.cpu_s,
+                t.samples
+            )
+        })
+        .collect();
+    let grown: Vec<&str> = a
+        .resources
+        .iter()
+        .filter(|t| !t.flat())
+        .map(|t| t.process.as_str())
+        .collect();
+    if grown.is_empty() {
+        check(
+            names::RESOURCES,
+            CheckStatus::Pass,
+            format!(
+                "memory and file descriptors flat after the {warm_up:.0} s warm-up ({})",
+                a.resources
+                    .iter()
+                    .map(|t| t.process.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            lines.join("\n"),
+        )
+    } else {
+        check(
+            names::RESOURCES,
+            CheckStatus::Fail,
+            format!(
+                "grew after the {warm_up:.0} s warm-up: {}",
+                grown.join(", ")
+            ),
+            lines.join("\n"),
+        )
     }
 }
 
@@ -321,7 +390,7 @@ fn vmm(a: &Analysis) -> Check {
 
 fn completed(header: &RunHeader, a: &Analysis, warnings: &[String]) -> Check {
     let warning_lines = capped_lines(warnings.iter().cloned(), warnings.len());
-    if a.samples.is_empty() {
+    if a.seconds.is_empty() {
         return check(
             names::COMPLETED,
             CheckStatus::Error,

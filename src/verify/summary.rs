@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Record, Timeline, TimelineReader, TIMELINE_FILE};
+use crate::record::TIMELINE_FILE;
 use crate::report::{self, percentile, Check, CheckStatus, Verdict};
 
 /// The schema name and version of `verify.json`.
@@ -195,26 +195,11 @@ pub struct VerifySummary {
     pub b: Option<BRun>,
 }
 
-/// rx interrupt decisions (sent + suppressed) in a timeline: each is one chance for the
-/// lost-interrupt race, as each ring-empty -> enable cycle is one for the lost kick.
-pub fn rx_interrupt_decisions(timeline: &Timeline) -> u64 {
-    timeline
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Sample(s) => s.device.as_ref(),
-            _ => None,
-        })
-        .flat_map(|d| d.queues.iter())
-        .filter(|q| q.queue.starts_with("rx"))
-        .map(|q| q.interrupts_sent + q.interrupts_suppressed)
-        .max()
-        .unwrap_or(0)
-}
-
-/// [`rx_interrupt_decisions`] of the run in `dir`; 0 without a readable record.
+/// rx interrupt decisions (sent + suppressed) of the run in `dir`: each is one chance for
+/// the lost-interrupt race, as each ring-empty -> enable cycle is one for the lost kick. 0
+/// without a readable record.
 pub fn rx_interrupt_decisions_in(dir: &Path) -> u64 {
-    TimelineReader::read(&dir.join(TIMELINE_FILE)).map_or(0, |t| rx_interrupt_decisions(&t))
+    report::analyse_file(&dir.join(TIMELINE_FILE)).map_or(0, |(_, a)| a.rx_interrupt_decisions)
 }
 
 fn per_minute(count: u64, seconds: f64) -> Option<f64> {
@@ -238,18 +223,17 @@ fn a_run(dir: &Path, name: String) -> ARun {
         run.detail = Some("not run: verify was stopped before it, or is still running".into());
         return run;
     }
-    let timeline = match TimelineReader::read(&path.join(TIMELINE_FILE)) {
-        Ok(t) => t,
+    let analysis = match report::analyse_file(&path.join(TIMELINE_FILE)) {
+        Ok((_, a)) => a,
         Err(e) => {
             run.status = AStatus::Unjudged;
             run.detail = Some(format!("no readable record: {e}"));
             return run;
         }
     };
-    let (analysis, _, _) = report::judge(&timeline);
     run.duration_s = Some(analysis.duration_s);
     run.exposure_cycles = Some(analysis.exposure.cycles);
-    run.rx_interrupt_decisions = Some(rx_interrupt_decisions(&timeline));
+    run.rx_interrupt_decisions = Some(analysis.rx_interrupt_decisions);
     match analysis.first_stall() {
         Some(s) => {
             run.status = AStatus::Stalled;
@@ -276,8 +260,9 @@ fn b_run(dir: &Path) -> Option<BRun> {
     if !path.exists() {
         return None;
     }
-    let timeline = match TimelineReader::read(&path.join(TIMELINE_FILE)) {
-        Ok(t) => t,
+    let (timeline, analysis, checks, verdict) = match report::judge_file(&path.join(TIMELINE_FILE))
+    {
+        Ok(judged) => judged,
         Err(e) => {
             return Some(BRun {
                 unjudged: Some(format!("no readable record: {e}")),
@@ -285,9 +270,8 @@ fn b_run(dir: &Path) -> Option<BRun> {
             })
         }
     };
-    let (analysis, checks, verdict) = report::judge(&timeline);
     let cycles = analysis.exposure.cycles;
-    let decisions = rx_interrupt_decisions(&timeline);
+    let decisions = analysis.rx_interrupt_decisions;
     let seconds = analysis.duration_s;
     let race = |chance, count: u64, rate: f64| RaceExposure {
         chance,

@@ -11,13 +11,14 @@ use serde_json::{json, Value};
 use super::{require, Capability};
 
 /// The checks, in report order (one JUnit testcase each).
-pub const CHECKS: [&str; 6] = [
+pub const CHECKS: [&str; 7] = [
     "no_stall",
     "every_renewal_answered_and_received",
     "lease_never_lost",
     "throughput_above_floor",
     "vmm_survived",
     "run_completed",
+    "resources_flat",
 ];
 pub const PLOTS: [&str; 4] = ["throughput", "ping", "dhcp", "exposure"];
 
