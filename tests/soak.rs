@@ -108,6 +108,43 @@ fn reports_are_valid(test: &str, out: &Path) {
     check_with_python_cases(&python, out, &e, &cases, plots);
 }
 
+/// DHCP packets in a pcap file (tcpdump's classic format): (to the server, to the client).
+fn dhcp_packets(path: &Path) -> (usize, usize) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(bytes.len() >= 24, "{}: no pcap header", path.display());
+    let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
+    assert!(
+        magic == 0xa1b2_c3d4 || magic == 0xa1b2_3c4d,
+        "{}: not a little-endian pcap",
+        path.display()
+    );
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let (mut to_server, mut to_client) = (0, 0);
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = u32_at(at + 8);
+        let frame = &bytes[(at + 16).min(bytes.len())..(at + 16 + len).min(bytes.len())];
+        at += 16 + len;
+        // Ethernet, IPv4, UDP: the ports follow the IP header.
+        if frame.len() < 14 + 20 + 4 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+            continue;
+        }
+        let udp = 14 + usize::from(frame[14] & 0x0f) * 4;
+        let Some(ports) = frame.get(udp..udp + 4) else {
+            continue;
+        };
+        match (
+            u16::from_be_bytes([ports[0], ports[1]]),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        ) {
+            (68, 67) => to_server += 1,
+            (67, 68) => to_client += 1,
+            _ => {}
+        }
+    }
+    (to_server, to_client)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -148,6 +185,8 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
             "--throughput-floor",
             "10M",
             "--json",
+            "--capture",
+            "dhcp",
         ])
         .output()
         .unwrap();
@@ -175,6 +214,17 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
         .find(|e| e["message"] == "request")
         .expect("a DHCP request");
     assert_eq!(first_request["phase"], "request", "{exchanges:#?}");
+    // --capture dhcp: the ring on the guest's tap has the DHCP of the whole run, both ways
+    // (the boot's exchange and the renewals); nothing failed, so nothing else was kept.
+    let (to_server, to_client) = dhcp_packets(&out.join("capture/ring.pcap0"));
+    assert!(to_server >= 4 && to_client >= 4, "{to_server} {to_client}");
+    let kept: Vec<_> = std::fs::read_dir(out.join("capture"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("ring.pcap"))
+        .collect();
+    assert!(kept.is_empty(), "{kept:?}");
     for c in [
         "no_stall",
         "every_renewal_answered_and_received",
@@ -219,6 +269,8 @@ fn reproduce_stalls_and_names_the_signature() {
             "10s",
             "--rebind-after",
             "20s",
+            "--capture",
+            "dhcp",
         ])
         .output()
         .unwrap();
@@ -253,6 +305,24 @@ fn reproduce_stalls_and_names_the_signature() {
     assert_eq!(check(&r, "lease_never_lost"), "fail", "{r:#}");
     assert_eq!(r["incident_reproduced"], true, "{r:#}");
     assert_eq!(o.status.code(), Some(0), "{out_text}");
+    // --capture dhcp kept the packets around the stall and each failed renewal: the server's
+    // answers went out on the tap, toward a guest that never took them.
+    let kept: Vec<PathBuf> = std::fs::read_dir(out.join("capture"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let named = |prefix: &str| {
+        kept.iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(!named("stall-1-at-").is_empty(), "{kept:?}");
+    let renewals = named("failed-renewal-1-at-");
+    assert!(!renewals.is_empty(), "{kept:?}");
+    let answers: usize = renewals.iter().map(|p| dhcp_packets(p).1).sum();
+    assert!(answers >= 1, "no answer toward the guest in {renewals:?}");
     eprintln!("reproduced in {:.0} s", started.elapsed().as_secs_f64());
     reports_are_valid("reproduce", &out);
     no_testbed_left("sr");

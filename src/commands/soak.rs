@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use vmm::devices::virtio::net::NotifyModel;
 use vnetbed::report::incident;
+use vnetbed::soak::capture::{self as capture_mod, CaptureMode};
 use vnetbed::soak::load::LoadKind;
 use vnetbed::soak::{self, SoakPlan, StopWhen};
 
@@ -83,6 +84,10 @@ pub struct CommonArgs {
     /// Print the final summary as JSON on stdout (progress and logs stay on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Capture packets on the guest's tap with tcpdump, as a ring buffer in capture/, keeping
+    /// a copy around each stall and failed renewal: dhcp (UDP 67/68) or all (headers).
+    #[arg(long, value_enum, default_value_t = CaptureMode::None)]
+    pub capture: CaptureMode,
 }
 
 /// Arguments of `vnetbed soak`.
@@ -122,6 +127,9 @@ pub struct ReproduceArgs {
 /// Errors before a run starts.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// `--capture` without tcpdump.
+    #[error(transparent)]
+    Capture(#[from] capture_mod::CaptureError),
     /// The guest image.
     #[error("cannot get the {guest} guest image: {detail}; build it with `vnetbed image build {guest}` or pass --kernel")]
     Image {
@@ -171,6 +179,9 @@ pub fn plan(
     out: PathBuf,
     stop_when: StopWhen,
 ) -> Result<SoakPlan, SetupError> {
+    if common.capture != CaptureMode::None && capture_mod::find_tcpdump().is_none() {
+        return Err(capture_mod::CaptureError::NoTcpdump.into());
+    }
     let (kernel, initrd) = guest_image(common)?;
     Ok(SoakPlan {
         duration,
@@ -206,6 +217,7 @@ pub fn plan(
         dhcp_timeout: Duration::from_secs(60),
         phase: None,
         expect_stall: false,
+        capture: common.capture,
     })
 }
 

@@ -11,6 +11,7 @@
 //! (as a `vmm_exit`) and never takes the record with it. Every record reaches the disk before
 //! the next one is written; the reports are rebuilt from the record at the end.
 
+pub mod capture;
 pub mod children;
 pub mod convert;
 pub mod dhcp_track;
@@ -101,6 +102,8 @@ pub struct SoakPlan {
     pub phase: Option<String>,
     /// A control run, expected to stall (recorded in the header; its checks say so).
     pub expect_stall: bool,
+    /// What tcpdump captures on the guest's tap (`--capture`).
+    pub capture: capture::CaptureMode,
 }
 
 /// Errors that keep a soak from running at all (a failed run is a verdict, not an error).
@@ -127,6 +130,9 @@ pub enum SoakError {
     /// The reports.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// The packet capture.
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureError),
     /// The run directory's filesystem cannot hold twice what the run will write.
     #[error(
         "not enough disk for this run: it may write {projected} to {dir}, whose filesystem has \
@@ -285,11 +291,12 @@ pub const HANG_AFTER_S: u64 = 15;
 /// Run a soak; the verdict is in the result.
 pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     // Before anything is created: will the record and its logs fit?
-    let projection =
+    let mut projection =
         disk::project(&plan.out, plan.duration).map_err(|source| SoakError::OutDir {
             path: plan.out.clone(),
             source,
         })?;
+    projection.bytes += plan.capture.max_bytes();
     let (projected, free) = (
         disk::format_bytes(projection.bytes),
         disk::format_bytes(projection.free),
@@ -409,6 +416,9 @@ fn drive(
     let lease_note = testbed.info().lease_note.clone();
     let mac = guest_mac();
     let mut tracker = DhcpTracker::new(&mac);
+    // The capture starts before the guest, so that its boot's DHCP is in it.
+    let mut capture = capture::Capture::start(plan.capture, &netns, &tap, &plan.out)?;
+    let mut failed_renewals = 0usize;
     let mut vmm = start_vmm(plan, &testbed, &mac)?;
     let mut serial_log = RotatingLog::create(&plan.out.join(SERIAL_LOG_FILE));
     writer.append(&Record::Note(Note {
@@ -530,6 +540,10 @@ fn drive(
                 Some("stall") => {
                     if let Some(s) = convert::stall(&ev, started_unix) {
                         tracker.note_stall();
+                        if let Some(c) = capture.as_mut() {
+                            let label = format!("stall-{}", progress.stalls() + 1);
+                            acc.notes.push(c.keep(&label, s.detected_at));
+                        }
                         let rec = Record::Stall(s);
                         writer.append(&rec)?;
                         progress.observe(&rec);
@@ -687,6 +701,15 @@ fn drive(
             }
             s.ping = acc.ping.take();
             s.dhcp = tracker.take_closed();
+            if let Some(c) = capture.as_mut() {
+                for d in s.dhcp.iter().filter(|d| {
+                    d.phase.is_renewal() && report::analysis::RenewalOutcome::of(d).failed()
+                }) {
+                    failed_renewals += 1;
+                    let label = format!("failed-renewal-{failed_renewals}");
+                    acc.notes.push(c.keep(&label, d.at));
+                }
+            }
             s.lease = tracker.lease();
             if !device.is_empty() {
                 s.device = Some(DeviceCounters {
@@ -767,6 +790,9 @@ fn drive(
         let _ = t.join();
     }
     drop(ping);
+    if let Some(c) = capture.take() {
+        c.stop();
+    }
     tracker.finish();
     let events_total;
     let end_at = t0.elapsed().as_secs_f64();
