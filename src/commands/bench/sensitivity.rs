@@ -71,7 +71,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         for i in 1..=runs {
             let p = plan(
                 &args.common,
-                &model.to_string(),
+                model,
                 args.timeout,
                 out.join(format!("{model}-{i:02}")),
                 StopWhen::FirstStall,
@@ -105,16 +105,15 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         }
         results.push(r);
     }
-    let window = args
-        .common
-        .race_window
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let window = args.common.race_window.map_or_else(
+        || "each model's default".to_string(),
+        |w| humantime::format_duration(w).to_string(),
+    );
     println!();
     println!(
         "sensitivity: verify's control phase per model, race window {window}, load {} {}, {} runs each, at most {} s per run",
         args.common.load.name(),
-        args.common.rate,
+        args.common.rate.text,
         runs,
         args.timeout.as_secs()
     );
@@ -146,7 +145,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         "schema": "vnetbed.bench.sensitivity/1",
         "race_window": window,
         "load": args.common.load.name(),
-        "rate": args.common.rate,
+        "rate": args.common.rate.text,
         "timeout_s": args.timeout.as_secs_f64(),
         "models": results.iter().map(|r| {
             let s = summarize(&r.stalls);
