@@ -26,7 +26,14 @@ fn transport(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<MmioTransp
         ..NetOptions::default()
     };
     let events = EventSink::none();
-    let net = Net::new(MacAddr::DEFAULT, 16, Box::new(backend), options, events.clone()).ok()?;
+    let net = Net::new(
+        MacAddr::DEFAULT,
+        16,
+        Box::new(backend),
+        options,
+        events.clone(),
+    )
+    .ok()?;
     let signals = Signals::new(EventFd::new(libc::EFD_NONBLOCK).ok()?, events, "virtio-net");
     MmioTransport::new(Box::new(net), mem.clone(), signals).ok()
 }

@@ -23,7 +23,11 @@ mod dhcp_watch;
 /// COM1 on the host: the agent line must be one well-formed line.
 mod serial {
     pub fn write_bytes(bytes: &[u8]) {
-        assert!(bytes.starts_with(b"@probe {"), "{:?}", String::from_utf8_lossy(bytes));
+        assert!(
+            bytes.starts_with(b"@probe {"),
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
         assert!(bytes.ends_with(b"\n"));
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1);
     }

@@ -4,8 +4,7 @@
 #![no_main]
 
 use probe::iperf3_proto::{
-    for_each_member, parse_params, udp_connect_reply, UdpHeader, UdpReceiver, MAX_LEN,
-    MAX_STREAMS,
+    for_each_member, parse_params, udp_connect_reply, UdpHeader, UdpReceiver, MAX_LEN, MAX_STREAMS,
 };
 use vnetbed_fuzz::Input;
 

@@ -30,7 +30,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 }
             }
             Op::AddUsed { last, head, len } => {
-                let head = if last { last_head.unwrap_or(head) } else { head };
+                let head = if last {
+                    last_head.unwrap_or(head)
+                } else {
+                    head
+                };
                 let _ = q.add_used(&mem, head, len);
             }
             Op::Unpop => q.unpop(1),

@@ -105,7 +105,10 @@ pub fn check_chain(mem: &GuestMemoryMmap<()>, chain: &Chain, size: u16, dir: Dir
     assert!(chain.buffers.len() <= usize::from(size));
     for b in &chain.buffers {
         assert!(b.len > 0);
-        assert!(mem.check_range(b.addr, b.len as usize), "{b:?} outside memory");
+        assert!(
+            mem.check_range(b.addr, b.len as usize),
+            "{b:?} outside memory"
+        );
     }
     let _ = chain.total_len();
     let _ = dir;
