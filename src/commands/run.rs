@@ -290,6 +290,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn seccomp_is_on_or_off() {
+        assert_eq!(parse_on_off("on"), Ok(true));
+        assert_eq!(parse_on_off("off"), Ok(false));
+        assert!(parse_on_off("true")
+            .unwrap_err()
+            .contains("neither on nor off"));
+    }
+
+    #[test]
     fn serial_destinations_parse() {
         assert!(matches!(parse_serial("stdout"), Ok(SerialDest::Stdout)));
         assert!(matches!(parse_serial("none"), Ok(SerialDest::None)));
