@@ -19,6 +19,7 @@ packages=(
   python3-junitparser  # a real JUnit consumer for junit.xml (tests/report.rs)
   procps           # pgrep/pkill, used by tests
   gcc              # the linker driver for the probe guest image
+  g++              # libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets (fuzz/)
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

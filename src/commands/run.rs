@@ -64,6 +64,19 @@ pub struct RunArgs {
     /// What to do about a stall: report (leave it), recover (deliver the lost notification) or exit (status 8).
     #[arg(long, default_value = "report", value_parser = |s: &str| s.parse::<OnStall>().map_err(|e| e.to_string()))]
     pub on_stall: OnStall,
+    /// Confine every VMM thread (vCPUs, device worker, stall-exit, main) with its own seccomp
+    /// filter before the guest runs: `on` (default) or `off` (for debugging). A forbidden
+    /// system call ends the VMM with a message naming it and exit status 12.
+    #[arg(long, value_name = "on|off", default_value = "on", action = clap::ArgAction::Set, value_parser = parse_on_off)]
+    pub seccomp: bool,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}` is neither on nor off")),
+    }
 }
 
 /// A parsed `--serial` value.
@@ -131,6 +144,9 @@ pub enum RunError {
     /// The VM could not be built or started.
     #[error(transparent)]
     Vm(#[from] vmm::vm::VmError),
+    /// The seccomp filters could not be built.
+    #[error(transparent)]
+    Seccomp(#[from] vmm::seccomp::SeccompError),
     /// A NIC could not be attached.
     #[error("--net tap={tap}: {source}")]
     Net {
@@ -186,6 +202,10 @@ impl Drop for KernelPath {
 }
 
 fn run(args: RunArgs) -> Result<i32, RunError> {
+    if args.seccomp {
+        // Threads confine themselves as they start (the stall-exit thread in attach_net).
+        vmm::seccomp::enable()?;
+    }
     let kernel = KernelPath::resolve(&args.kernel)?;
     let events = match &args.events {
         Some(p) => EventSink::to_file(p).map_err(|source| RunError::Events {
@@ -209,6 +229,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         events,
     };
     let mut vm = Vm::new(config)?;
+    // Loaded: a built-in image's temporary file goes now, while files may still be removed.
+    drop(kernel);
     let mut options = NetOptions {
         notify_model: args.notify_model,
         on_stall: args.on_stall,
@@ -269,6 +291,15 @@ pub fn main(args: RunArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seccomp_is_on_or_off() {
+        assert_eq!(parse_on_off("on"), Ok(true));
+        assert_eq!(parse_on_off("off"), Ok(false));
+        assert!(parse_on_off("true")
+            .unwrap_err()
+            .contains("neither on nor off"));
+    }
 
     #[test]
     fn serial_destinations_parse() {

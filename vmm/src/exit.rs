@@ -9,6 +9,7 @@
 //! | 6 | KVM could not run the guest: internal/emulation error, failed entry, unexpected exit |
 //! | 8 | a virtio-net stall was detected and `--on-stall exit` was given |
 //! | 10 | stopped by SIGINT or SIGTERM, after a clean shutdown |
+//! | 12 | a VMM thread made a system call its seccomp filter forbids ([`crate::seccomp`]); stderr names it |
 
 use std::fmt;
 use std::time::Instant;

@@ -127,8 +127,27 @@ pub fn host_ranges(mem: &GuestMemoryMmap) -> Vec<(u64, u64)> {
 /// Resident memory of this process outside guest RAM, in KiB, from /proc/self/smaps:
 /// the VMM's own footprint ("RSS beyond guest memory").
 pub fn vmm_rss_beyond_guest_kib(mem: &GuestMemoryMmap) -> Option<u64> {
+    let smaps = std::fs::File::open("/proc/self/smaps").ok()?;
+    vmm_rss_from_smaps(smaps, mem)
+}
+
+/// [`vmm_rss_beyond_guest_kib`] from a /proc/self/smaps opened earlier (a thread under
+/// seccomp may not open files): rewound and read with `lseek` and `read` only.
+pub fn vmm_rss_from_smaps(mut smaps: std::fs::File, mem: &GuestMemoryMmap) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    smaps.seek(SeekFrom::Start(0)).ok()?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match smaps.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let smaps = String::from_utf8_lossy(&bytes);
     let guest = host_ranges(mem);
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
     let mut total = 0u64;
     let mut in_guest = false;
     for line in smaps.lines() {

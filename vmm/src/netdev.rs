@@ -101,6 +101,7 @@ fn watch_stall_exit(stall: StallExit, exit: ExitNotifier) -> std::io::Result<()>
         .name("stall-exit".into())
         .spawn(move || {
             use std::sync::atomic::Ordering;
+            crate::seccomp::apply_or_exit(crate::seccomp::ThreadKind::StallExit);
             loop {
                 if stall.fired() {
                     exit.request(ExitReason::StallDetected(

@@ -2,11 +2,13 @@
 //! turning fatal exits into an [`ExitReason`].
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier};
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::devices::bus::Bus;
 use crate::exit::ExitReason;
+use crate::seccomp::{self, ThreadKind};
 use crate::vm::ExitNotifier;
 
 /// The signal used to kick a vCPU thread out of `KVM_RUN` (its handler does nothing; the
@@ -34,10 +36,16 @@ pub struct VcpuContext {
     pub mmio: Bus,
     /// Where to report the end of the VM.
     pub exit: ExitNotifier,
+    /// Met twice before the guest runs: once this thread has confined itself with its
+    /// seccomp filter, and once the main thread has.
+    pub confined: Arc<Barrier>,
 }
 
 /// Run until the VM is asked to stop or this vCPU hits a fatal exit.
 pub fn run_vcpu(mut ctx: VcpuContext) {
+    seccomp::apply_or_exit(ThreadKind::Vcpu);
+    ctx.confined.wait();
+    ctx.confined.wait();
     loop {
         if ctx.exit.stop_flag().load(Ordering::Acquire) {
             return;

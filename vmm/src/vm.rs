@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
@@ -32,7 +32,7 @@ use crate::events::EventSink;
 use crate::exit::{ExitReason, VmExit};
 use crate::layout;
 use crate::memory::{self, MemoryError};
-use crate::{signals, vcpu};
+use crate::{seccomp, signals, vcpu};
 
 /// Where the guest's serial output goes.
 pub enum SerialOutput {
@@ -520,6 +520,10 @@ impl Vm {
                 "cmdline": self.cmdline,
             }),
         );
+        // Opened now: under seccomp the main thread cannot open files any more.
+        let smaps = File::open("/proc/self/smaps").ok();
+        // Every vCPU thread confines itself, then the main thread, then the guest runs.
+        let confined = Arc::new(Barrier::new(self.vcpus.len() + 1));
         let mut handles = Vec::new();
         for (index, fd) in self.vcpus.into_iter().enumerate() {
             let ctx = vcpu::VcpuContext {
@@ -528,6 +532,7 @@ impl Vm {
                 pio: self.pio.clone(),
                 mmio: self.mmio.clone(),
                 exit: self.exit.clone(),
+                confined: confined.clone(),
             };
             let h = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
@@ -535,6 +540,9 @@ impl Vm {
                 .map_err(host_err("spawn vCPU thread"))?;
             handles.push(h);
         }
+        confined.wait();
+        seccomp::apply_or_exit(seccomp::ThreadKind::Main);
+        confined.wait();
         let exit = loop {
             // Blocks until a vCPU, a device or a signal handler writes the eventfd.
             let _ = self.exit.inner.evt.read();
@@ -558,7 +566,7 @@ impl Vm {
             let _ = h.join();
         }
         signals::clear_stop_fd();
-        let rss = memory::vmm_rss_beyond_guest_kib(&self.mem);
+        let rss = smaps.and_then(|f| memory::vmm_rss_from_smaps(f, &self.mem));
         self.events.emit(
             "exit",
             serde_json::json!({

@@ -95,6 +95,7 @@ fn run(
     stop: EventFd,
     exit: StallExit,
 ) -> Box<dyn NetBackend> {
+    crate::seccomp::apply_or_exit(crate::seccomp::ThreadKind::DeviceWorker);
     match setup(&core, &kicks, &stop) {
         Ok(mut l) => {
             event_loop(&mut core, &mut l, &kicks, &exit);

@@ -1,0 +1,85 @@
+//! Helpers shared by the fuzz targets: a reader that turns the fuzzer's bytes into
+//! operations, and guest memory for the queue and transport targets.
+
+pub mod queue_ops;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Size of the fuzzed guest memory: small, so that random addresses often land inside it.
+pub const GUEST_MEM: u64 = 0x1_0000;
+
+/// Consumes the fuzzer's input front to back; reads past the end yield zeros.
+pub struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    /// Read `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { data }
+    }
+
+    /// Whether everything was consumed.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The next byte.
+    pub fn u8(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    /// The next little-endian u16.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    /// The next little-endian u32.
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+
+    /// The next little-endian u64.
+    pub fn u64(&mut self) -> u64 {
+        u64::from(self.u32()) | (u64::from(self.u32()) << 32)
+    }
+
+    /// Up to `n` bytes.
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let n = n.min(self.data.len());
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        head
+    }
+
+    /// Everything left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.take(self.data.len())
+    }
+
+    /// A guest address: mostly inside [`GUEST_MEM`] (aligned as the byte says), sometimes
+    /// anywhere.
+    pub fn addr(&mut self) -> u64 {
+        match self.u8() {
+            0 => self.u64(),
+            1 => GUEST_MEM - u64::from(self.u8()),
+            _ => u64::from(self.u16()),
+        }
+    }
+}
+
+/// Fresh guest memory of [`GUEST_MEM`] bytes, filled with `contents` (the rest zero).
+pub fn guest_memory(contents: &[u8]) -> GuestMemoryMmap<()> {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), GUEST_MEM as usize)])
+        .expect("mmap guest memory");
+    let n = contents.len().min(GUEST_MEM as usize);
+    mem.write_slice(&contents[..n], GuestAddress(0))
+        .expect("write guest memory");
+    mem
+}
