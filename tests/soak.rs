@@ -271,10 +271,17 @@ fn reproduce_stalls_and_names_the_signature() {
             "20s",
             "--capture",
             "dhcp",
+            "--json",
         ])
         .output()
         .unwrap();
     let r = report(&out);
+    // --json: stdout is the summary alone, with the run's report.json in it.
+    let printed: Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    assert_eq!(printed["schema"], "vnetbed.reproduce/1");
+    assert_eq!(printed["reproduced"], true, "{printed:#}");
+    assert_eq!(printed["exit_status"], 0);
+    assert_eq!(printed["report"], r);
     let stall = &r["first_stall"];
     assert!(stall.is_object(), "no stall: {}\n{r:#}", text(&o));
     // The stall came within 60 s of the start, with its full signature.
@@ -294,7 +301,7 @@ fn reproduce_stalls_and_names_the_signature() {
     let out_text = text(&o);
     assert!(
         out_text.contains(kind),
-        "the printed timeline names the signature:\n{out_text}"
+        "the printed summary names the signature:\n{out_text}"
     );
     // Its consequences: renewals answered by the server but never received, then the lease lost.
     assert_eq!(
