@@ -214,10 +214,15 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
         .find(|e| e["message"] == "request")
         .expect("a DHCP request");
     assert_eq!(first_request["phase"], "request", "{exchanges:#?}");
-    // --capture dhcp: the ring on the guest's tap has the DHCP of the whole run, both ways
-    // (the boot's exchange and the renewals); nothing failed, so nothing else was kept.
+    // --capture dhcp: the ring on the guest's tap has the DHCP of the whole run, both ways:
+    // the boot's DISCOVER and REQUEST with their answers, and every renewal the record holds
+    // with its answer; nothing failed, so nothing else was kept.
     let (to_server, to_client) = dhcp_packets(&out.join("capture/ring.pcap0"));
-    assert!(to_server >= 4 && to_client >= 4, "{to_server} {to_client}");
+    let count = |what: &str| r["renewals"][what].as_u64().unwrap() as usize;
+    assert!(
+        to_server >= 2 + count("attempted") && to_client >= 2 + count("answered"),
+        "{to_server} to the server, {to_client} to the client: {r:#}"
+    );
     let kept: Vec<_> = std::fs::read_dir(out.join("capture"))
         .unwrap()
         .flatten()
@@ -238,8 +243,10 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
     // of them), and no renewal failed. An answer lost to the host's own tap drops on a busy
     // machine is unresolved, not failed (docs/reports.md), so it is not counted as received.
     let renewals = &r["renewals"];
+    // At least the renewal at T1 and the rebinding at T2; on a busy host whose tap drops the
+    // answers (unresolved), the guest retries rebinding only rarely, so not more.
     let attempted = renewals["attempted"].as_u64().unwrap();
-    assert!(attempted >= 3, "{r:#}");
+    assert!(attempted >= 2, "{r:#}");
     assert_eq!(
         renewals["received"].as_u64().unwrap() + renewals["unresolved"].as_u64().unwrap(),
         attempted,
@@ -469,6 +476,9 @@ fn killing_dnsmasq_mid_soak_restarts_it_and_renewals_continue() {
             "10s",
         ])
         .args(["--renew-after", "5s", "--rebind-after", "10s"])
+        // TCP load: congestion-controlled, so on a busy host the tap does not overflow and
+        // drop the server's answers, which this test needs the guest to receive.
+        .args(["--load", "tcp"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
