@@ -25,6 +25,8 @@ const CAPS: &[Capability] = &[
     Capability::Program("dnsmasq"),
     Capability::Program("iperf3"),
     Capability::Program("ping"),
+    // The fenced soak and reproduce tests run with --capture dhcp.
+    Capability::Program("tcpdump"),
 ];
 
 fn out_dir(name: &str) -> PathBuf {
