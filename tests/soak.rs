@@ -25,6 +25,8 @@ const CAPS: &[Capability] = &[
     Capability::Program("dnsmasq"),
     Capability::Program("iperf3"),
     Capability::Program("ping"),
+    // The fenced soak and reproduce tests run with --capture dhcp.
+    Capability::Program("tcpdump"),
 ];
 
 fn out_dir(name: &str) -> PathBuf {
@@ -214,10 +216,15 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
         .find(|e| e["message"] == "request")
         .expect("a DHCP request");
     assert_eq!(first_request["phase"], "request", "{exchanges:#?}");
-    // --capture dhcp: the ring on the guest's tap has the DHCP of the whole run, both ways
-    // (the boot's exchange and the renewals); nothing failed, so nothing else was kept.
+    // --capture dhcp: the ring on the guest's tap has the DHCP of the whole run, both ways:
+    // the boot's DISCOVER and REQUEST with their answers, and every renewal the record holds
+    // with its answer; nothing failed, so nothing else was kept.
     let (to_server, to_client) = dhcp_packets(&out.join("capture/ring.pcap0"));
-    assert!(to_server >= 4 && to_client >= 4, "{to_server} {to_client}");
+    let count = |what: &str| r["renewals"][what].as_u64().unwrap() as usize;
+    assert!(
+        to_server >= 2 + count("attempted") && to_client >= 2 + count("answered"),
+        "{to_server} to the server, {to_client} to the client: {r:#}"
+    );
     let kept: Vec<_> = std::fs::read_dir(out.join("capture"))
         .unwrap()
         .flatten()
@@ -238,8 +245,10 @@ fn fenced_soak_of_60s_passes_with_valid_reports() {
     // of them), and no renewal failed. An answer lost to the host's own tap drops on a busy
     // machine is unresolved, not failed (docs/reports.md), so it is not counted as received.
     let renewals = &r["renewals"];
+    // At least the renewal at T1 and the rebinding at T2; on a busy host whose tap drops the
+    // answers (unresolved), the guest retries rebinding only rarely, so not more.
     let attempted = renewals["attempted"].as_u64().unwrap();
-    assert!(attempted >= 3, "{r:#}");
+    assert!(attempted >= 2, "{r:#}");
     assert_eq!(
         renewals["received"].as_u64().unwrap() + renewals["unresolved"].as_u64().unwrap(),
         attempted,
@@ -271,10 +280,17 @@ fn reproduce_stalls_and_names_the_signature() {
             "20s",
             "--capture",
             "dhcp",
+            "--json",
         ])
         .output()
         .unwrap();
     let r = report(&out);
+    // --json: stdout is the summary alone, with the run's report.json in it.
+    let printed: Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    assert_eq!(printed["schema"], "vnetbed.reproduce/1");
+    assert_eq!(printed["reproduced"], true, "{printed:#}");
+    assert_eq!(printed["exit_status"], 0);
+    assert_eq!(printed["report"], r);
     let stall = &r["first_stall"];
     assert!(stall.is_object(), "no stall: {}\n{r:#}", text(&o));
     // The stall came within 60 s of the start, with its full signature.
@@ -294,7 +310,7 @@ fn reproduce_stalls_and_names_the_signature() {
     let out_text = text(&o);
     assert!(
         out_text.contains(kind),
-        "the printed timeline names the signature:\n{out_text}"
+        "the printed summary names the signature:\n{out_text}"
     );
     // Its consequences: renewals answered by the server but never received, then the lease lost.
     assert_eq!(
@@ -462,6 +478,9 @@ fn killing_dnsmasq_mid_soak_restarts_it_and_renewals_continue() {
             "10s",
         ])
         .args(["--renew-after", "5s", "--rebind-after", "10s"])
+        // TCP load: congestion-controlled, so on a busy host the tap does not overflow and
+        // drop the server's answers, which this test needs the guest to receive.
+        .args(["--load", "tcp"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -350,7 +350,11 @@ fn throughput_stats(samples: &[Second]) -> ThroughputStats {
     for t in loaded {
         to.extend(t.to_guest_bps);
         from.extend(t.from_guest_bps);
-        total.push(t.to_guest_bps.unwrap_or(0.0) + t.from_guest_bps.unwrap_or(0.0));
+        // A second in which neither direction was measured (a UDP run's first second, before
+        // the guest has reported its counters twice) is not a second of zero throughput.
+        if t.to_guest_bps.is_some() || t.from_guest_bps.is_some() {
+            total.push(t.to_guest_bps.unwrap_or(0.0) + t.from_guest_bps.unwrap_or(0.0));
+        }
     }
     ThroughputStats {
         to_guest: Percentiles::of(&to),
@@ -487,6 +491,31 @@ mod tests {
         let e = a.exposure;
         assert_eq!(e.cycles, 30);
         assert_eq!(e.per_minute, Some(600.0));
+    }
+
+    #[test]
+    fn seconds_without_a_measurement_are_not_zero_throughput() {
+        let second = |elapsed: f64, to: Option<f64>| Second {
+            elapsed,
+            throughput: Some(Throughput {
+                to_guest_bps: to,
+                from_guest_bps: None,
+                iperf_run: Some(1),
+            }),
+            ..Second::default()
+        };
+        // A short UDP run: the guest's counters arrive late, three seconds measure nothing.
+        let seconds = [
+            second(1.0, None),
+            second(2.0, None),
+            second(3.0, None),
+            second(4.0, Some(190e6)),
+            second(5.0, Some(0.0)),
+            second(6.0, Some(200e6)),
+        ];
+        let t = throughput_stats(&seconds);
+        assert_eq!(t.total.samples, 3);
+        assert_eq!(t.total.p50, Some(190e6));
     }
 
     #[test]

@@ -149,6 +149,24 @@ pub enum SoakError {
     },
 }
 
+/// A line on stderr for the person watching. A closed stderr (the terminal went away, the
+/// parent closed its pipe) must not end the soak before it has torn its testbed down, so a
+/// failed write is ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `say!` without the newline (the live progress line, rewritten in place).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_stop(sig: libc::c_int) {
@@ -308,7 +326,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
             free,
         });
     }
-    eprintln!(
+    say!(
         "vnetbed: this run may write up to {projected} to {} ({free} free there)",
         plan.out.display()
     );
@@ -342,7 +360,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
             let report = report::rebuild(&plan.out);
             if let Err(e) = testbed.down() {
                 tracing::error!("testbed teardown: {e}");
-                eprintln!(
+                say!(
                     "vnetbed: tearing down the testbed failed: {e}; `vnetbed net gc` removes what is left"
                 );
             }
@@ -441,8 +459,10 @@ fn drive(
     let mut guest_counters: Option<GuestCounters> = None;
     let mut current_run: Option<u64> = None;
     let mut current_kind: Option<LoadKind> = None;
-    // The guest's received bytes at the previous sample, and when (for UDP throughput).
-    let mut last_guest_rx: Option<(u64, Instant)> = None;
+    // UDP throughput into the guest: its received bytes and the guest's clock (`t_us`) at
+    // its previous counters line, and the rate between the last two lines, not yet sampled.
+    let mut last_guest_rx: Option<(u64, u64)> = None;
+    let mut guest_rx_bps: Option<f64> = None;
     let mut acc = SecondAcc::default();
     let mut dnsmasq_restarts = 0u64;
     let t0 = Instant::now();
@@ -526,7 +546,26 @@ fn drive(
                         _ => {}
                     }
                 }
-                Some("counters") => guest_counters = Some(convert::guest_counters(&v)),
+                Some("counters") => {
+                    let counters = convert::guest_counters(&v);
+                    // The guest's own clock times its counters (a line that reaches the host
+                    // late on a busy host still gives the right rate over the right interval);
+                    // a guest agent without `t_us` is timed by the line's arrival.
+                    let t_us = v
+                        .get("t_us")
+                        .and_then(Value::as_u64)
+                        .unwrap_or((at * 1e6) as u64);
+                    if let Some((bytes, then_us)) = last_guest_rx {
+                        if t_us > then_us {
+                            guest_rx_bps = Some(
+                                counters.rx_bytes.saturating_sub(bytes) as f64 * 8.0
+                                    / ((t_us - then_us) as f64 / 1e6),
+                            );
+                        }
+                    }
+                    last_guest_rx = Some((counters.rx_bytes, t_us));
+                    guest_counters = Some(counters);
+                }
                 _ => {}
             }
         }
@@ -689,15 +728,9 @@ fn drive(
             };
             let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
             // UDP: iperf3's client reports what it sent, not what arrived, so the rate into the
-            // guest is the guest's own received-bytes counter over the last second.
-            let guest_rx_bps = guest_counters.as_ref().and_then(|g| {
-                let rate = last_guest_rx.map(|(bytes, at)| {
-                    g.rx_bytes.saturating_sub(bytes) as f64 * 8.0
-                        / now.duration_since(at).as_secs_f64().max(1e-3)
-                });
-                last_guest_rx = Some((g.rx_bytes, now));
-                rate
-            });
+            // guest is the guest's own received-bytes counter between its last two counters
+            // lines. A second in which no new line arrived has no measurement (not a zero).
+            let guest_rx_bps = guest_rx_bps.take();
             let udp_in = current_run.is_some() && current_kind == Some(LoadKind::Udp);
             if current_run.is_some() || !acc.to_guest.is_empty() || !acc.from_guest.is_empty() {
                 s.throughput = Some(Throughput {
@@ -751,14 +784,14 @@ fn drive(
                 let line = progress.line();
                 if stderr_is_terminal {
                     // One line, rewritten in place.
-                    eprint!(
+                    say_raw!(
                         "\r{line}{}",
                         " ".repeat(last_progress_len.saturating_sub(line.len()))
                     );
                     last_progress_len = line.len();
                 } else if next_sample % 10 == 0 {
                     // A log file: one line every 10 s.
-                    eprintln!("{line}");
+                    say!("{line}");
                 }
             }
         }
@@ -794,7 +827,7 @@ fn drive(
         std::thread::sleep(Duration::from_millis(50));
     }
     if !plan.quiet && stderr_is_terminal {
-        eprintln!();
+        say!("");
     }
 
     // Teardown, in order: load and ping, the VMM, then the testbed.
