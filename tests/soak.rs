@@ -694,8 +694,15 @@ fn verify_with_virtio_queue_as_the_system_under_test_passes() {
     assert_eq!(v["verdict"], "pass", "{v:#}");
     assert_eq!(v["sut"], "vnetbed:virtio-queue", "{v:#}");
     assert_eq!(
-        v["sut_identity"],
-        format!("vnetbed ({})", locked_virtio_queue()).as_str()
+        v["identity"]["sut"],
+        format!("vnetbed ({})", locked_virtio_queue()).as_str(),
+        "{v:#}"
+    );
+    assert_eq!(v["b"]["dir"], "B-virtio-queue", "{v:#}");
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains(&locked_virtio_queue()),
+        "junit.xml names the crate"
     );
     assert_eq!(v["a_runs"][0]["stalled"], true, "{v:#}");
     assert_eq!(v["b"]["verdict"], "pass", "{v:#}");
