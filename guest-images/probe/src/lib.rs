@@ -5,4 +5,5 @@
 
 pub mod cmdline;
 pub mod iperf3_proto;
+pub mod stall;
 pub mod virtqueue;

@@ -18,6 +18,7 @@ mod mem;
 mod net;
 mod port;
 mod serial;
+mod stall_watch;
 mod start;
 mod statics;
 mod time;

@@ -12,6 +12,7 @@ use crate::dhcp_watch::{self, Direction};
 use crate::exit::ExitCode;
 use crate::gateway::GatewayCheck;
 use crate::iperf3;
+use crate::stall_watch::StallWatch;
 use crate::statics::Once;
 use crate::virtio_net::{feature, NetError, VirtioNet, MAX_FRAME};
 use crate::{apic, idle, start, time};
@@ -155,6 +156,7 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
     let mut iperf = iperf3::Server::new(&mut sockets);
     Event::new("dhcp_state").str("state", "discovering").emit();
 
+    let mut stall_watch = StallWatch::new(options, "virtio-mmio", time::micros_since_entry());
     let mut bound = false;
     let nic_bit = idle::vector_bit(vector);
     let mut next_counters = time::micros_since_entry() + COUNTER_PERIOD_US;
@@ -172,6 +174,9 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
         if let Err(error) = nic.net.end_poll_round() {
             nic.error = Some(error);
         }
+        if let Err(error) = stall_watch.poll(&mut nic.net, time::micros_since_entry()) {
+            nic.error = Some(error);
+        }
         if let Some(error) = nic.error {
             start::fatal(ExitCode::DeviceError, "nic", format_args!("{error}"));
         }
@@ -187,7 +192,7 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
 
         let now_us = time::micros_since_entry();
         if now_us >= next_counters {
-            report_counters(&nic.net);
+            report_counters(&nic.net, &stall_watch);
             next_counters = now_us + COUNTER_PERIOD_US;
         }
         if nic.net.rx_scheduled() {
@@ -202,6 +207,7 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
             stack_delay,
             gateway.poll_delay_us(now_us),
             iperf.poll_delay_us(now_us),
+            stall_watch.poll_delay_us(now_us),
         ];
         for delay in delays.into_iter().flatten() {
             sleep_us = sleep_us.min(delay);
@@ -268,7 +274,7 @@ fn handle_dhcp(
     }
 }
 
-fn report_counters(net: &VirtioNet) {
+fn report_counters(net: &VirtioNet, stall_watch: &StallWatch) {
     let c = &net.counters;
     let (rx_unposted, tx_in_flight, rx_callbacks) = net.ring_state();
     Event::new("counters")
@@ -292,5 +298,7 @@ fn report_counters(net: &VirtioNet) {
         .u64("tx_in_flight", u64::from(tx_in_flight))
         .bool("rx_callbacks", rx_callbacks)
         .bool("rx_polling", net.rx_scheduled())
+        .u64("stalls", stall_watch.stalls)
+        .u64("stalls_recovered", stall_watch.recovered)
         .emit();
 }

@@ -14,6 +14,7 @@
 use core::cell::UnsafeCell;
 use core::ptr::{read_volatile, write_volatile};
 
+use probe::stall::{Queue, RingView, StallKind};
 use probe::virtqueue::{ring_bytes, QueueMemory, SplitQueue, MAX_QUEUE_SIZE};
 
 // virtio-mmio registers (virtio 1.x, 4.2.2).
@@ -219,6 +220,10 @@ pub struct VirtioNet {
     deferred_error: Option<NetError>,
     /// Counters.
     pub counters: Counters,
+    /// When each queue (rx, tx) last had an interrupt / was kicked (microseconds since
+    /// entry), for the stall detector.
+    last_interrupt_us: [Option<u64>; 2],
+    last_kick_us: [Option<u64>; 2],
 }
 
 impl VirtioNet {
@@ -317,6 +322,8 @@ impl VirtioNet {
             frame: [0; MAX_FRAME],
             deferred_error: None,
             counters: Counters::default(),
+            last_interrupt_us: [None; 2],
+            last_kick_us: [None; 2],
         };
         // tx interrupts stay off until the ring fills (see `transmit_frame`).
         net.tx.disable_cb();
@@ -357,6 +364,10 @@ impl VirtioNet {
         self.counters.interrupts += 1;
         if status & INTERRUPT_USED_BUFFER == 0 {
             self.counters.interrupts_without_status += 1;
+        } else {
+            // One shared line: a used-buffer interrupt is for both queues.
+            let now = crate::time::micros_since_entry();
+            self.last_interrupt_us = [Some(now); 2];
         }
         if status & INTERRUPT_USED_BUFFER != 0 && !self.rx_scheduled && self.rx.has_used() {
             self.rx.disable_cb();
@@ -427,6 +438,7 @@ impl VirtioNet {
         };
         if queue_state.kick_prepare() {
             mmio_write(self.base, QUEUE_NOTIFY, queue);
+            self.last_kick_us[queue as usize] = Some(crate::time::micros_since_entry());
             self.counters.kicks += 1;
         } else {
             self.counters.kicks_suppressed += 1;
@@ -567,6 +579,53 @@ impl VirtioNet {
         result
     }
 
+    /// The ring state of `queue`, read without consuming (stall detector).
+    pub fn view(&self, queue: Queue) -> RingView {
+        self.queue(queue).view()
+    }
+
+    /// When `queue` last had an interrupt and a kick (microseconds since entry).
+    pub fn last_interrupt_and_kick_us(&self, queue: Queue) -> (Option<u64>, Option<u64>) {
+        let i = queue_index(queue) as usize;
+        (self.last_interrupt_us[i], self.last_kick_us[i])
+    }
+
+    fn queue(&self, queue: Queue) -> &SplitQueue {
+        match queue {
+            Queue::Rx => &self.rx,
+            Queue::Tx => &self.tx,
+        }
+    }
+
+    /// `probe.on_stall=recover`: do what the lost notification would have made happen.
+    /// A lost interrupt: schedule rx polling (rx) or reclaim (tx), as the interrupt
+    /// handler would. A stalled device: notify it.
+    pub fn recover(&mut self, queue: Queue, kind: StallKind) -> Result<(), NetError> {
+        match (kind, queue) {
+            (StallKind::LostInterrupt, Queue::Rx) => {
+                if !self.rx_scheduled {
+                    self.rx.disable_cb();
+                    self.rx_scheduled = true;
+                }
+                Ok(())
+            }
+            (StallKind::LostInterrupt, Queue::Tx) => {
+                self.reclaim_tx()?;
+                if self.tx.num_free() > 0 {
+                    self.tx.disable_cb();
+                }
+                Ok(())
+            }
+            (StallKind::DeviceStalled, _) => {
+                let index = queue_index(queue);
+                mmio_write(self.base, QUEUE_NOTIFY, index);
+                self.last_kick_us[index as usize] = Some(crate::time::micros_since_entry());
+                self.counters.kicks += 1;
+                Ok(())
+            }
+        }
+    }
+
     /// After an interrupt: reclaim tx and turn tx callbacks off again if room came free.
     pub fn service_tx(&mut self) -> Result<(), NetError> {
         if self.tx.callbacks_enabled() {
@@ -576,6 +635,13 @@ impl VirtioNet {
             }
         }
         Ok(())
+    }
+}
+
+fn queue_index(queue: Queue) -> u32 {
+    match queue {
+        Queue::Rx => RX_QUEUE,
+        Queue::Tx => TX_QUEUE,
     }
 }
 
