@@ -68,6 +68,8 @@ pub struct Options {
     pub stall_timeout_us: u64,
     /// `probe.on_stall=report|recover`.
     pub on_stall: OnStall,
+    /// `probe.msix=0` makes a PCI NIC use INTx even if it has MSI-X (default on).
+    pub msix: bool,
 }
 
 impl Default for Options {
@@ -81,6 +83,7 @@ impl Default for Options {
             selftest: None,
             stall_timeout_us: DEFAULT_STALL_TIMEOUT_US,
             on_stall: OnStall::Report,
+            msix: true,
         }
     }
 }
@@ -120,7 +123,7 @@ impl core::fmt::Display for CmdlineError<'_> {
             CmdlineError::UnknownOption(w) => write!(
                 f,
                 "unknown option `{w}` (known: probe.tsc_khz, probe.event_idx, probe.mrg_rxbuf, \
-                 probe.exit_after_boot, probe.selftest, probe.stall_timeout, probe.on_stall)"
+                 probe.exit_after_boot, probe.selftest, probe.stall_timeout, probe.on_stall, probe.msix)"
             ),
             CmdlineError::BadValue(w) => write!(f, "bad value in `{w}`"),
         }
@@ -149,6 +152,7 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                 }
                 "event_idx" => options.event_idx = parse_bool(value).ok_or(bad)?,
                 "mrg_rxbuf" => options.mrg_rxbuf = parse_bool(value).ok_or(bad)?,
+                "msix" => options.msix = parse_bool(value).ok_or(bad)?,
                 "exit_after_boot" => options.exit_after_boot = parse_bool(value).ok_or(bad)?,
                 "selftest" => {
                     options.selftest = Some(match value {
@@ -256,6 +260,8 @@ mod tests {
         assert_eq!(options.tsc_khz, Some(2_400_000));
         assert!(!options.event_idx);
         assert!(options.mrg_rxbuf);
+        assert!(options.msix);
+        assert!(!parse("probe.msix=0").unwrap().msix);
     }
 
     #[test]
