@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::testbed::{Testbed, HOST_ADDRESS};
 use super::*;
 use crate::common::Capability;
+pub use vnetbed::qemu::{PciInterface, PciMachine};
 
 /// The checks measure loss and throughput on a shared machine: run them one at a time
 /// (cargo runs the tests of one binary in parallel threads).
@@ -26,6 +27,8 @@ pub enum Vmm {
     Qemu,
     /// `vnetbed run --net` (Linux 64-bit entry).
     Vnetbed,
+    /// QEMU's virtio-net-pci on a machine, with an interface (PVH entry).
+    QemuPci(PciMachine, PciInterface),
 }
 
 impl Vmm {
@@ -39,10 +42,19 @@ impl Vmm {
             Capability::Program("ping"),
             Capability::Program("iperf3"),
         ];
-        if self == Vmm::Qemu {
+        if self != Vmm::Vnetbed {
             caps.push(Capability::Program("qemu-system-x86_64"));
         }
         caps
+    }
+
+    /// The transport the probe must report driving (its `nic` line).
+    pub fn transport(self) -> &'static str {
+        match self {
+            Vmm::Qemu | Vmm::Vnetbed => "virtio-mmio",
+            Vmm::QemuPci(_, PciInterface::Modern) => "virtio-pci-modern",
+            Vmm::QemuPci(_, PciInterface::Legacy) => "virtio-pci-legacy",
+        }
     }
 
     /// Boot the probe with `append` on this VMM, its NIC on the testbed's tap.
@@ -50,6 +62,14 @@ impl Vmm {
         let image = probe_image();
         let command = match self {
             Vmm::Qemu => qemu_microvm_in(testbed, &image, append),
+            Vmm::QemuPci(machine, interface) => vnetbed::qemu::pci_in_netns(
+                &testbed.netns,
+                machine,
+                interface,
+                &image,
+                append,
+                &testbed.tap,
+            ),
             Vmm::Vnetbed => {
                 let mut command = vnetbed_run(&image, append);
                 command
@@ -101,8 +121,8 @@ fn ping(testbed: &Testbed, target: &str, count: u32) -> u32 {
         .unwrap_or_else(|| panic!("unexpected ping output:\n{text}"))
 }
 
-/// DHCP bound within 2 s of boot, 100/100 pings, counters.
-pub fn dhcp_and_ping(vmm: Vmm, append: &str, event_idx: bool) {
+/// DHCP bound within 2 s of boot, 100/100 pings, counters. Returns the `nic` line.
+pub fn dhcp_and_ping(vmm: Vmm, append: &str, event_idx: bool) -> Value {
     let _serial = exclusive();
     let testbed = Testbed::up(None);
     let mut guest = vmm.start(&testbed, append);
@@ -110,6 +130,7 @@ pub fn dhcp_and_ping(vmm: Vmm, append: &str, event_idx: bool) {
         e["event"] == "nic"
     });
     assert_eq!(nic["event_idx"], event_idx, "{nic}");
+    assert_eq!(nic["transport"], vmm.transport(), "{nic}");
     assert_eq!(nic["mrg_rxbuf"], true, "{nic}");
     let bound = guest.wait_for("DHCP binding", Duration::from_secs(20), is_bound);
     // Acceptance: bound within 2 s of boot (t_us counts from the first instruction).
@@ -134,6 +155,7 @@ pub fn dhcp_and_ping(vmm: Vmm, append: &str, event_idx: bool) {
     );
     assert!(counters["interrupts"].as_u64().unwrap() > 0, "{counters}");
     assert_eq!(counters["rx_errors"], 0, "{counters}");
+    nic
 }
 
 /// Renewal by unicast at a shortened T1, answered by the server.
