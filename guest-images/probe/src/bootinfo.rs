@@ -5,6 +5,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+pub use probe::pci_rules::RamRanges;
+
 /// 1 = Linux 64-bit boot protocol (rsi = boot_params), 2 = PVH (ebx = hvm_start_info).
 #[no_mangle]
 pub static PROBE_BOOT_PROTOCOL: AtomicU64 = AtomicU64::new(0);
@@ -104,33 +106,6 @@ pub struct BootInfo {
     pub rsdp: Option<u64>,
     /// The usable RAM ranges (the first [`MAX_RAM_RANGES`]).
     pub ram: RamRanges,
-}
-
-/// Most RAM ranges remembered.
-pub const MAX_RAM_RANGES: usize = 16;
-
-/// Usable RAM as `(base, length)` ranges from the memory map.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RamRanges {
-    ranges: [(u64, u64); MAX_RAM_RANGES],
-    len: usize,
-}
-
-impl RamRanges {
-    fn push(&mut self, base: u64, length: u64) {
-        if self.len < MAX_RAM_RANGES && length > 0 {
-            self.ranges[self.len] = (base, length);
-            self.len += 1;
-        }
-    }
-
-    /// Whether `[base, base + length)` overlaps usable RAM.
-    pub fn overlaps(&self, base: u64, length: u64) -> bool {
-        let end = base.saturating_add(length);
-        self.ranges[..self.len]
-            .iter()
-            .any(|&(b, l)| base < b.saturating_add(l) && b < end)
-    }
 }
 
 /// Read the boot information the entry code recorded.

@@ -6,6 +6,8 @@
 use core::ptr::{read_volatile, write_volatile};
 
 use crate::port;
+use probe::pci_rules::walk_capabilities;
+pub use probe::pci_rules::Capabilities;
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;
@@ -47,8 +49,6 @@ pub mod command {
 }
 
 const STATUS_CAPABILITIES: u16 = 1 << 4;
-/// Capability steps before a list counts as looping (256 bytes hold at most 48).
-const MAX_CAPABILITY_STEPS: usize = 48;
 
 /// A PCI function's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,47 +321,15 @@ impl Window {
     }
 }
 
-/// Up to this many capabilities are collected per function.
-pub const MAX_CAPABILITIES: usize = 24;
-
-/// A function's capabilities: `(offset, id)`.
-#[derive(Debug, Clone, Copy)]
-pub struct Capabilities {
-    entries: [(u16, u8); MAX_CAPABILITIES],
-    len: usize,
-}
-
-impl Capabilities {
-    /// The capabilities in list order.
-    pub fn iter(&self) -> impl Iterator<Item = (u16, u8)> + '_ {
-        self.entries[..self.len].iter().copied()
-    }
-}
-
-/// Walk the capability list, refusing one that loops.
+/// Walk the capability list, refusing one that loops (`probe::pci_rules`).
 pub fn capabilities(access: &ConfigAccess, f: Function) -> Result<Capabilities, PciError> {
-    let mut caps = Capabilities {
-        entries: [(0, 0); MAX_CAPABILITIES],
-        len: 0,
-    };
     if access.read16(f, reg::STATUS) & STATUS_CAPABILITIES == 0 {
-        return Ok(caps);
+        return walk_capabilities(0, |_| 0).map_err(|_| PciError::CapabilityLoop(f));
     }
-    let mut pointer = u16::from(access.read8(f, reg::CAPABILITIES) & 0xfc);
-    let mut steps = 0;
-    while pointer != 0 {
-        if pointer < 0x40 || steps >= MAX_CAPABILITY_STEPS {
-            return Err(PciError::CapabilityLoop(f));
-        }
-        let id = access.read8(f, pointer);
-        if caps.len < MAX_CAPABILITIES {
-            caps.entries[caps.len] = (pointer, id);
-            caps.len += 1;
-        }
-        pointer = u16::from(access.read8(f, pointer + 1) & 0xfc);
-        steps += 1;
-    }
-    Ok(caps)
+    walk_capabilities(access.read8(f, reg::CAPABILITIES), |offset| {
+        access.read8(f, offset)
+    })
+    .map_err(|_| PciError::CapabilityLoop(f))
 }
 
 /// Every function on bus 0 that answers, with its vendor and device IDs.
