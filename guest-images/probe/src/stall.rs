@@ -263,16 +263,17 @@ impl Watch {
         }
     }
 
-    /// The condition at this look, if any.
+    /// The condition at this look, if any. As in the device watchdog, a lost kick is
+    /// named first: when the device both waits for a kick and owes an interrupt, the
+    /// kick is what it waits for.
     fn condition(queue: Queue, view: &RingView) -> Option<(StallKind, u16)> {
+        if view.device_holds_buffers() && view.lost_kick_signature(queue) {
+            return Some((StallKind::DeviceStalled, view.used_idx));
+        }
         if view.interrupt_owed() {
             return Some((StallKind::LostInterrupt, view.last_used_idx));
         }
-        let owes_progress = view.device_holds_buffers()
-            && match queue {
-                Queue::Tx => true,
-                Queue::Rx => view.lost_kick_signature(Queue::Rx),
-            };
+        let owes_progress = queue == Queue::Tx && view.device_holds_buffers();
         owes_progress.then_some((StallKind::DeviceStalled, view.used_idx))
     }
 
@@ -475,6 +476,29 @@ mod tests {
             ..view
         };
         assert!(run(&mut Watch::new(), Queue::Rx, &busy, None).is_empty());
+    }
+
+    #[test]
+    fn a_lost_kick_is_named_before_an_owed_interrupt() {
+        // The device published 12112 without the interrupt the driver asked for, and
+        // waits for a kick for the buffers the driver then posted without one.
+        let view = RingView {
+            avail_idx: 12367,
+            used_idx: 12112,
+            last_used_idx: 12111,
+            used_event: 12111,
+            avail_event: 12112,
+            kicked_avail_idx: 12112,
+            last_decision: KickDecision::Suppressed,
+            decided_request: 12048,
+            suppressed: suppressed(&[(12112, 12367, 12048, 12111)]),
+            ..idle_rx()
+        };
+        assert!(view.interrupt_owed());
+        let found = run(&mut Watch::new(), Queue::Rx, &view, None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, StallKind::DeviceStalled);
+        assert!(found[0].lost_kick_signature);
     }
 
     #[test]
