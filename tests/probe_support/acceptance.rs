@@ -207,11 +207,16 @@ pub fn renews_at_t1(vmm: Vmm) {
     );
 }
 
-/// The end of the guest's console, for failure messages.
+/// The end of the guest's console, for failure messages: the last 12 lines other than
+/// the once-a-second `counters`, then the last `counters` line.
 fn console_tail(guest: &RunningGuest) -> String {
     let console = guest.console();
     let lines: Vec<&str> = console.lines().collect();
-    lines[lines.len().saturating_sub(12)..].join("\n")
+    let is_counters = |l: &&str| l.contains("\"event\":\"counters\"");
+    let others: Vec<&str> = lines.iter().copied().filter(|l| !is_counters(l)).collect();
+    let mut tail: Vec<&str> = others[others.len().saturating_sub(12)..].to_vec();
+    tail.extend(lines.iter().copied().rev().find(is_counters));
+    tail.join("\n")
 }
 
 /// Run the real iperf3 client from the namespace with `-J`; returns its JSON report.
