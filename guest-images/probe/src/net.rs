@@ -110,7 +110,12 @@ impl Device for Nic {
     type TxToken<'a> = FrameTx<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(FrameRx<'_>, FrameTx<'_>)> {
-        if self.error.is_some() || !self.ready_to_transmit() {
+        // rx does not wait for tx room (Linux's rx NAPI does not either): a full tx ring
+        // must not stop frames from being taken off the rx ring, or under a heavy send
+        // the device runs out of rx buffers and the host drops what it sends us (control
+        // messages included). A reply smoltcp makes at once (ARP, ICMP echo, RST) is
+        // dropped when the tx ring is full, as by a full queue.
+        if self.error.is_some() {
             return None;
         }
         let len = match self.net.receive_frame() {
