@@ -60,15 +60,23 @@ pub struct SuppressedDecision {
     pub used_idx: u16,
 }
 
-/// How many suppressed decisions since the last kick are remembered (a NAPI refill after
-/// a full ring takes a few rounds).
-pub const SUPPRESSED_KEPT: usize = 8;
+/// How many suppressed decisions since the last kick are remembered: as many as a queue
+/// has entries. After a lost kick the device takes no buffer, so at most that many
+/// decisions can follow the one that published the requested index: it is never lost.
+pub const SUPPRESSED_KEPT: usize = crate::virtqueue::MAX_QUEUE_SIZE;
 
-/// The last [`SUPPRESSED_KEPT`] "no kick needed" decisions since the last kick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The last [`SUPPRESSED_KEPT`] "no kick needed" decisions since the last kick (a ring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Suppressed {
     decisions: [SuppressedDecision; SUPPRESSED_KEPT],
+    next: usize,
     len: usize,
+}
+
+impl Default for Suppressed {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Suppressed {
@@ -81,21 +89,25 @@ impl Suppressed {
                 request: 0,
                 used_idx: 0,
             }; SUPPRESSED_KEPT],
+            next: 0,
             len: 0,
         }
     }
 
-    /// Remember one more, forgetting the oldest when full.
-    pub fn push(&mut self, decision: SuppressedDecision) {
-        if self.len == SUPPRESSED_KEPT {
-            self.decisions.copy_within(1.., 0);
-            self.len -= 1;
-        }
-        self.decisions[self.len] = decision;
-        self.len += 1;
+    /// Forget them all (the driver kicked).
+    pub fn clear(&mut self) {
+        self.next = 0;
+        self.len = 0;
     }
 
-    /// The decisions, oldest first.
+    /// Remember one more, forgetting the oldest when full.
+    pub fn push(&mut self, decision: SuppressedDecision) {
+        self.decisions[self.next] = decision;
+        self.next = (self.next + 1) % SUPPRESSED_KEPT;
+        self.len = (self.len + 1).min(SUPPRESSED_KEPT);
+    }
+
+    /// The decisions kept (in no particular order).
     pub fn iter(&self) -> impl Iterator<Item = &SuppressedDecision> {
         self.decisions[..self.len].iter()
     }
@@ -451,6 +463,32 @@ mod tests {
         assert_eq!(found[0].kind, StallKind::DeviceStalled);
         assert!(found[0].lost_kick_signature);
         assert_eq!(found[0].since_us, 0);
+    }
+
+    #[test]
+    fn the_decision_that_published_the_request_is_kept_through_a_queue_of_later_ones() {
+        let mut list = suppressed(&[(256, 257, 0, 256)]);
+        for i in 257..(257 + 1023) {
+            list.push(SuppressedDecision {
+                old: i,
+                new: i + 1,
+                request: 256,
+                used_idx: 256,
+            });
+        }
+        let view = RingView {
+            avail_idx: 257 + 1023,
+            used_idx: 256,
+            last_used_idx: 256,
+            used_event: 256,
+            avail_event: 256,
+            kicked_avail_idx: 256,
+            last_decision: KickDecision::Suppressed,
+            decided_request: 256,
+            suppressed: list,
+            ..idle_rx()
+        };
+        assert!(view.lost_kick_signature(Queue::Rx));
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl SplitQueue {
         if needed {
             self.last_decision = KickDecision::Kicked;
             self.kicked_avail_idx = new;
-            self.suppressed = Suppressed::new();
+            self.suppressed.clear();
         } else {
             self.last_decision = KickDecision::Suppressed;
             if new != old {
