@@ -195,7 +195,8 @@ fn bench_network_measures_vnetbed_qemu_and_the_veth_reference() {
             "veth pair, two netns (reference)",
             "probe guest on vnetbed",
             "probe guest on vnetbed (virtio-queue)",
-            "probe guest on QEMU microvm"
+            "probe guest on QEMU microvm virtio-net-device",
+            "probe guest on QEMU q35 virtio-net-pci"
         ],
         "{doc:#}"
     );
@@ -209,7 +210,7 @@ fn bench_network_measures_vnetbed_qemu_and_the_veth_reference() {
         assert!(row["udp_to"]["lost_percent"].is_number(), "{row}");
     }
     let boots = doc["boot_to_bound_ms"].as_array().expect("boots");
-    assert_eq!(boots.len(), 3, "{doc:#}");
+    assert_eq!(boots.len(), 4, "{doc:#}");
     for b in boots {
         let wall = b["wall"].as_array().expect("wall");
         assert_eq!(wall.len(), 2, "{b}");

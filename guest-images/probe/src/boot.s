@@ -22,7 +22,7 @@
 .set DEBUG_EXIT_PORT, 0xf4
 .set EXIT_CPU_EXCEPTION, 2
 .set LAPIC_EOI, 0xfee000b0
-.set TSS_SIZE, 104 + 128 + 1     /* header, bitmap for ports 0-0x3ff, terminator */
+.set TSS_SIZE, 104 + 8192 + 1    /* header, bitmap for ports 0-0xffff, terminator */
 
 /* ---- PVH entry note ------------------------------------------------------------------ */
 .section .note.Xen, "a", @note
@@ -361,7 +361,7 @@ tss:
     .quad 0                     /* reserved */
     .word 0                     /* reserved */
     .word iomap - tss           /* I/O map base */
-iomap:                          /* one bit per port 0x000-0x3ff, 0 = allowed */
+iomap:                          /* one bit per port 0x0000-0xffff, 0 = allowed */
     .fill 8, 1, 0xff            /* 0x000-0x03f */
     .byte 0xf0                  /* 0x040-0x047: PIT 0x40-0x43 */
     .fill 3, 1, 0xff            /* 0x048-0x05f */
@@ -370,6 +370,10 @@ iomap:                          /* one bit per port 0x000-0x3ff, 0 = allowed */
     .byte 0x0f                  /* 0x0f0-0x0f7: debug exit 0xf4-0xf7 */
     .fill 96, 1, 0xff           /* 0x0f8-0x3f7 */
     .byte 0x00                  /* 0x3f8-0x3ff: COM1 */
+    .fill 287, 1, 0xff          /* 0x400-0xcf7 */
+    .byte 0x00                  /* 0xcf8-0xcff: PCI configuration address/data */
+    .fill 96, 1, 0xff           /* 0xd00-0xfff */
+    .fill 7680, 1, 0x00         /* 0x1000-0xffff: PCI I/O BARs (legacy virtio-pci) */
     .byte 0xff                  /* terminator */
 tss_end:
 .if (tss_end - tss) != TSS_SIZE

@@ -5,6 +5,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+pub use probe::pci_rules::RamRanges;
+
 /// 1 = Linux 64-bit boot protocol (rsi = boot_params), 2 = PVH (ebx = hvm_start_info).
 #[no_mangle]
 pub static PROBE_BOOT_PROTOCOL: AtomicU64 = AtomicU64::new(0);
@@ -18,6 +20,7 @@ const MAPPED_LIMIT: u64 = 1 << 32;
 const MAX_CMDLINE: usize = 4096;
 
 // boot_params (Linux Documentation/arch/x86/zero-page.rst).
+const BP_ACPI_RSDP_ADDR: u64 = 0x070;
 const BP_EXT_CMD_LINE_PTR: u64 = 0x0c8;
 const BP_E820_ENTRIES: u64 = 0x1e8;
 const BP_CMD_LINE_PTR: u64 = 0x228;
@@ -29,6 +32,7 @@ const E820_ENTRY_SIZE: u64 = 20;
 const PVH_MAGIC: u32 = 0x336e_c578;
 const PVH_VERSION: u64 = 0x04;
 const PVH_CMDLINE_PADDR: u64 = 0x18;
+const PVH_RSDP_PADDR: u64 = 0x20;
 const PVH_MEMMAP_PADDR: u64 = 0x28;
 const PVH_MEMMAP_ENTRIES: u64 = 0x30;
 const PVH_MEMMAP_ENTRY_SIZE: u64 = 24;
@@ -98,6 +102,10 @@ pub struct BootInfo {
     pub ram_bytes: u64,
     /// Entries in the memory map.
     pub memory_map_entries: u64,
+    /// The ACPI RSDP's address if the boot protocol gave one.
+    pub rsdp: Option<u64>,
+    /// The usable RAM ranges (the first [`MAX_RAM_RANGES`]).
+    pub ram: RamRanges,
 }
 
 /// Read the boot information the entry code recorded.
@@ -117,17 +125,22 @@ fn read_linux(params: u64) -> Result<BootInfo, BootInfoError> {
     let cmdline = read_cmdline(cmdline_addr)?;
     let entries = u64::from(read_u8(params + BP_E820_ENTRIES)).min(BP_E820_MAX);
     let mut ram_bytes = 0u64;
+    let mut ram = RamRanges::default();
     for i in 0..entries {
         let entry = params + BP_E820_TABLE + i * E820_ENTRY_SIZE;
         if read_u32(entry + 16) == MEMORY_TYPE_RAM {
             ram_bytes = ram_bytes.saturating_add(read_u64(entry + 8));
+            ram.push(read_u64(entry), read_u64(entry + 8));
         }
     }
+    let rsdp = read_u64(params + BP_ACPI_RSDP_ADDR);
     Ok(BootInfo {
         protocol: BootProtocol::Linux64,
         cmdline,
         ram_bytes,
         memory_map_entries: entries,
+        rsdp: (rsdp != 0).then_some(rsdp),
+        ram,
     })
 }
 
@@ -139,6 +152,7 @@ fn read_pvh(start_info: u64) -> Result<BootInfo, BootInfoError> {
     }
     let cmdline = read_cmdline(read_u64(start_info + PVH_CMDLINE_PADDR))?;
     let mut ram_bytes = 0u64;
+    let mut ram = RamRanges::default();
     let mut entries = 0;
     if read_u32(start_info + PVH_VERSION) >= 1 {
         let map = read_u64(start_info + PVH_MEMMAP_PADDR);
@@ -150,14 +164,18 @@ fn read_pvh(start_info: u64) -> Result<BootInfo, BootInfoError> {
             let entry = map + i * PVH_MEMMAP_ENTRY_SIZE;
             if read_u32(entry + 16) == MEMORY_TYPE_RAM {
                 ram_bytes = ram_bytes.saturating_add(read_u64(entry + 8));
+                ram.push(read_u64(entry), read_u64(entry + 8));
             }
         }
     }
+    let rsdp = read_u64(start_info + PVH_RSDP_PADDR);
     Ok(BootInfo {
         protocol: BootProtocol::Pvh,
         cmdline,
         ram_bytes,
         memory_map_entries: entries,
+        rsdp: (rsdp != 0).then_some(rsdp),
+        ram,
     })
 }
 

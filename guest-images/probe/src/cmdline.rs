@@ -26,6 +26,28 @@ pub enum SelfTest {
     Timer,
 }
 
+/// What the guest stall detector does when it finds a stall (`probe.on_stall=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStall {
+    /// Report it (one `stall` line) and leave it be: the stall persists, as in 2012.
+    Report,
+    /// Report it, then consume (poll, reclaim, kick) and go on; counted.
+    Recover,
+}
+
+impl OnStall {
+    /// The name used in agent lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnStall::Report => "report",
+            OnStall::Recover => "recover",
+        }
+    }
+}
+
+/// Default `probe.stall_timeout`: 1 s, as vnetbed's device watchdog.
+pub const DEFAULT_STALL_TIMEOUT_US: u64 = 1_000_000;
+
 /// Everything the command line configures.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -41,6 +63,13 @@ pub struct Options {
     pub exit_after_boot: bool,
     /// `probe.selftest=`.
     pub selftest: Option<SelfTest>,
+    /// `probe.stall_timeout=`: how long a stall condition must hold before the guest
+    /// detector reports it, in microseconds; 0 turns the detector off.
+    pub stall_timeout_us: u64,
+    /// `probe.on_stall=report|recover`.
+    pub on_stall: OnStall,
+    /// `probe.msix=0` makes a PCI NIC use INTx even if it has MSI-X (default on).
+    pub msix: bool,
 }
 
 impl Default for Options {
@@ -52,6 +81,9 @@ impl Default for Options {
             mrg_rxbuf: true,
             exit_after_boot: false,
             selftest: None,
+            stall_timeout_us: DEFAULT_STALL_TIMEOUT_US,
+            on_stall: OnStall::Report,
+            msix: true,
         }
     }
 }
@@ -91,7 +123,7 @@ impl core::fmt::Display for CmdlineError<'_> {
             CmdlineError::UnknownOption(w) => write!(
                 f,
                 "unknown option `{w}` (known: probe.tsc_khz, probe.event_idx, probe.mrg_rxbuf, \
-                 probe.exit_after_boot, probe.selftest)"
+                 probe.exit_after_boot, probe.selftest, probe.stall_timeout, probe.on_stall, probe.msix)"
             ),
             CmdlineError::BadValue(w) => write!(f, "bad value in `{w}`"),
         }
@@ -120,6 +152,7 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                 }
                 "event_idx" => options.event_idx = parse_bool(value).ok_or(bad)?,
                 "mrg_rxbuf" => options.mrg_rxbuf = parse_bool(value).ok_or(bad)?,
+                "msix" => options.msix = parse_bool(value).ok_or(bad)?,
                 "exit_after_boot" => options.exit_after_boot = parse_bool(value).ok_or(bad)?,
                 "selftest" => {
                     options.selftest = Some(match value {
@@ -128,6 +161,16 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                         "timer" => SelfTest::Timer,
                         _ => return Err(bad),
                     })
+                }
+                "stall_timeout" => {
+                    options.stall_timeout_us = parse_duration_us(value).ok_or(bad)?
+                }
+                "on_stall" => {
+                    options.on_stall = match value {
+                        "report" => OnStall::Report,
+                        "recover" => OnStall::Recover,
+                        _ => return Err(bad),
+                    }
                 }
                 _ => return Err(CmdlineError::UnknownOption(word)),
             }
@@ -160,6 +203,21 @@ fn parse_size(text: &str) -> Option<u64> {
         _ => (text, 0),
     };
     parse_u64(digits)?.checked_mul(1 << shift)
+}
+
+/// A duration in microseconds: `<n>ms`, `<n>s`, or a plain number of milliseconds.
+fn parse_duration_us(text: &str) -> Option<u64> {
+    let (digits, unit_us) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1_000)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1_000_000)
+    } else {
+        (text, 1_000)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit_us)
 }
 
 /// Decimal, or hexadecimal with a 0x prefix.
@@ -202,6 +260,8 @@ mod tests {
         assert_eq!(options.tsc_khz, Some(2_400_000));
         assert!(!options.event_idx);
         assert!(options.mrg_rxbuf);
+        assert!(options.msix);
+        assert!(!parse("probe.msix=0").unwrap().msix);
     }
 
     #[test]
@@ -215,6 +275,25 @@ mod tests {
                 irq: 5
             })
         );
+    }
+
+    #[test]
+    fn parses_stall_options() {
+        let options = parse("").unwrap();
+        assert_eq!(options.stall_timeout_us, DEFAULT_STALL_TIMEOUT_US);
+        assert_eq!(options.on_stall, OnStall::Report);
+        let options = parse("probe.stall_timeout=250ms probe.on_stall=recover").unwrap();
+        assert_eq!(options.stall_timeout_us, 250_000);
+        assert_eq!(options.on_stall, OnStall::Recover);
+        assert_eq!(
+            parse("probe.stall_timeout=2s").unwrap().stall_timeout_us,
+            2_000_000
+        );
+        assert_eq!(
+            parse("probe.stall_timeout=700").unwrap().stall_timeout_us,
+            700_000
+        );
+        assert_eq!(parse("probe.stall_timeout=0").unwrap().stall_timeout_us, 0);
     }
 
     #[test]
@@ -243,6 +322,17 @@ mod tests {
             parse("probe.event_idx=maybe"),
             Err(CmdlineError::BadValue(_))
         ));
+        for word in [
+            "probe.stall_timeout=",
+            "probe.stall_timeout=1h",
+            "probe.stall_timeout=-1",
+            "probe.on_stall=exit",
+        ] {
+            assert!(
+                matches!(parse(word), Err(CmdlineError::BadValue(_))),
+                "{word}"
+            );
+        }
         let five = "virtio_mmio.device=512@0x1000:1 ".repeat(5);
         assert!(matches!(parse(&five), Err(CmdlineError::TooManyDevices(_))));
     }

@@ -5,4 +5,6 @@
 
 pub mod cmdline;
 pub mod iperf3_proto;
+pub mod pci_rules;
+pub mod stall;
 pub mod virtqueue;

@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod acpi;
 mod agent;
 mod apic;
 mod boot;
@@ -16,9 +17,13 @@ mod idle;
 mod iperf3;
 mod mem;
 mod net;
+mod pci;
 mod port;
 mod serial;
+mod stall_watch;
 mod start;
 mod statics;
 mod time;
+mod transport;
 mod virtio_net;
+mod virtio_pci;

@@ -8,14 +8,60 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
 use crate::agent::Event;
+use crate::apic;
 use crate::dhcp_watch::{self, Direction};
 use crate::exit::ExitCode;
 use crate::gateway::GatewayCheck;
 use crate::iperf3;
+use crate::pci::Function;
+use crate::stall_watch::StallWatch;
 use crate::statics::Once;
+use crate::transport::Transport;
 use crate::virtio_net::{feature, NetError, VirtioNet, MAX_FRAME};
-use crate::{apic, idle, start, time};
-use probe::cmdline::{Options, VirtioMmioDevice};
+use crate::{idle, start, time};
+use probe::cmdline::Options;
+use probe::stall::Queue;
+
+/// Where the NIC is.
+#[derive(Debug, Clone, Copy)]
+pub enum Location {
+    /// A virtio-mmio window at this base.
+    Mmio(u64),
+    /// A PCI function.
+    Pci(Function),
+}
+
+/// How the NIC interrupts.
+#[derive(Debug, Clone, Copy)]
+pub enum NicIrq {
+    /// One line for everything (virtio-mmio, or PCI INTx) on this vector: acknowledge,
+    /// then look at both queues.
+    Line {
+        /// x86 vector.
+        vector: u8,
+        /// `intx` (PCI) or `line` (virtio-mmio's own interrupt).
+        mode: &'static str,
+    },
+    /// MSI-X: a vector each for config, rx, tx; rx work only on the rx vector.
+    MsiX {
+        /// Config change vector.
+        config: u8,
+        /// rx vector.
+        rx: u8,
+        /// tx vector.
+        tx: u8,
+    },
+}
+
+/// A NIC found and ready to be driven.
+pub struct NicSetup {
+    /// Its transport.
+    pub transport: Transport,
+    /// Its interrupt.
+    pub irq: NicIrq,
+    /// Where it is.
+    pub location: Location,
+}
 
 /// Most sockets at once: DHCP + iperf3 control + data streams.
 const MAX_SOCKETS: usize = 12;
@@ -64,7 +110,12 @@ impl Device for Nic {
     type TxToken<'a> = FrameTx<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(FrameRx<'_>, FrameTx<'_>)> {
-        if self.error.is_some() || !self.ready_to_transmit() {
+        // rx does not wait for tx room (Linux's rx NAPI does not either): a full tx ring
+        // must not stop frames from being taken off the rx ring, or under a heavy send
+        // the device runs out of rx buffers and the host drops what it sends us (control
+        // messages included). A reply smoltcp makes at once (ARP, ICMP echo, RST) is
+        // dropped when the tx ring is full, as by a full queue.
+        if self.error.is_some() {
             return None;
         }
         let len = match self.net.receive_frame() {
@@ -115,9 +166,23 @@ pub fn now() -> Instant {
     Instant::from_micros(time::micros_since_entry() as i64)
 }
 
-/// Bring up the first NIC and run the network forever.
-pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
-    let net = match VirtioNet::new(device.base, options.event_idx, options.mrg_rxbuf) {
+/// Bring up the NIC and run the network forever.
+pub fn run(options: &Options, setup: NicSetup) -> ! {
+    let NicSetup {
+        transport,
+        irq,
+        location,
+    } = setup;
+    let queue_vectors = match irq {
+        NicIrq::MsiX { .. } => [Some(1), Some(2)],
+        NicIrq::Line { .. } => [None, None],
+    };
+    let net = match VirtioNet::new(
+        transport,
+        options.event_idx,
+        options.mrg_rxbuf,
+        queue_vectors,
+    ) {
         Some(Ok(net)) => net,
         Some(Err(error)) => start::fatal(ExitCode::DeviceError, "nic", format_args!("{error}")),
         None => start::fatal(
@@ -128,8 +193,22 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
     };
     let [a, b, c, d, e, f] = net.mac;
     let (rx_size, tx_size) = net.queue_sizes();
-    Event::new("nic")
-        .hex("base", device.base)
+    let mut event = Event::new("nic").str("transport", net.transport_name());
+    event = match location {
+        Location::Mmio(base) => event.hex("base", base),
+        Location::Pci(function) => event.fmt("pci", format_args!("{function}")),
+    };
+    event = match irq {
+        NicIrq::Line { vector, mode } => event
+            .str("interrupts", mode)
+            .u64("vector", u64::from(vector)),
+        NicIrq::MsiX { config, rx, tx } => event
+            .str("interrupts", "msix")
+            .u64("config_vector", u64::from(config))
+            .u64("rx_vector", u64::from(rx))
+            .u64("tx_vector", u64::from(tx)),
+    };
+    event
         .fmt(
             "mac",
             format_args!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}"),
@@ -155,21 +234,25 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
     let mut iperf = iperf3::Server::new(&mut sockets);
     Event::new("dhcp_state").str("state", "discovering").emit();
 
+    let mut stall_watch = StallWatch::new(
+        options,
+        nic.net.transport_name(),
+        time::micros_since_entry(),
+    );
     let mut bound = false;
-    let nic_bit = idle::vector_bit(vector);
     let mut next_counters = time::micros_since_entry() + COUNTER_PERIOD_US;
     loop {
         let pending = idle::take_pending();
-        if pending & nic_bit != 0 {
-            nic.net.handle_interrupt();
-            if let Err(error) = nic.net.service_tx() {
-                nic.error = Some(error);
-            }
+        if let Err(error) = service_interrupts(&mut nic.net, irq, pending) {
+            nic.error = Some(error);
         }
         nic.net.begin_poll_round();
         let timestamp = now();
         iface.poll(timestamp, &mut nic, &mut sockets);
         if let Err(error) = nic.net.end_poll_round() {
+            nic.error = Some(error);
+        }
+        if let Err(error) = stall_watch.poll(&mut nic.net, time::micros_since_entry()) {
             nic.error = Some(error);
         }
         if let Some(error) = nic.error {
@@ -187,7 +270,7 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
 
         let now_us = time::micros_since_entry();
         if now_us >= next_counters {
-            report_counters(&nic.net);
+            report_counters(&nic.net, &stall_watch);
             next_counters = now_us + COUNTER_PERIOD_US;
         }
         if nic.net.rx_scheduled() {
@@ -202,6 +285,7 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
             stack_delay,
             gateway.poll_delay_us(now_us),
             iperf.poll_delay_us(now_us),
+            stall_watch.poll_delay_us(now_us),
         ];
         for delay in delays.into_iter().flatten() {
             sleep_us = sleep_us.min(delay);
@@ -212,6 +296,30 @@ pub fn run(options: &Options, device: &VirtioMmioDevice, vector: u8) -> ! {
         apic::arm_timer(sleep_us);
         idle::wait_for_interrupt();
     }
+}
+
+/// Act on the NIC's pending interrupts.
+fn service_interrupts(net: &mut VirtioNet, irq: NicIrq, pending: u64) -> Result<(), NetError> {
+    match irq {
+        NicIrq::Line { vector, .. } => {
+            if pending & idle::vector_bit(vector) != 0 {
+                net.handle_interrupt();
+                net.service_tx()?;
+            }
+        }
+        NicIrq::MsiX { config, rx, tx } => {
+            // Config changes (link status) need nothing from us; the vector is there so
+            // that the device has one, as Linux sets it up.
+            let _ = pending & idle::vector_bit(config);
+            if pending & idle::vector_bit(rx) != 0 {
+                net.handle_queue_interrupt(Queue::Rx)?;
+            }
+            if pending & idle::vector_bit(tx) != 0 {
+                net.handle_queue_interrupt(Queue::Tx)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Apply DHCP configuration changes; returns the router of a new binding.
@@ -268,7 +376,7 @@ fn handle_dhcp(
     }
 }
 
-fn report_counters(net: &VirtioNet) {
+fn report_counters(net: &VirtioNet, stall_watch: &StallWatch) {
     let c = &net.counters;
     let (rx_unposted, tx_in_flight, rx_callbacks) = net.ring_state();
     Event::new("counters")
@@ -292,5 +400,7 @@ fn report_counters(net: &VirtioNet) {
         .u64("tx_in_flight", u64::from(tx_in_flight))
         .bool("rx_callbacks", rx_callbacks)
         .bool("rx_polling", net.rx_scheduled())
+        .u64("stalls", stall_watch.stalls)
+        .u64("stalls_recovered", stall_watch.recovered)
         .emit();
 }

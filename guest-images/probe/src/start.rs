@@ -2,8 +2,12 @@
 
 use crate::agent::Event;
 use crate::exit::{exit, ExitCode};
-use crate::{apic, bootinfo, idle, net, serial, time};
-use probe::cmdline::{self, SelfTest};
+use crate::net::{Location, NicIrq, NicSetup};
+use crate::pci::ConfigAccess;
+use crate::transport::{Mmio, Transport};
+use crate::virtio_pci::{self, IrqChoice, IrqMode};
+use crate::{acpi, apic, bootinfo, idle, net, serial, time};
+use probe::cmdline::{self, Options, SelfTest};
 
 /// The probe's version, reported in the first agent line.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -72,15 +76,143 @@ pub extern "C" fn probe_main() -> ! {
         Event::new("exit").str("reason", "exit_after_boot").emit();
         exit(ExitCode::Success);
     }
-    match options.devices().next() {
-        Some(device) => net::run(&options, device, apic::TIMER_VECTOR + 1),
+    let setup = match options.devices().next() {
+        Some(device) => match Mmio::probe(device.base) {
+            Ok(mmio) => Some(NicSetup {
+                transport: Transport::Mmio(mmio),
+                irq: NicIrq::Line {
+                    vector: apic::TIMER_VECTOR + 1,
+                    mode: "line",
+                },
+                location: Location::Mmio(device.base),
+            }),
+            Err(error) => fatal(ExitCode::DeviceError, "nic", format_args!("{error}")),
+        },
+        None => find_pci_nic(&boot, &options),
+    };
+    match setup {
+        Some(setup) => net::run(&options, setup),
         None => {
             Event::new("idle")
-                .str("reason", "no virtio_mmio.device on the command line")
+                .str(
+                    "reason",
+                    "no virtio_mmio.device on the command line and no virtio-net PCI function",
+                )
                 .emit();
             idle_forever()
         }
     }
+}
+
+/// QEMU microvm's ECAM (hw/i386/microvm.c: PCIE_ECAM_BASE).
+const MICROVM_ECAM: u64 = 0xe000_0000;
+
+/// MSI-X vectors: config, rx, tx.
+const MSIX_VECTORS: [u8; 3] = [0x30, 0x31, 0x32];
+
+/// Look for a virtio-net function on PCI bus 0 (ECAM from ACPI MCFG, else ports
+/// 0xCF8/0xCFC) and set it up. A virtio function that is not a NIC, or a NIC that cannot
+/// be used, is reported and ends the VM (exit status 9); no PCI NIC at all returns None.
+fn find_pci_nic(boot: &bootinfo::BootInfo, options: &Options) -> Option<NicSetup> {
+    let acpi = acpi::find(boot.rsdp);
+    let (access, source) = match acpi.and_then(|a| a.ecam) {
+        Some(ecam) => (ConfigAccess::Ecam { base: ecam.base }, "mcfg"),
+        // QEMU microvm (pcie=on) has no MCFG: its ECAM is at a fixed address, where its
+        // host bridge answers.
+        None if virtio_pci::is_microvm_ecam(MICROVM_ECAM) => {
+            (ConfigAccess::Ecam { base: MICROVM_ECAM }, "microvm_layout")
+        }
+        None => (ConfigAccess::Ports, "ports"),
+    };
+    let mut event = Event::new("pci")
+        .str("config_access", access.name())
+        .str("found_by", source);
+    if let ConfigAccess::Ecam { base } = access {
+        event = event.hex("ecam", base);
+    }
+    if let Some(acpi) = acpi {
+        let mut names = [0u8; 16 * 5];
+        let mut len = 0;
+        for name in acpi.table_names() {
+            for byte in name.bytes().chain(core::iter::once(b' ')) {
+                names[len] = byte;
+                len += 1;
+            }
+        }
+        let names = core::str::from_utf8(&names[..len]).unwrap_or("").trim_end();
+        event = event
+            .hex("rsdp", acpi.rsdp)
+            .str("rsdp_found_by", acpi.found_by)
+            .str("acpi_tables", names);
+        if let Some(ecam) = acpi.ecam {
+            event = event
+                .u64("ecam_start_bus", u64::from(ecam.start_bus))
+                .u64("ecam_end_bus", u64::from(ecam.end_bus));
+        }
+    }
+    let (found, count) = virtio_pci::find_virtio(&access);
+    event.u64("virtio_functions", count as u64).emit();
+    for function in found.iter().flatten() {
+        Event::new("pci_device")
+            .fmt("pci", format_args!("{}", function.function))
+            .hex("vendor", u64::from(virtio_pci::VIRTIO_VENDOR))
+            .hex("device", u64::from(function.device_id))
+            .u64("virtio_type", u64::from(function.virtio_type))
+            .bool("net", function.is_net())
+            .emit();
+    }
+    let Some(nic) = found.iter().flatten().find(|f| f.is_net()) else {
+        if let Some(other) = found.iter().flatten().next() {
+            fatal(
+                ExitCode::DeviceError,
+                "nic",
+                format_args!(
+                    "{}: virtio device type {} is not a network card (1); no virtio-net function on bus 0",
+                    other.function, other.virtio_type
+                ),
+            );
+        }
+        return None;
+    };
+    let choice = IrqChoice {
+        msix: options.msix,
+        msix_vectors: MSIX_VECTORS,
+        intx_vector: apic::TIMER_VECTOR + 1,
+    };
+    let pci_nic = match virtio_pci::setup(&access, nic, &boot.ram, choice, apic::route_irq) {
+        Ok(pci_nic) => pci_nic,
+        Err(error) => fatal(ExitCode::DeviceError, "nic", format_args!("{error}")),
+    };
+    let mut event = Event::new("pci_nic")
+        .fmt("pci", format_args!("{}", pci_nic.function))
+        .str("transport", pci_nic.transport.name())
+        .str(
+            "bars",
+            if pci_nic.bars_assigned > 0 {
+                "assigned_by_probe"
+            } else {
+                "as_firmware_left_them"
+            },
+        );
+    let irq = match pci_nic.irq {
+        IrqMode::MsiX { config, rx, tx } => {
+            event = event.str("interrupts", "msix");
+            NicIrq::MsiX { config, rx, tx }
+        }
+        IrqMode::Intx { vector, gsi } => {
+            event = event.str("interrupts", "intx").u64("gsi", u64::from(gsi));
+            NicIrq::Line {
+                vector,
+                mode: "intx",
+            }
+        }
+    };
+    event.emit();
+    Some(NicSetup {
+        transport: pci_nic.transport,
+        irq,
+        location: Location::Pci(pci_nic.function),
+    })
 }
 
 /// Nothing else to do yet: sleep through the idle gate.

@@ -1,4 +1,5 @@
-//! A virtio-net driver over virtio-mmio version 2, following Linux's virtio_net:
+//! A virtio-net driver over any of the transports of src/transport.rs (virtio-mmio
+//! version 2, virtio-pci modern and legacy), following Linux's virtio_net:
 //!
 //! - the rx ring is kept full: every poll round ends with a refill, then
 //!   `virtqueue_kick_prepare` decides whether the device needs a kick;
@@ -12,45 +13,12 @@
 //! The fences themselves are in the shared `probe::virtqueue` (host-tested).
 
 use core::cell::UnsafeCell;
-use core::ptr::{read_volatile, write_volatile};
 
+use crate::pci::{Function, PciError};
+use crate::transport::{status, QueueAddresses, Transport};
+
+use probe::stall::{Queue, RingView, StallKind};
 use probe::virtqueue::{ring_bytes, QueueMemory, SplitQueue, MAX_QUEUE_SIZE};
-
-// virtio-mmio registers (virtio 1.x, 4.2.2).
-const MAGIC_VALUE: usize = 0x000;
-const VERSION: usize = 0x004;
-const DEVICE_ID: usize = 0x008;
-const DEVICE_FEATURES: usize = 0x010;
-const DEVICE_FEATURES_SEL: usize = 0x014;
-const DRIVER_FEATURES: usize = 0x020;
-const DRIVER_FEATURES_SEL: usize = 0x024;
-const QUEUE_SEL: usize = 0x030;
-const QUEUE_NUM_MAX: usize = 0x034;
-const QUEUE_NUM: usize = 0x038;
-const QUEUE_READY: usize = 0x044;
-const QUEUE_NOTIFY: usize = 0x050;
-const INTERRUPT_STATUS: usize = 0x060;
-const INTERRUPT_ACK: usize = 0x064;
-const STATUS: usize = 0x070;
-const QUEUE_DESC_LOW: usize = 0x080;
-const QUEUE_DESC_HIGH: usize = 0x084;
-const QUEUE_DRIVER_LOW: usize = 0x090;
-const QUEUE_DRIVER_HIGH: usize = 0x094;
-const QUEUE_DEVICE_LOW: usize = 0x0a0;
-const QUEUE_DEVICE_HIGH: usize = 0x0a4;
-const CONFIG_GENERATION: usize = 0x0fc;
-const CONFIG: usize = 0x100;
-
-const MAGIC: u32 = 0x7472_6976; // "virt"
-const NET_DEVICE_ID: u32 = 1;
-
-const STATUS_ACKNOWLEDGE: u32 = 1;
-const STATUS_DRIVER: u32 = 2;
-const STATUS_DRIVER_OK: u32 = 4;
-const STATUS_FEATURES_OK: u32 = 8;
-const STATUS_FAILED: u32 = 128;
-
-const INTERRUPT_USED_BUFFER: u32 = 1;
 
 /// Feature bits the driver knows.
 pub mod feature {
@@ -66,10 +34,15 @@ pub mod feature {
     pub const VERSION_1: u64 = 1 << 32;
 }
 
-const RX_QUEUE: u32 = 0;
-const TX_QUEUE: u32 = 1;
-/// virtio_net_hdr_v1 (12 bytes with VERSION_1, num_buffers at offset 10).
+/// InterruptStatus / ISR bit 0: the device used buffers.
+const INTERRUPT_USED_BUFFER: u32 = 1;
+
+const RX_QUEUE: u16 = 0;
+const TX_QUEUE: u16 = 1;
+/// virtio_net_hdr_v1 (12 bytes with VERSION_1 or, in legacy, with MRG_RXBUF;
+/// num_buffers at offset 10). Legacy without MRG_RXBUF: 10 bytes.
 pub const NET_HDR_LEN: usize = 12;
+const LEGACY_NET_HDR_LEN: usize = 10;
 const NUM_BUFFERS_OFFSET: usize = 10;
 /// Bytes per rx and tx buffer.
 const BUFFER_LEN: usize = 2048;
@@ -135,6 +108,18 @@ pub enum NetError {
     BadQueue(u32),
     /// The device broke the virtqueue contract.
     Queue(probe::virtqueue::QueueError),
+    /// The PCI function is unusable (capabilities, BARs).
+    Pci(PciError),
+    /// Neither the modern capabilities nor a legacy I/O BAR.
+    NoVirtioInterface(Function),
+    /// MSI-X is enabled but the device refused the config vector.
+    MsixRefused(Function),
+    /// The device refused a queue's MSI-X vector.
+    QueueVectorRefused(u16),
+    /// No MSI-X and no usable INTx line.
+    NoInterrupt(Function),
+    /// A legacy device's fixed queue size is not one the driver can use.
+    LegacyQueueSize(u16, u16),
 }
 
 impl core::fmt::Display for NetError {
@@ -150,29 +135,57 @@ impl core::fmt::Display for NetError {
             NetError::FeaturesRejected => write!(f, "the device did not accept our features"),
             NetError::BadQueue(q) => write!(f, "virtqueue {q} is unavailable or already in use"),
             NetError::Queue(e) => write!(f, "{e}"),
+            NetError::Pci(e) => write!(f, "{e}"),
+            NetError::NoVirtioInterface(fun) => write!(
+                f,
+                "{fun}: neither virtio 1.0 capabilities nor a legacy I/O BAR"
+            ),
+            NetError::MsixRefused(fun) => {
+                write!(f, "{fun}: the device refused the MSI-X config vector")
+            }
+            NetError::QueueVectorRefused(q) => {
+                write!(f, "the device refused the MSI-X vector of queue {q}")
+            }
+            NetError::NoInterrupt(fun) => write!(
+                f,
+                "{fun}: no MSI-X and no INTx line (interrupt pin/line unset, or no such IOAPIC input)"
+            ),
+            NetError::LegacyQueueSize(q, size) => write!(
+                f,
+                "legacy queue {q} has size {size}; the driver needs a power of two up to {MAX_QUEUE_SIZE}"
+            ),
         }
     }
 }
 
-/// Ring sizes for MAX_QUEUE_SIZE, rounded up to whole pages (which keeps every part
-/// aligned: descriptors 16, avail 2, used 4 bytes).
-const DESC_BYTES: usize = page_round(ring_bytes(MAX_QUEUE_SIZE as u16).0);
-const AVAIL_BYTES: usize = page_round(ring_bytes(MAX_QUEUE_SIZE as u16).1 + 2);
-const USED_BYTES: usize = page_round(ring_bytes(MAX_QUEUE_SIZE as u16).2 + 2);
+/// Bytes of one queue's ring region: for MAX_QUEUE_SIZE, descriptors (16 KiB), the
+/// available ring right after them, the used ring at the next 4 KiB boundary (the legacy
+/// layout, which suits every transport).
+const RING_REGION: usize = 32 * 1024;
 
-const fn page_round(bytes: usize) -> usize {
-    bytes.div_ceil(4096) * 4096
+/// The legacy layout of a queue of `size` inside a region at `base`: (desc, avail, used).
+fn ring_layout(base: *mut u8, size: u16) -> QueueMemory {
+    let (desc, avail, _) = ring_bytes(size);
+    // The used_event word follows the available ring: + 2 bytes.
+    let used_offset = (desc + avail + 2).div_ceil(4096) * 4096;
+    QueueMemory {
+        desc: base,
+        avail: base.wrapping_add(desc),
+        used: base.wrapping_add(used_offset),
+    }
 }
+
+const _: () = {
+    // The region holds the largest queue, including the avail_event word.
+    let (desc, avail, used) = ring_bytes(MAX_QUEUE_SIZE as u16);
+    assert!((desc + avail + 2).div_ceil(4096) * 4096 + used + 2 <= RING_REGION);
+};
 
 /// Guest memory the device reads and writes: rings and buffers, identity-mapped.
 #[repr(C, align(4096))]
 struct NicMemory {
-    rx_desc: [u8; DESC_BYTES],
-    rx_avail: [u8; AVAIL_BYTES],
-    rx_used: [u8; USED_BYTES],
-    tx_desc: [u8; DESC_BYTES],
-    tx_avail: [u8; AVAIL_BYTES],
-    tx_used: [u8; USED_BYTES],
+    rx_ring: [u8; RING_REGION],
+    tx_ring: [u8; RING_REGION],
     rx_buffers: [[u8; BUFFER_LEN]; MAX_QUEUE_SIZE],
     tx_buffers: [[u8; BUFFER_LEN]; MAX_QUEUE_SIZE],
 }
@@ -184,12 +197,8 @@ struct DmaCell(UnsafeCell<NicMemory>);
 unsafe impl Sync for DmaCell {}
 
 static NIC_MEMORY: DmaCell = DmaCell(UnsafeCell::new(NicMemory {
-    rx_desc: [0; DESC_BYTES],
-    rx_avail: [0; AVAIL_BYTES],
-    rx_used: [0; USED_BYTES],
-    tx_desc: [0; DESC_BYTES],
-    tx_avail: [0; AVAIL_BYTES],
-    tx_used: [0; USED_BYTES],
+    rx_ring: [0; RING_REGION],
+    tx_ring: [0; RING_REGION],
     rx_buffers: [[0; BUFFER_LEN]; MAX_QUEUE_SIZE],
     tx_buffers: [[0; BUFFER_LEN]; MAX_QUEUE_SIZE],
 }));
@@ -198,7 +207,9 @@ static NIC_MEMORY_CLAIMED: core::sync::atomic::AtomicBool =
 
 /// The driver.
 pub struct VirtioNet {
-    base: usize,
+    transport: Transport,
+    /// Bytes of the virtio-net header in every buffer.
+    hdr_len: usize,
     /// The MAC address (from the device, or locally administered).
     pub mac: [u8; 6],
     /// Negotiated features.
@@ -219,46 +230,48 @@ pub struct VirtioNet {
     deferred_error: Option<NetError>,
     /// Counters.
     pub counters: Counters,
+    /// When each queue (rx, tx) last had an interrupt / was kicked (microseconds since
+    /// entry), for the stall detector.
+    last_interrupt_us: [Option<u64>; 2],
+    last_kick_us: [Option<u64>; 2],
 }
 
 impl VirtioNet {
-    /// Bring up the virtio-net device at `base`. Only one NIC is supported (one set of
-    /// static rings); a second call returns None.
-    pub fn new(base: u64, event_idx: bool, mrg_rxbuf: bool) -> Option<Result<Self, NetError>> {
+    /// Bring up the virtio-net device behind `transport`; `queue_vectors` are the MSI-X
+    /// vector indices of rx and tx (PCI with MSI-X). Only one NIC is supported (one set
+    /// of static rings); a second call returns None.
+    pub fn new(
+        transport: Transport,
+        event_idx: bool,
+        mrg_rxbuf: bool,
+        queue_vectors: [Option<u16>; 2],
+    ) -> Option<Result<Self, NetError>> {
         if NIC_MEMORY_CLAIMED.swap(true, core::sync::atomic::Ordering::AcqRel) {
             return None;
         }
-        Some(Self::init(base as usize, event_idx, mrg_rxbuf))
+        Some(Self::init(transport, event_idx, mrg_rxbuf, queue_vectors))
     }
 
-    fn init(base: usize, event_idx: bool, mrg_rxbuf: bool) -> Result<Self, NetError> {
-        let read = |offset| mmio_read(base, offset);
-        let write = |offset, value| mmio_write(base, offset, value);
-        let magic = read(MAGIC_VALUE);
-        if magic != MAGIC {
-            return Err(NetError::NoDevice(magic));
-        }
-        match read(VERSION) {
-            2 => {}
-            v => return Err(NetError::UnsupportedVersion(v)),
-        }
-        match read(DEVICE_ID) {
-            NET_DEVICE_ID => {}
-            id => return Err(NetError::NotNet(id)),
-        }
+    fn init(
+        transport: Transport,
+        event_idx: bool,
+        mrg_rxbuf: bool,
+        queue_vectors: [Option<u16>; 2],
+    ) -> Result<Self, NetError> {
+        let legacy = transport.is_legacy();
         // 3.1.1 Driver Requirements: Device Initialization.
-        write(STATUS, 0);
-        write(STATUS, STATUS_ACKNOWLEDGE);
-        write(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-        write(DEVICE_FEATURES_SEL, 0);
-        let low = read(DEVICE_FEATURES);
-        write(DEVICE_FEATURES_SEL, 1);
-        let offered = u64::from(low) | (u64::from(read(DEVICE_FEATURES)) << 32);
-        if offered & feature::VERSION_1 == 0 {
-            write(STATUS, STATUS_FAILED);
+        transport.set_status(0);
+        transport.set_status(status::ACKNOWLEDGE);
+        transport.set_status(status::ACKNOWLEDGE | status::DRIVER);
+        let offered = transport.device_features();
+        if !legacy && offered & feature::VERSION_1 == 0 {
+            transport.set_status(status::FAILED);
             return Err(NetError::NoVersion1);
         }
-        let mut wanted = feature::VERSION_1 | feature::MAC | feature::STATUS;
+        let mut wanted = feature::MAC | feature::STATUS;
+        if !legacy {
+            wanted |= feature::VERSION_1;
+        }
         if event_idx {
             wanted |= feature::EVENT_IDX;
         }
@@ -266,45 +279,53 @@ impl VirtioNet {
             wanted |= feature::MRG_RXBUF;
         }
         let features = offered & wanted;
-        write(DRIVER_FEATURES_SEL, 0);
-        write(DRIVER_FEATURES, features as u32);
-        write(DRIVER_FEATURES_SEL, 1);
-        write(DRIVER_FEATURES, (features >> 32) as u32);
-        write(
-            STATUS,
-            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
-        );
-        if read(STATUS) & STATUS_FEATURES_OK == 0 {
-            write(STATUS, STATUS_FAILED);
-            return Err(NetError::FeaturesRejected);
+        transport.set_driver_features(features);
+        let mut driver_status = status::ACKNOWLEDGE | status::DRIVER;
+        if !legacy {
+            driver_status |= status::FEATURES_OK;
+            transport.set_status(driver_status);
+            if transport.status() & status::FEATURES_OK == 0 {
+                transport.set_status(status::FAILED);
+                return Err(NetError::FeaturesRejected);
+            }
         }
+        let hdr_len = if legacy && features & feature::MRG_RXBUF == 0 {
+            LEGACY_NET_HDR_LEN
+        } else {
+            NET_HDR_LEN
+        };
         let memory = NIC_MEMORY.0.get();
         let use_event_idx = features & feature::EVENT_IDX != 0;
-        // SAFETY: NIC_MEMORY is claimed once (flag in `new`); the rings are page-aligned
-        // and sized for MAX_QUEUE_SIZE including the event words (DESC/AVAIL/USED_BYTES).
-        let (rx_mem, tx_mem) = unsafe {
+        // SAFETY: NIC_MEMORY is claimed once (flag in `new`); the regions are
+        // page-aligned and RING_REGION holds the largest queue (checked above).
+        let (rx_region, tx_region) = unsafe {
             (
-                QueueMemory {
-                    desc: (*memory).rx_desc.as_mut_ptr(),
-                    avail: (*memory).rx_avail.as_mut_ptr(),
-                    used: (*memory).rx_used.as_mut_ptr(),
-                },
-                QueueMemory {
-                    desc: (*memory).tx_desc.as_mut_ptr(),
-                    avail: (*memory).tx_avail.as_mut_ptr(),
-                    used: (*memory).tx_used.as_mut_ptr(),
-                },
+                (*memory).rx_ring.as_mut_ptr(),
+                (*memory).tx_ring.as_mut_ptr(),
             )
         };
-        let rx = setup_queue(base, RX_QUEUE, rx_mem, use_event_idx)?;
-        let tx = setup_queue(base, TX_QUEUE, tx_mem, use_event_idx)?;
+        let rx = setup_queue(
+            &transport,
+            RX_QUEUE,
+            rx_region,
+            use_event_idx,
+            queue_vectors[0],
+        )?;
+        let tx = setup_queue(
+            &transport,
+            TX_QUEUE,
+            tx_region,
+            use_event_idx,
+            queue_vectors[1],
+        )?;
         let mac = if features & feature::MAC != 0 {
-            read_mac(base)
+            transport.read_mac()
         } else {
             [0x02, 0x00, 0x00, 0x00, 0x00, 0x01]
         };
         let mut net = VirtioNet {
-            base,
+            transport,
+            hdr_len,
             mac,
             features,
             rx,
@@ -317,13 +338,12 @@ impl VirtioNet {
             frame: [0; MAX_FRAME],
             deferred_error: None,
             counters: Counters::default(),
+            last_interrupt_us: [None; 2],
+            last_kick_us: [None; 2],
         };
         // tx interrupts stay off until the ring fills (see `transmit_frame`).
         net.tx.disable_cb();
-        write(
-            STATUS,
-            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
-        );
+        net.transport.set_status(driver_status | status::DRIVER_OK);
         net.refill_rx();
         Ok(net)
     }
@@ -352,16 +372,43 @@ impl VirtioNet {
     /// raises a new edge), then schedule rx polling if rx has work (Linux's
     /// vring_interrupt -> skb_recv_done -> virtqueue_napi_schedule).
     pub fn handle_interrupt(&mut self) {
-        let status = mmio_read(self.base, INTERRUPT_STATUS);
-        mmio_write(self.base, INTERRUPT_ACK, status);
+        let status = self.transport.ack_interrupt();
         self.counters.interrupts += 1;
         if status & INTERRUPT_USED_BUFFER == 0 {
             self.counters.interrupts_without_status += 1;
+        } else {
+            // One shared line: a used-buffer interrupt is for both queues.
+            let now = crate::time::micros_since_entry();
+            self.last_interrupt_us = [Some(now); 2];
         }
         if status & INTERRUPT_USED_BUFFER != 0 && !self.rx_scheduled && self.rx.has_used() {
             self.rx.disable_cb();
             self.rx_scheduled = true;
         }
+    }
+
+    /// MSI-X: queue `queue`'s own vector fired (Linux's vp_vring_interrupt ->
+    /// vring_interrupt for that queue only). rx schedules polling if it has work; tx
+    /// reclaims. No ISR read: with MSI-X the ISR is not used.
+    pub fn handle_queue_interrupt(&mut self, queue: Queue) -> Result<(), NetError> {
+        self.counters.interrupts += 1;
+        let now = crate::time::micros_since_entry();
+        self.last_interrupt_us[queue_index(queue) as usize] = Some(now);
+        match queue {
+            Queue::Rx => {
+                if !self.rx_scheduled && self.rx.has_used() {
+                    self.rx.disable_cb();
+                    self.rx_scheduled = true;
+                }
+                Ok(())
+            }
+            Queue::Tx => self.service_tx(),
+        }
+    }
+
+    /// The transport's name.
+    pub fn transport_name(&self) -> &'static str {
+        self.transport.name()
     }
 
     /// Whether rx polling is scheduled (the main loop must not sleep).
@@ -419,14 +466,15 @@ impl VirtioNet {
         self.kick(RX_QUEUE);
     }
 
-    fn kick(&mut self, queue: u32) {
+    fn kick(&mut self, queue: u16) {
         let queue_state = if queue == RX_QUEUE {
             &mut self.rx
         } else {
             &mut self.tx
         };
         if queue_state.kick_prepare() {
-            mmio_write(self.base, QUEUE_NOTIFY, queue);
+            self.transport.notify(queue);
+            self.last_kick_us[queue as usize] = Some(crate::time::micros_since_entry());
             self.counters.kicks += 1;
         } else {
             self.counters.kicks_suppressed += 1;
@@ -445,7 +493,7 @@ impl VirtioNet {
             };
             let len = first.len as usize;
             let buffer = self.rx_buffer(first.id);
-            if len < NET_HDR_LEN || len > self.rx_buffer_len {
+            if len < self.hdr_len || len > self.rx_buffer_len {
                 self.counters.rx_errors += 1;
                 continue;
             }
@@ -455,7 +503,7 @@ impl VirtioNet {
                 1
             };
             let mut frame_len = 0;
-            let mut ok = self.append(&buffer[NET_HDR_LEN..len], &mut frame_len);
+            let mut ok = self.append(&buffer[self.hdr_len..len], &mut frame_len);
             for _ in 1..num_buffers {
                 match self.rx.get_buf().map_err(NetError::Queue)? {
                     Some(next) if next.len as usize <= self.rx_buffer_len => {
@@ -527,7 +575,8 @@ impl VirtioNet {
     /// Send one frame of `len` bytes, filled by `fill`. Call only after
     /// [`VirtioNet::can_transmit`] said yes; otherwise the frame is dropped.
     pub fn transmit_frame<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> R {
-        let len = len.min(BUFFER_LEN - NET_HDR_LEN);
+        let hdr_len = self.hdr_len;
+        let len = len.min(BUFFER_LEN - hdr_len);
         let id = match self.tx.peek_free() {
             Some(id) => id,
             None => {
@@ -538,14 +587,10 @@ impl VirtioNet {
         };
         // SAFETY: id < queue size; the buffer is not in flight (it is free).
         let buffer = unsafe { &mut (*self.memory).tx_buffers[id as usize] };
-        buffer[..NET_HDR_LEN].fill(0);
-        let result = fill(&mut buffer[NET_HDR_LEN..NET_HDR_LEN + len]);
+        buffer[..hdr_len].fill(0);
+        let result = fill(&mut buffer[hdr_len..hdr_len + len]);
         let addr = buffer.as_ptr() as u64;
-        if self
-            .tx
-            .add(addr, (NET_HDR_LEN + len) as u32, false)
-            .is_some()
-        {
+        if self.tx.add(addr, (hdr_len + len) as u32, false).is_some() {
             self.counters.tx_packets += 1;
             self.counters.tx_bytes += len as u64;
             self.kick(TX_QUEUE);
@@ -567,6 +612,53 @@ impl VirtioNet {
         result
     }
 
+    /// The ring state of `queue`, read without consuming (stall detector).
+    pub fn view(&self, queue: Queue) -> RingView {
+        self.queue(queue).view()
+    }
+
+    /// When `queue` last had an interrupt and a kick (microseconds since entry).
+    pub fn last_interrupt_and_kick_us(&self, queue: Queue) -> (Option<u64>, Option<u64>) {
+        let i = queue_index(queue) as usize;
+        (self.last_interrupt_us[i], self.last_kick_us[i])
+    }
+
+    fn queue(&self, queue: Queue) -> &SplitQueue {
+        match queue {
+            Queue::Rx => &self.rx,
+            Queue::Tx => &self.tx,
+        }
+    }
+
+    /// `probe.on_stall=recover`: do what the lost notification would have made happen.
+    /// A lost interrupt: schedule rx polling (rx) or reclaim (tx), as the interrupt
+    /// handler would. A stalled device: notify it.
+    pub fn recover(&mut self, queue: Queue, kind: StallKind) -> Result<(), NetError> {
+        match (kind, queue) {
+            (StallKind::LostInterrupt, Queue::Rx) => {
+                if !self.rx_scheduled {
+                    self.rx.disable_cb();
+                    self.rx_scheduled = true;
+                }
+                Ok(())
+            }
+            (StallKind::LostInterrupt, Queue::Tx) => {
+                self.reclaim_tx()?;
+                if self.tx.num_free() > 0 {
+                    self.tx.disable_cb();
+                }
+                Ok(())
+            }
+            (StallKind::DeviceStalled, _) => {
+                let index = queue_index(queue);
+                self.transport.notify(index);
+                self.last_kick_us[index as usize] = Some(crate::time::micros_since_entry());
+                self.counters.kicks += 1;
+                Ok(())
+            }
+        }
+    }
+
     /// After an interrupt: reclaim tx and turn tx callbacks off again if room came free.
     pub fn service_tx(&mut self) -> Result<(), NetError> {
         if self.tx.callbacks_enabled() {
@@ -579,60 +671,48 @@ impl VirtioNet {
     }
 }
 
+fn queue_index(queue: Queue) -> u16 {
+    match queue {
+        Queue::Rx => RX_QUEUE,
+        Queue::Tx => TX_QUEUE,
+    }
+}
+
 fn setup_queue(
-    base: usize,
-    index: u32,
-    memory: QueueMemory,
+    transport: &Transport,
+    index: u16,
+    region: *mut u8,
     event_idx: bool,
+    vector: Option<u16>,
 ) -> Result<SplitQueue, NetError> {
-    mmio_write(base, QUEUE_SEL, index);
-    if mmio_read(base, QUEUE_READY) != 0 {
-        return Err(NetError::BadQueue(index));
-    }
-    let max = mmio_read(base, QUEUE_NUM_MAX);
+    let (max, fixed) = transport.queue_max(index)?;
     if max == 0 {
-        return Err(NetError::BadQueue(index));
+        return Err(NetError::BadQueue(u32::from(index)));
     }
-    let size = max.min(MAX_QUEUE_SIZE as u32) as u16;
-    // Queue sizes are powers of two for split rings; take the largest that fits.
-    let size = 1u16 << (15 - size.leading_zeros().min(15));
-    // SAFETY: the caller passes page-sized, page-aligned regions of the claimed
-    // NIC_MEMORY, large enough for MAX_QUEUE_SIZE.
+    let size = if fixed {
+        // Legacy: the device's size is the size.
+        if usize::from(max) > MAX_QUEUE_SIZE || !max.is_power_of_two() {
+            return Err(NetError::LegacyQueueSize(index, max));
+        }
+        max
+    } else {
+        // Split rings are powers of two; take the largest that fits.
+        let size = max.min(MAX_QUEUE_SIZE as u16);
+        1u16 << (15 - size.leading_zeros().min(15))
+    };
+    let memory = ring_layout(region, size);
+    // SAFETY: the caller passes a page-aligned RING_REGION of the claimed NIC_MEMORY,
+    // which holds the layout of any size up to MAX_QUEUE_SIZE.
     let queue = unsafe { SplitQueue::new(memory, size, event_idx) };
-    mmio_write(base, QUEUE_NUM, u32::from(size));
-    for (low, high, addr) in [
-        (QUEUE_DESC_LOW, QUEUE_DESC_HIGH, memory.desc as u64),
-        (QUEUE_DRIVER_LOW, QUEUE_DRIVER_HIGH, memory.avail as u64),
-        (QUEUE_DEVICE_LOW, QUEUE_DEVICE_HIGH, memory.used as u64),
-    ] {
-        mmio_write(base, low, addr as u32);
-        mmio_write(base, high, (addr >> 32) as u32);
-    }
-    mmio_write(base, QUEUE_READY, 1);
+    transport.activate_queue(
+        index,
+        size,
+        QueueAddresses {
+            desc: memory.desc as u64,
+            avail: memory.avail as u64,
+            used: memory.used as u64,
+        },
+        vector,
+    )?;
     Ok(queue)
-}
-
-fn read_mac(base: usize) -> [u8; 6] {
-    loop {
-        let generation = mmio_read(base, CONFIG_GENERATION);
-        let mut mac = [0u8; 6];
-        for (i, byte) in mac.iter_mut().enumerate() {
-            // SAFETY: config space bytes 0-5 (the MAC) of the mapped device window.
-            *byte = unsafe { read_volatile((base + CONFIG + i) as *const u8) };
-        }
-        if mmio_read(base, CONFIG_GENERATION) == generation {
-            return mac;
-        }
-    }
-}
-
-fn mmio_read(base: usize, offset: usize) -> u32 {
-    // SAFETY: `base` is the device window from the command line (below 4 GiB, checked
-    // by the parser), identity-mapped and user-accessible; 32-bit aligned access.
-    unsafe { read_volatile((base + offset) as *const u32) }
-}
-
-fn mmio_write(base: usize, offset: usize, value: u32) {
-    // SAFETY: as for mmio_read.
-    unsafe { write_volatile((base + offset) as *mut u32, value) }
 }

@@ -14,12 +14,16 @@
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{fence, Ordering};
 
+pub use crate::stall::{KickDecision, RingView, Suppressed, SuppressedDecision};
+
 /// Largest queue the driver sets up.
 pub const MAX_QUEUE_SIZE: usize = 1024;
 
 const VRING_DESC_F_WRITE: u16 = 2;
-const VRING_USED_F_NO_NOTIFY: u16 = 1;
-const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// used->flags: the device asks not to be kicked (without EVENT_IDX).
+pub const VRING_USED_F_NO_NOTIFY: u16 = 1;
+/// avail->flags: the driver asks not to be interrupted (without EVENT_IDX).
+pub const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
 
 /// Bytes needed for the descriptor table, available ring and used ring of a queue.
 pub const fn ring_bytes(size: u16) -> (usize, usize, usize) {
@@ -82,6 +86,14 @@ pub struct SplitQueue {
     avail_flags_shadow: u16,
     last_used_idx: u16,
     num_added: u16,
+    /// `avail->idx` when the driver last kicked (0 at start: nothing published yet).
+    kicked_avail_idx: u16,
+    /// The last [`SplitQueue::kick_prepare`] decision and the device's notification
+    /// request it was based on (avail_event, or used->flags' NO_NOTIFY bit).
+    last_decision: KickDecision,
+    decided_request: u16,
+    /// The "no kick needed" decisions since the last kick (the newest last).
+    suppressed: Suppressed,
     free: [u16; MAX_QUEUE_SIZE],
     num_free: u16,
     in_flight: [bool; MAX_QUEUE_SIZE],
@@ -120,6 +132,10 @@ impl SplitQueue {
             avail_flags_shadow: 0,
             last_used_idx: 0,
             num_added: 0,
+            kicked_avail_idx: 0,
+            last_decision: KickDecision::None,
+            decided_request: 0,
+            suppressed: Suppressed::new(),
             free,
             num_free: size,
             in_flight: [false; MAX_QUEUE_SIZE],
@@ -192,10 +208,61 @@ impl SplitQueue {
         let new = self.avail_idx_shadow;
         let old = new.wrapping_sub(self.num_added);
         self.num_added = 0;
-        if self.event_idx {
-            vring_need_event(self.read_used(4 + 8 * self.size as usize) as u16, new, old)
+        let request = self.notify_request();
+        let needed = if self.event_idx {
+            vring_need_event(request, new, old)
         } else {
-            self.read_used(0) as u16 & VRING_USED_F_NO_NOTIFY == 0
+            request & VRING_USED_F_NO_NOTIFY == 0
+        };
+        // Kept for the stall detector (crate::stall): what was decided, on what.
+        self.decided_request = request;
+        if needed {
+            self.last_decision = KickDecision::Kicked;
+            self.kicked_avail_idx = new;
+            self.suppressed.clear();
+        } else {
+            self.last_decision = KickDecision::Suppressed;
+            if new != old {
+                self.suppressed.push(SuppressedDecision {
+                    old,
+                    new,
+                    request,
+                    used_idx: self.read_used(2) as u16,
+                });
+            }
+        }
+        needed
+    }
+
+    /// The device's notification request: `avail_event` with EVENT_IDX, otherwise
+    /// `used->flags` (whose NO_NOTIFY bit says "do not kick").
+    fn notify_request(&self) -> u16 {
+        if self.event_idx {
+            self.read_used(4 + 8 * self.size as usize) as u16
+        } else {
+            self.read_used(0) as u16 & VRING_USED_F_NO_NOTIFY
+        }
+    }
+
+    /// The ring as the driver sees it now, read without consuming anything (for the
+    /// stall detector): the device's fields are read fresh.
+    pub fn view(&self) -> RingView {
+        // The same fence as before any read of the device's side that follows our stores.
+        fence(Ordering::SeqCst);
+        RingView {
+            avail_idx: self.avail_idx_shadow,
+            avail_flags: self.avail_flags_shadow,
+            used_event: self.read_avail(4 + 2 * self.size as usize),
+            used_idx: self.read_used(2) as u16,
+            used_flags: self.read_used(0) as u16,
+            avail_event: self.read_used(4 + 8 * self.size as usize) as u16,
+            last_used_idx: self.last_used_idx,
+            event_idx: self.event_idx,
+            callbacks_enabled: self.callbacks_enabled(),
+            kicked_avail_idx: self.kicked_avail_idx,
+            last_decision: self.last_decision,
+            decided_request: self.decided_request,
+            suppressed: self.suppressed,
         }
     }
 
@@ -298,6 +365,11 @@ impl SplitQueue {
         // SAFETY: every offset used is within ring_bytes(size).1 (the used_event word is
         // at 4 + 2 * size); the region is ours (see `new`).
         unsafe { write_volatile(self.memory.avail.add(offset).cast::<u16>(), value) };
+    }
+
+    fn read_avail(&self, offset: usize) -> u16 {
+        // SAFETY: as for write_avail.
+        unsafe { read_volatile(self.memory.avail.add(offset).cast::<u16>()) }
     }
 
     fn write_used_event(&self, value: u16) {
@@ -426,6 +498,36 @@ mod tests {
         rings.set_used_flags(0);
         q.add(0, 1, true);
         assert!(q.kick_prepare());
+    }
+
+    #[test]
+    fn kick_decisions_are_kept_for_the_stall_detector() {
+        let mut rings = Rings::new();
+        let mut q = rings.queue(true);
+        q.add(0, 1, true);
+        assert!(q.kick_prepare());
+        let view = q.view();
+        assert_eq!(view.last_decision, KickDecision::Kicked);
+        assert_eq!(view.kicked_avail_idx, 1);
+        rings.set_avail_event(5);
+        q.add(0, 1, true);
+        assert!(!q.kick_prepare());
+        let view = q.view();
+        assert_eq!(view.last_decision, KickDecision::Suppressed);
+        assert_eq!(view.decided_request, 5);
+        assert_eq!(view.kicked_avail_idx, 1, "no kick since");
+        let kept: Vec<_> = view.suppressed.iter().copied().collect();
+        assert_eq!(
+            kept,
+            [SuppressedDecision {
+                old: 1,
+                new: 2,
+                request: 5,
+                used_idx: 0
+            }]
+        );
+        assert_eq!(view.avail_event, 5);
+        assert_eq!(view.avail_idx, 2);
     }
 
     #[test]

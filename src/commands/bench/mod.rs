@@ -2,8 +2,8 @@
 //! pass or fail on speed.
 //!
 //! - `boot`: process start -> first serial byte, VMM memory (issue 2);
-//! - `network`: boot -> DHCP bound and iperf3 both ways on vnetbed and QEMU microvm, next to
-//!   a veth pair (issue 5);
+//! - `network`: boot -> DHCP bound and iperf3 both ways on vnetbed, QEMU microvm's
+//!   virtio-net-device and QEMU q35's virtio-net-pci, next to a veth pair (issues 5, 11);
 //! - `stall`: time to stall of the buggy model, fenced exposure and soak throughput next to a
 //!   veth pair (issues 4 and 6);
 //! - `sensitivity`: verify's control phase for each buggy model and mutant of the fix: caught

@@ -1,6 +1,6 @@
 //! `vnetbed bench network`: the probe guest's network on vnetbed (on its own queue and on
-//! rust-vmm's virtio-queue) and on QEMU microvm, next to a veth pair between two namespaces,
-//! all from one run:
+//! rust-vmm's virtio-queue), on QEMU microvm (virtio-net-device) and on QEMU q35
+//! (virtio-net-pci), next to a veth pair between two namespaces, all from one run:
 //! - boot -> DHCP bound (process start to the `bound` line; and the guest's own clock);
 //! - iperf3 TCP and UDP, both directions, with the real `iperf3` client in the testbed's
 //!   namespace and the probe's iperf3 server (or `iperf3 -s` on the veth pair's far side).
@@ -145,13 +145,14 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
     let image = probe_image()?;
     let mut rows = vec![veth_reference(args)?];
     let mut boots = Vec::new();
-    for vmm in [Vmm::Vnetbed, Vmm::VnetbedVirtioQueue, Vmm::Qemu] {
+    for vmm in [Vmm::Vnetbed, Vmm::VnetbedVirtioQueue, Vmm::Qemu, Vmm::QemuPci] {
         if vnetbed::soak::stop_signal().is_some() {
             return Err(BenchError::Interrupted);
         }
-        if vmm == Vmm::Qemu && vnetbed::net::preflight::find_program("qemu-system-x86_64").is_none()
+        if matches!(vmm, Vmm::Qemu | Vmm::QemuPci)
+            && vnetbed::net::preflight::find_program("qemu-system-x86_64").is_none()
         {
-            outln!("QEMU microvm: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+            outln!("{}: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)", vmm.name());
             continue;
         }
         // A VMM that cannot be measured leaves its row failed; the other rows still print.

@@ -1,5 +1,6 @@
-//! The probe guest as a benchmark subject: booted on vnetbed (`vnetbed run --net`) or on QEMU
-//! microvm, its NIC on a testbed's tap, its `@probe` agent lines read as they arrive.
+//! The probe guest as a benchmark subject: booted on vnetbed (`vnetbed run --net`), on QEMU
+//! microvm (virtio-net-device) or on QEMU q35 (virtio-net-pci), its NIC on a testbed's tap,
+//! its `@probe` agent lines read as they arrive.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -24,6 +25,8 @@ pub enum Vmm {
     VnetbedVirtioQueue,
     /// QEMU microvm's virtio-net-device.
     Qemu,
+    /// QEMU q35's virtio-net-pci (modern, MSI-X; SeaBIOS boots the probe).
+    QemuPci,
 }
 
 impl Vmm {
@@ -32,7 +35,8 @@ impl Vmm {
         match self {
             Vmm::Vnetbed => "vnetbed",
             Vmm::VnetbedVirtioQueue => "vnetbed (virtio-queue)",
-            Vmm::Qemu => "QEMU microvm",
+            Vmm::Qemu => "QEMU microvm virtio-net-device",
+            Vmm::QemuPci => "QEMU q35 virtio-net-pci",
         }
     }
 }
@@ -85,6 +89,14 @@ impl ProbeGuest {
                 cmd
             }
             Vmm::Qemu => vnetbed::qemu::microvm_in_netns(&info.netns, image, "", &tap),
+            Vmm::QemuPci => vnetbed::qemu::pci_in_netns(
+                &info.netns,
+                vnetbed::qemu::PciMachine::Q35,
+                vnetbed::qemu::PciInterface::Modern,
+                image,
+                "",
+                &tap,
+            ),
         };
         own_process_group(&mut cmd);
         let started = Instant::now();
