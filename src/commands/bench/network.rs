@@ -145,7 +145,12 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
     let image = probe_image()?;
     let mut rows = vec![veth_reference(args)?];
     let mut boots = Vec::new();
-    for vmm in [Vmm::Vnetbed, Vmm::VnetbedVirtioQueue, Vmm::Qemu, Vmm::QemuPci] {
+    for vmm in [
+        Vmm::Vnetbed,
+        Vmm::VnetbedVirtioQueue,
+        Vmm::Qemu,
+        Vmm::QemuPci,
+    ] {
         if vnetbed::soak::stop_signal().is_some() {
             return Err(BenchError::Interrupted);
         }
