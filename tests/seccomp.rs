@@ -320,27 +320,42 @@ fn a_confined_vmm_ends_a_stalled_run_with_on_stall_exit() {
             "exit",
         ],
     );
-    let bound = probe.wait_for("DHCP binding", Duration::from_secs(30), |e| {
-        e["event"] == "dhcp_state" && e["state"] == "bound"
-    });
-    let address = bound["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    // UDP load into the guest until the lost rx kick happens and the watchdog ends the VM.
-    let mut load = testbed
-        .command("iperf3")
-        .args(["-c", &address, "-u", "-b", "200M", "-t", "60"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3");
-    let status = probe.wait_exit(Duration::from_secs(90));
-    let _ = load.kill();
-    let _ = load.wait();
+    // The lost notification can come as early as the boot-time DHCP exchange; otherwise UDP
+    // load into the guest, started once it is bound, brings it within seconds.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut load: Option<std::process::Child> = None;
+    let status = loop {
+        if let Ok(Some(status)) = probe.child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        if load.is_none() {
+            let serial = probe.serial();
+            let complete = &serial[..serial.rfind('\n').unwrap_or(0)];
+            let bound = parse_agent_lines(complete)
+                .into_iter()
+                .find(|e| e["event"] == "dhcp_state" && e["state"] == "bound");
+            if let Some(address) = bound.as_ref().and_then(|b| b["address"].as_str()) {
+                let address = address.split('/').next().unwrap_or(address);
+                load = Some(
+                    testbed
+                        .command("iperf3")
+                        .args(["-c", address, "-u", "-b", "200M", "-t", "100"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("iperf3"),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if let Some(mut load) = load {
+        let _ = load.kill();
+        let _ = load.wait();
+    }
     assert_eq!(status, Some(8), "serial:\n{}", probe.serial());
     let exit = probe
         .events()
