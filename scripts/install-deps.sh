@@ -9,6 +9,7 @@ packages=(
   busybox-static   # udhcpc, a DHCP client for the testbed's own tests
   isc-dhcp-client  # dhclient: follows T1/T2 (udhcpc renews at lease/2), for the renewal tests
   iputils-ping     # ping from the testbed namespace
+  tcpdump          # soak --capture: a pcap ring buffer on the guest's tap
   qemu-system-x86  # QEMU microvm: an independent virtio-mmio peer for the probe guest
   acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
   cpio             # packs the Linux guest's initramfs

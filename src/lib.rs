@@ -4,6 +4,7 @@
 //! - [`record`]: the crash-safe run record, `timeline.jsonl`;
 //! - [`report`]: the verdict and the reports built from it;
 //! - [`soak`]: the soak engine behind soak, reproduce and verify;
+//! - [`verify`]: verify's A/B verdict and its outputs, from the run directories;
 //! - [`qemu`]: QEMU microvm as a second virtio-net device for the probe guest;
 //! - [`sut`]: the system under test that `verify` judges (`--sut`).
 
@@ -13,3 +14,4 @@ pub mod record;
 pub mod report;
 pub mod soak;
 pub mod sut;
+pub mod verify;

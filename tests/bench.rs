@@ -302,3 +302,49 @@ fn bench_stall_measures_time_to_stall_exposure_and_the_veth_reference() {
     assert!(stdout.contains("time to the first stall"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench sensitivity` runs verify's control phase per model and reports each as caught, with
+/// its time to stall and signature. `missing-notify-fence` (QEMU a281ebc absent) loses rx
+/// interrupts within seconds under the soak's UDP load.
+#[test]
+fn bench_sensitivity_catches_a_mutant_of_the_fix() {
+    if !require("bench_sensitivity_catches_a_mutant_of_the_fix", &caps()) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = std::env::temp_dir().join(format!("vnetbed-bench-sens-{}", std::process::id()));
+    let stdout = run_bench(
+        &[
+            "sensitivity",
+            "--runs",
+            "1",
+            "--models",
+            "missing-notify-fence",
+            "--timeout",
+            "60s",
+            "--quiet",
+            "--name",
+            "bse",
+            "--out",
+        ],
+        &dir,
+    );
+    assert!(
+        stdout.contains("| missing-notify-fence | 1/1 |"),
+        "{stdout}"
+    );
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("bench-sensitivity.json")).expect("json"),
+    )
+    .expect("valid JSON");
+    let m = &doc["models"][0];
+    assert_eq!(m["model"], "missing-notify-fence", "{doc:#}");
+    assert_eq!(m["caught"], 1, "{doc:#}");
+    assert!(
+        m["time_to_stall_s"]["p50"].as_f64().unwrap_or(0.0) > 0.0,
+        "{doc:#}"
+    );
+    assert_eq!(m["signatures"][0], "lost_interrupt on rx", "{doc:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!netns_list().contains("vnetbed-bse"), "testbed left behind");
+}

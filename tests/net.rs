@@ -866,7 +866,7 @@ fn error_bad_subnet_and_schedule_are_rejected_before_anything_is_built() {
             vec!["--renew-after", "50s", "--rebind-after", "40s"],
             "bad lease schedule",
         ),
-        (vec!["--lease", "1x"], "bad duration \"1x\""),
+        (vec!["--lease", "1x"], "`1x` is not a duration"),
     ] {
         let mut all = vec!["net", "up", "--name", "terr5"];
         all.extend(args.iter());

@@ -31,6 +31,7 @@ fn header(notify_model: &str, duration_s: f64) -> RunHeader {
         rate: Some("200M".into()),
         duration_s: Some(duration_s),
         throughput_floor_bps: Some(50e6),
+        ..Default::default()
     });
     h.command = [
         "vnetbed",
@@ -123,6 +124,24 @@ impl World {
                 polls: u64::from(second) * 1500,
                 ring_empty: u64::from(second) * 10,
             }),
+            // Every 10 s, as the orchestrator reads them: flat, with a little wobble.
+            resources: if second % 10 == 0 {
+                [
+                    ("vmm", 101, 70_000),
+                    ("dnsmasq", 102, 2_000),
+                    ("orchestrator", 100, 9_000),
+                ]
+                .map(|(process, pid, rss_kib)| ProcessResources {
+                    process: process.into(),
+                    pid,
+                    rss_kib: rss_kib + u64::from(second % 20) * 8,
+                    fds: 12 + u64::from(second % 20 == 0),
+                    cpu_s: f64::from(second) * 0.2,
+                })
+                .to_vec()
+            } else {
+                Vec::new()
+            },
             ..Sample::default()
         }
     }
@@ -159,6 +178,7 @@ fn end(h: &RunHeader, elapsed: f64, outcome: RunOutcome, detail: Option<&str>) -
         elapsed,
         outcome,
         detail: detail.map(str::to_string),
+        logs: Vec::new(),
     })
 }
 
@@ -354,6 +374,10 @@ fn a_passing_soak_passes() {
     // 120 samples of 4000 + (s % 5) * 100 enables each.
     let cycles: u64 = (1..=120u64).map(|s| 4000 + (s % 5) * 100).sum();
     assert_eq!(r["exposure"]["cycles"], cycles);
+    // Readings every 10 s after a 12 s warm-up: every process flat.
+    let trends = r["resources"].as_array().unwrap();
+    assert_eq!(trends.len(), 3, "{trends:#?}");
+    assert!(trends.iter().all(|t| t["samples"] == 11), "{trends:#?}");
     if let Some(python) = python_with_modules("a_passing_soak_passes") {
         check_with_python(
             &python,
@@ -361,6 +385,77 @@ fn a_passing_soak_passes() {
             &Expect {
                 verdict: "pass",
                 failures: &[],
+                errors: &[],
+                skipped: &[],
+                first_stall: Value::Null,
+            },
+        );
+    }
+}
+
+/// A 10-minute soak whose orchestrator leaks memory and descriptors: resources_flat fails and
+/// names it, while the VMM and dnsmasq stay flat; the other checks still pass.
+#[test]
+fn a_leak_fails_resources_flat_and_names_the_process() {
+    let dir = run_dir("leak");
+    let h = header("fenced", 600.0);
+    let mut w = TimelineWriter::create(&dir.join(TIMELINE_FILE), &h).expect("create timeline");
+    let mut world = World::new(&h);
+    world.lease = LeaseState::Bound;
+    for second in 1..=600u32 {
+        let mut s = world.sample(second);
+        for r in s
+            .resources
+            .iter_mut()
+            .filter(|r| r.process == "orchestrator")
+        {
+            // 100 KiB a second (60 MiB over the run) and a descriptor every 30 s.
+            r.rss_kib += u64::from(second) * 100;
+            r.fds += u64::from(second / 30);
+        }
+        w.sample(&s).expect("append sample");
+    }
+    w.append(&end(&h, 600.5, RunOutcome::Completed, None))
+        .expect("append end");
+    drop(w);
+    let (code, out) = vnetbed_report(&dir);
+    assert_eq!(code, 1, "{out}");
+    let r = report_json(&dir);
+    let check = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "resources_flat")
+        .expect("resources_flat")
+        .clone();
+    assert_eq!(check["status"], "fail", "{check:#}");
+    assert!(
+        check["message"].as_str().unwrap().ends_with("orchestrator"),
+        "{check:#}"
+    );
+    let trends = r["resources"].as_array().unwrap();
+    let names: Vec<&str> = trends
+        .iter()
+        .map(|t| t["process"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["vmm", "dnsmasq", "orchestrator"]);
+    let orchestrator = &trends[2];
+    assert!(
+        orchestrator["rss_growth_kib"].as_u64().unwrap() > 40_000,
+        "{orchestrator:#}"
+    );
+    assert!(
+        orchestrator["fds_growth"].as_u64().unwrap() >= 15,
+        "{orchestrator:#}"
+    );
+    assert_eq!(trends[0]["rss_growth_kib"], 0, "the VMM stayed flat");
+    if let Some(python) = python_with_modules("a_leak_fails_resources_flat") {
+        check_with_python(
+            &python,
+            &dir,
+            &Expect {
+                verdict: "fail",
+                failures: &["resources_flat"],
                 errors: &[],
                 skipped: &[],
                 first_stall: Value::Null,
@@ -537,7 +632,7 @@ fn text_from_the_record_is_escaped_in_every_report() {
                 verdict: "pass",
                 failures: &[],
                 errors: &[],
-                skipped: &["throughput_above_floor"],
+                skipped: &["throughput_above_floor", "resources_flat"],
                 first_stall: Value::Null,
             },
         );

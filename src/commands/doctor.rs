@@ -239,9 +239,9 @@ fn yes(b: bool) -> &'static str {
 }
 
 fn print_text(r: &DoctorReport) {
-    println!("KVM");
+    outln!("KVM");
     if r.kvm.available {
-        println!(
+        outln!(
             "  /dev/kvm: yes (API {}, up to {} vCPUs)",
             r.kvm.api_version.unwrap_or(0),
             r.kvm.max_vcpus.unwrap_or(0)
@@ -252,9 +252,9 @@ fn print_text(r: &DoctorReport) {
             .iter()
             .map(|(n, ok)| format!("{n}={}", yes(*ok)))
             .collect();
-        println!("  capabilities: {}", caps.join(" "));
+        outln!("  capabilities: {}", caps.join(" "));
     } else {
-        println!(
+        outln!(
             "  /dev/kvm: NO: {}",
             r.kvm.error.as_deref().unwrap_or("unavailable")
         );
@@ -264,43 +264,43 @@ fn print_text(r: &DoctorReport) {
     } else {
         r.cpu_virtualization.join(" ")
     };
-    println!("  host CPU flags: {flags}");
+    outln!("  host CPU flags: {flags}");
     if let Some(s) = &r.speed {
-        println!("Guest speed");
-        println!(
+        outln!("Guest speed");
+        outln!(
             "  ring 0: {:>10.3} M instructions/s",
             s.ring0_instructions_per_s / 1e6
         );
-        println!(
+        outln!(
             "  ring 3: {:>10.3} M instructions/s",
             s.ring3_instructions_per_s / 1e6
         );
-        println!("  ratio ring 3 / ring 0: {:.0}", s.ratio);
+        outln!("  ratio ring 3 / ring 0: {:.0}", s.ratio);
     }
     if let Some(v) = &r.verdict {
-        println!("  verdict: {v}");
+        outln!("  verdict: {v}");
     }
-    println!("Network");
-    println!("  /dev/net/tun: {} ({})", yes(r.tun.ok), r.tun.detail);
-    println!("  CAP_NET_ADMIN: {}", yes(r.cap_net_admin.ok));
-    println!("Tools");
+    outln!("Network");
+    outln!("  /dev/net/tun: {} ({})", yes(r.tun.ok), r.tun.detail);
+    outln!("  CAP_NET_ADMIN: {}", yes(r.cap_net_admin.ok));
+    outln!("Tools");
     for t in &r.tools {
         match (&t.path, &t.version) {
-            (Some(p), v) => println!(
+            (Some(p), v) => outln!(
                 "  {:<8} {} ({})",
                 t.name,
                 v.as_deref().unwrap_or("version unknown"),
                 p.display()
             ),
-            (None, _) => println!("  {:<8} MISSING: apt-get install {}", t.name, t.package),
+            (None, _) => outln!("  {:<8} MISSING: apt-get install {}", t.name, t.package),
         }
     }
     if r.problems.is_empty() {
-        println!("No problems found.");
+        outln!("No problems found.");
     } else {
-        println!("Problems");
+        outln!("Problems");
         for p in &r.problems {
-            println!("  - {p}");
+            outln!("  - {p}");
         }
     }
 }
@@ -310,7 +310,7 @@ pub fn main(args: DoctorArgs) -> i32 {
     let report = diagnose(!args.no_speed_test);
     if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => {
                 eprintln!("vnetbed doctor: cannot encode the report: {e}");
                 return 2;

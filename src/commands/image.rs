@@ -114,7 +114,7 @@ pub fn main(args: ImageArgs) -> i32 {
         ImageCommand::Build(build_args) => match build(&build_args) {
             Ok(images) => {
                 for image in images {
-                    println!("{}", image.display());
+                    outln!("{}", image.display());
                 }
                 0
             }

@@ -1,5 +1,16 @@
 //! One module per subcommand.
 
+/// Print a line on stdout. A closed stdout (`vnetbed verify | head -1`) is a normal way for a
+/// reader to stop listening: the line is dropped and the job goes on to its end and its exit
+/// status, instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+pub mod args;
 pub mod bench;
 pub mod doctor;
 pub mod image;

@@ -50,22 +50,22 @@ pub enum NetCommand {
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// Testbed name (1-8 characters a-z, 0-9, '-'); the namespace is vnetbed-NAME.
-    #[arg(long, default_value = net::names::DEFAULT_NAME)]
+    #[arg(long, default_value = net::names::DEFAULT_NAME, value_parser = super::args::testbed_name)]
     pub name: String,
     /// IPv4 subnet; the bridge gets its first address (.1).
     #[arg(long, default_value = net::subnet::DEFAULT_SUBNET)]
     pub subnet: String,
     /// Lease time configured in dnsmasq (dnsmasq sends at least 120 s).
-    #[arg(long, default_value = "1m")]
+    #[arg(long, default_value = "1m", value_parser = super::args::whole_seconds)]
     pub lease: String,
     /// Renewal time T1 sent to clients (default: half the lease, 30 s for 1m).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::whole_seconds)]
     pub renew_after: Option<String>,
     /// Rebinding time T2 sent to clients (default: 7/8 of the lease, 52 s for 1m).
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::whole_seconds)]
     pub rebind_after: Option<String>,
     /// Number of taps on the bridge (1 to 999).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=999))]
     pub taps: u32,
     /// Hold the testbed in this terminal until Ctrl-C instead of a detached supervisor.
     #[arg(long)]
@@ -76,11 +76,13 @@ impl UpArgs {
     fn config(&self) -> Result<TestbedConfig, NetError> {
         net::names::validate_name(&self.name)?;
         net::names::validate_taps(self.taps)?;
-        let optional = |d: &Option<String>| d.as_deref().map(net::parse_duration).transpose();
+        let parse =
+            |d: &str| super::args::duration(d).map_err(|e| NetError::BadSchedule(e.to_string()));
+        let optional = |d: &Option<String>| d.as_deref().map(parse).transpose();
         let config = TestbedConfig {
             name: self.name.clone(),
             subnet: self.subnet.parse::<Subnet>()?,
-            lease: net::parse_duration(&self.lease)?,
+            lease: parse(&self.lease)?,
             renew_after: optional(&self.renew_after)?,
             rebind_after: optional(&self.rebind_after)?,
             taps: self.taps,
@@ -115,16 +117,16 @@ impl UpArgs {
 #[derive(Debug, Args)]
 pub struct NameArgs {
     /// Testbed name.
-    #[arg(long, default_value = net::names::DEFAULT_NAME)]
+    #[arg(long, default_value = net::names::DEFAULT_NAME, value_parser = super::args::testbed_name)]
     pub name: String,
 }
 
 /// Arguments of `net status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Testbed name.
-    #[arg(long, default_value = net::names::DEFAULT_NAME)]
-    pub name: String,
+    /// Testbed name. Without it: every testbed that is up (soaks' and `net up`'s).
+    #[arg(long, value_parser = super::args::testbed_name)]
+    pub name: Option<String>,
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
@@ -208,7 +210,7 @@ fn up_detached(up: &UpArgs) -> Result<(), NetError> {
         let status: TestbedStatus = serde_json::from_str(json)
             .map_err(|e| supervisor_error(format!("unreadable report: {e}")))?;
         print_status(&status);
-        println!(
+        outln!(
             "supervisor: pid {} (take the testbed down with `vnetbed net down --name {}`)",
             child.id(),
             up.name
@@ -264,21 +266,21 @@ fn supervise(up: &UpArgs, report: bool) -> Result<(), NetError> {
         Ok(testbed) => testbed,
         Err(e) => {
             if report {
-                println!("ERROR {}", e.to_string().replace('\n', "\\n"));
+                outln!("ERROR {}", e.to_string().replace('\n', "\\n"));
             }
             return Err(e);
         }
     };
     if report {
         let json = serde_json::to_string(&testbed.status()).unwrap_or_default();
-        println!("READY {json}");
+        outln!("READY {json}");
         // From now on nobody reads our stdout/stderr: keep our log (dnsmasq restarts,
         // teardown errors) in the state directory instead.
         redirect_stderr(&testbed.state_dir().join("supervisor.log"));
         redirect_stdout_to_null();
     } else {
         print_status(&testbed.status());
-        println!("holding the testbed; Ctrl-C takes it down");
+        outln!("holding the testbed; Ctrl-C takes it down");
     }
     while !STOP_REQUESTED.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -313,25 +315,60 @@ fn redirect_stdout_to_null() {
 
 fn down(name: &str) -> Result<(), NetError> {
     net::down_named(&net::state_root(), name, DOWN_TIMEOUT)?;
-    println!("testbed {name} is down");
+    outln!("testbed {name} is down");
     Ok(())
 }
 
 fn status(args: &StatusArgs) -> Result<(), NetError> {
-    let status = net::read_status(&net::state_root(), &args.name)?;
+    let Some(name) = &args.name else {
+        return status_all(args.json);
+    };
+    let status = net::read_status(&net::state_root(), name)?;
     if args.json {
-        let json = serde_json::to_string_pretty(&status)
-            .map_err(|e| NetError::io("cannot format the status", std::io::Error::other(e)))?;
-        println!("{json}");
+        outln!("{}", to_json(&status)?);
     } else {
         print_status(&status);
     }
     Ok(())
 }
 
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, NetError> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| NetError::io("cannot format the status", std::io::Error::other(e)))
+}
+
+/// Every testbed that is up: each state directory whose holder is alive.
+fn status_all(json: bool) -> Result<(), NetError> {
+    let root = net::state_root();
+    let mut names: Vec<String> = match std::fs::read_dir(&root) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        // No state directory yet: no testbed was ever up.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(NetError::io("cannot list the testbeds' state", e)),
+    };
+    names.sort();
+    let up: Vec<TestbedStatus> = names
+        .iter()
+        .filter_map(|n| net::read_status(&root, n).ok())
+        .collect();
+    if json {
+        outln!("{}", to_json(&up)?);
+    } else if up.is_empty() {
+        outln!("no testbed is up");
+    } else {
+        for s in &up {
+            print_status(s);
+        }
+    }
+    Ok(())
+}
+
 fn print_status(s: &TestbedStatus) {
     let i = &s.info;
-    println!(
+    outln!(
         "testbed {}: namespace {}, bridge {} {}/{}",
         i.name,
         i.netns,
@@ -339,21 +376,26 @@ fn print_status(s: &TestbedStatus) {
         i.bridge_address,
         i.subnet.rsplit('/').next().unwrap_or("")
     );
-    println!(
+    outln!(
         "  subnet {}, DHCP range {} - {}",
-        i.subnet, i.dhcp_range_first, i.dhcp_range_last
+        i.subnet,
+        i.dhcp_range_first,
+        i.dhcp_range_last
     );
-    println!("  taps: {}", i.taps.join(" "));
-    println!(
+    outln!("  taps: {}", i.taps.join(" "));
+    outln!(
         "  lease: configured {} s, clients receive {} s; T1 {} s, T2 {} s",
-        i.lease_secs, i.effective_lease_secs, i.renew_secs, i.rebind_secs
+        i.lease_secs,
+        i.effective_lease_secs,
+        i.renew_secs,
+        i.rebind_secs
     );
-    println!("  note: {}", i.lease_note);
+    outln!("  note: {}", i.lease_note);
     match s.dnsmasq_pid {
-        Some(pid) => println!("  dnsmasq: pid {pid}, restarts {}", s.dnsmasq_restarts),
-        None => println!("  dnsmasq: not running, restarts {}", s.dnsmasq_restarts),
+        Some(pid) => outln!("  dnsmasq: pid {pid}, restarts {}", s.dnsmasq_restarts),
+        None => outln!("  dnsmasq: not running, restarts {}", s.dnsmasq_restarts),
     }
-    println!(
+    outln!(
         "  state: {} (holder pid {})",
         i.state_dir.display(),
         i.holder_pid
@@ -363,19 +405,19 @@ fn print_status(s: &TestbedStatus) {
 fn gc() -> Result<(), NetError> {
     let report = net::gc(&net::state_root())?;
     for name in &report.removed {
-        println!("removed leftover testbed {name}");
+        outln!("removed leftover testbed {name}");
     }
     for pid in &report.killed_dnsmasq {
-        println!("killed leftover dnsmasq {pid}");
+        outln!("killed leftover dnsmasq {pid}");
     }
     for name in &report.live {
-        println!("kept {name}: its holder is alive");
+        outln!("kept {name}: its holder is alive");
     }
     for (netns, pid) in &report.busy_netns {
-        println!("kept namespace {netns}: process {pid} is inside it");
+        outln!("kept namespace {netns}: process {pid} is inside it");
     }
     if report.removed.is_empty() && report.failed.is_empty() {
-        println!("nothing to clean up");
+        outln!("nothing to clean up");
     }
     // Failures (if any) come last, on stderr, after what was removed.
     report.failures_as_error()

@@ -47,18 +47,19 @@ pub struct RunArgs {
     pub net: Vec<NetConfig>,
     /// How the device enables notifications and decides to interrupt: fenced (correct; QEMU >= 1.1),
     /// unfenced (alias qemu-kvm-1.0: no fences, emulated store buffer), no-recheck (QEMU before 2010),
+    /// missing-enable-fence / missing-notify-fence (the fix with one of its two fences missing),
     /// or virtio-queue (the queues run on rust-vmm's virtio-queue crate, which decides itself).
-    #[arg(long, default_value = "fenced", value_parser = |s: &str| s.parse::<NotifyModel>().map_err(|e| e.to_string()))]
+    #[arg(long, default_value = "fenced", value_parser = super::args::notify_model)]
     pub notify_model: NotifyModel,
     /// How long the buggy models' notification stores stay invisible to the guest (0: none; at most 10s).
-    #[arg(long, value_parser = |s: &str| vmm::duration::parse_duration_at_most(s, vmm::duration::MAX_RACE_WINDOW, "--race-window"))]
+    #[arg(long, value_parser = |s: &str| super::args::bounded_duration(s, vmm::duration::MAX_RACE_WINDOW))]
     pub race_window: Option<Duration>,
     /// Which queues' notification stores the race window delays: rx (default: the 2012
     /// incident's lost rx kick), tx or all.
     #[arg(long, default_value = "rx", value_parser = |s: &str| s.parse::<RaceQueues>())]
     pub race_queues: RaceQueues,
     /// How long a queue may be stalled before the watchdog reports it (at most 1h).
-    #[arg(long, value_parser = |s: &str| vmm::duration::parse_duration_at_most(s, vmm::duration::MAX_STALL_TIMEOUT, "--stall-timeout"))]
+    #[arg(long, value_parser = |s: &str| super::args::bounded_duration(s, vmm::duration::MAX_STALL_TIMEOUT))]
     pub stall_timeout: Option<Duration>,
     /// What to do about a stall: report (leave it), recover (deliver the lost notification) or exit (status 8).
     #[arg(long, default_value = "report", value_parser = |s: &str| s.parse::<OnStall>().map_err(|e| e.to_string()))]
@@ -236,6 +237,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         race_queues: args.race_queues,
         ..NetOptions::default()
     };
+    // Each buggy model has its own default window (no-recheck's is a delay in program order).
+    options.race_window = args.notify_model.default_race_window();
     if let Some(w) = args.race_window {
         options.race_window = w;
     }

@@ -4,25 +4,42 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
-use vnetbed::net::schedule::parse_duration;
+use clap::{Args, ValueEnum};
+use vmm::devices::virtio::net::NotifyModel;
 use vnetbed::report::incident;
+use vnetbed::soak::capture::{self as capture_mod, CaptureMode};
 use vnetbed::soak::load::LoadKind;
 use vnetbed::soak::{self, SoakPlan, StopWhen};
 
+use super::args::{self, Rate};
 use super::image::{BuildArgs, ImageName};
 use super::run::report_error;
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| e.to_string())
+/// The guests vnetbed can soak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Guest {
+    /// vnetbed's probe guest (everywhere, also on nested hosts).
+    Probe,
+    /// Debian's kernel with an initramfs (hosts with hardware virtualization).
+    Linux,
+}
+
+impl Guest {
+    /// The name in the record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Guest::Probe => "probe",
+            Guest::Linux => "linux",
+        }
+    }
 }
 
 /// Options shared by soak, reproduce and verify.
 #[derive(Debug, Args, Clone)]
 pub struct CommonArgs {
-    /// Guest: `probe` (the built-in probe guest, everywhere) or `linux` (hardware-virtualization hosts).
-    #[arg(long, default_value = "probe")]
-    pub guest: String,
+    /// Guest: the built-in probe guest (everywhere) or linux (hardware-virtualization hosts).
+    #[arg(long, value_enum, default_value_t = Guest::Probe)]
+    pub guest: Guest,
     /// Guest kernel image instead of the one `vnetbed image build <guest>` makes.
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -30,51 +47,60 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
     /// Guest memory in MiB (default: 64 for the probe, 512 for linux).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(16..=65536))]
     pub mem: Option<u64>,
     /// Load: udp (host -> guest), tcp, tcp-reverse, mixed or none.
-    #[arg(long, default_value = "udp", value_parser = |s: &str| s.parse::<LoadKind>())]
+    #[arg(long, value_enum, default_value_t = LoadKind::Udp)]
     pub load: LoadKind,
-    /// UDP rate (iperf3 -b), e.g. 200M.
-    #[arg(long, default_value = "200M")]
-    pub rate: String,
-    /// Length of each bounded iperf3 run.
-    #[arg(long, default_value = "60s", value_parser = duration_arg)]
+    /// UDP rate (iperf3 -b) in bits/s, with k, M or G (e.g. 200M).
+    #[arg(long, default_value = "200M", value_parser = args::rate)]
+    pub rate: Rate,
+    /// Length of each bounded iperf3 run (e.g. 60s, 5m; a bare number is seconds).
+    #[arg(long, default_value = "60s", value_parser = args::positive_duration)]
     pub run_length: Duration,
-    /// Race window of the buggy models (`vnetbed run --race-window`).
-    #[arg(long)]
-    pub race_window: Option<String>,
-    /// Stall watchdog timeout (`vnetbed run --stall-timeout`).
-    #[arg(long)]
-    pub stall_timeout: Option<String>,
+    /// Race window of the buggy models (`vnetbed run --race-window`, at most 10s).
+    #[arg(long, value_parser = |s: &str| args::bounded_duration(s, vmm::duration::MAX_RACE_WINDOW))]
+    pub race_window: Option<Duration>,
+    /// Stall watchdog timeout (`vnetbed run --stall-timeout`, at most 1h).
+    #[arg(long, value_parser = |s: &str| args::bounded_duration(s, vmm::duration::MAX_STALL_TIMEOUT))]
+    pub stall_timeout: Option<Duration>,
     /// DHCP T1 (renew) sent by the testbed's dnsmasq; default 30 s (one-minute leases).
-    #[arg(long, value_parser = duration_arg)]
+    #[arg(long, value_parser = args::positive_duration)]
     pub renew_after: Option<Duration>,
     /// DHCP T2 (rebind); default 52 s.
-    #[arg(long, value_parser = duration_arg)]
+    #[arg(long, value_parser = args::positive_duration)]
     pub rebind_after: Option<Duration>,
-    /// Minimum median throughput into and out of the guest (bits/s) for the throughput check.
-    /// Default: a quarter of --rate for udp, 10 Mbit/s for tcp/tcp-reverse/mixed, none without load.
-    #[arg(long)]
-    pub throughput_floor: Option<f64>,
-    /// Testbed name (1-8 characters; must be unique among concurrent runs).
-    #[arg(long)]
+    /// Minimum median throughput into and out of the guest, in bits/s with k, M or G (e.g.
+    /// 50M), for the throughput check. Default: a quarter of --rate for udp, 10M for
+    /// tcp/tcp-reverse/mixed, none without load.
+    #[arg(long, value_parser = args::rate)]
+    pub throughput_floor: Option<Rate>,
+    /// Testbed name (1-8 characters a-z, 0-9, '-'; unique among concurrent runs).
+    #[arg(long, value_parser = args::testbed_name)]
     pub name: Option<String>,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the final summary as JSON on stdout (progress and logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Capture packets on the guest's tap with tcpdump, as a ring buffer in capture/, keeping
+    /// a copy around each stall and failed renewal: dhcp (UDP 67/68) or all (headers).
+    #[arg(long, value_enum, default_value_t = CaptureMode::None)]
+    pub capture: CaptureMode,
 }
 
 /// Arguments of `vnetbed soak`.
 #[derive(Debug, Args)]
 pub struct SoakArgs {
-    /// How long to run (e.g. 60s, 30m, 48h).
-    #[arg(long, value_parser = duration_arg)]
+    /// How long to run (e.g. 60s, 30m, 48h; a bare number is seconds).
+    #[arg(long, value_parser = args::positive_duration)]
     pub duration: Duration,
-    /// Notification model of the device: fenced, unfenced (qemu-kvm-1.0), no-recheck, or
-    /// virtio-queue (rust-vmm's virtio-queue crate runs the queues).
-    #[arg(long, default_value = "fenced")]
-    pub notify_model: String,
+    /// Notification model of the device: fenced, unfenced (qemu-kvm-1.0), no-recheck,
+    /// missing-enable-fence, missing-notify-fence, or virtio-queue (rust-vmm's virtio-queue
+    /// crate runs the queues).
+    #[arg(long, default_value = "fenced", value_parser = args::notify_model)]
+    pub notify_model: NotifyModel,
     /// Run directory (default vnetbed-runs/soak-<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -87,10 +113,10 @@ pub struct SoakArgs {
 #[derive(Debug, Args)]
 pub struct ReproduceArgs {
     /// The buggy model to reproduce with.
-    #[arg(long, default_value = "unfenced")]
-    pub notify_model: String,
+    #[arg(long, default_value = "unfenced", value_parser = args::notify_model)]
+    pub notify_model: NotifyModel,
     /// Give up after this long.
-    #[arg(long, default_value = "10m", value_parser = duration_arg)]
+    #[arg(long, default_value = "10m", value_parser = args::positive_duration)]
     pub timeout: Duration,
     /// Run directory (default vnetbed-runs/reproduce-<time>).
     #[arg(long)]
@@ -103,6 +129,9 @@ pub struct ReproduceArgs {
 /// Errors before a run starts.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// `--capture` without tcpdump.
+    #[error(transparent)]
+    Capture(#[from] capture_mod::CaptureError),
     /// The guest image.
     #[error("cannot get the {guest} guest image: {detail}; build it with `vnetbed image build {guest}` or pass --kernel")]
     Image {
@@ -111,9 +140,6 @@ pub enum SetupError {
         /// What went wrong.
         detail: String,
     },
-    /// An unknown guest.
-    #[error("unknown guest `{0}`: use probe or linux")]
-    UnknownGuest(String),
 }
 
 /// The guest image for `common`: `--kernel`, or the built image.
@@ -121,10 +147,9 @@ pub fn guest_image(common: &CommonArgs) -> Result<(PathBuf, Option<PathBuf>), Se
     if let Some(k) = &common.kernel {
         return Ok((k.clone(), common.initrd.clone()));
     }
-    match common.guest.as_str() {
-        "probe" => build_image(ImageName::Probe).map(|p| (p[0].clone(), None)),
-        "linux" => build_image(ImageName::Linux).map(|p| (p[0].clone(), p.get(1).cloned())),
-        other => Err(SetupError::UnknownGuest(other.to_string())),
+    match common.guest {
+        Guest::Probe => build_image(ImageName::Probe).map(|p| (p[0].clone(), None)),
+        Guest::Linux => build_image(ImageName::Linux).map(|p| (p[0].clone(), p.get(1).cloned())),
     }
 }
 
@@ -151,56 +176,83 @@ fn testbed_name(common: &CommonArgs) -> String {
 /// Build a plan from the shared options.
 pub fn plan(
     common: &CommonArgs,
-    notify_model: &str,
+    notify_model: NotifyModel,
     duration: Duration,
     out: PathBuf,
     stop_when: StopWhen,
 ) -> Result<SoakPlan, SetupError> {
+    if common.capture != CaptureMode::None && capture_mod::find_tcpdump().is_none() {
+        return Err(capture_mod::CaptureError::NoTcpdump.into());
+    }
     let (kernel, initrd) = guest_image(common)?;
     Ok(SoakPlan {
         duration,
-        guest: common.guest.clone(),
+        guest: common.guest.name().to_string(),
         kernel,
         initrd,
-        mem_mib: common.mem.unwrap_or(match common.guest.as_str() {
+        mem_mib: common.mem.unwrap_or(match common.guest {
             // Debian's cloud kernel and its initramfs unpacked in RAM need far more than the probe.
-            "linux" => 512,
-            _ => 64,
+            Guest::Linux => 512,
+            Guest::Probe => 64,
         }),
         notify_model: notify_model.to_string(),
-        race_window: common.race_window.clone(),
-        stall_timeout: common.stall_timeout.clone(),
+        race_window: common
+            .race_window
+            .map(|d| humantime::format_duration(d).to_string()),
+        stall_timeout: common
+            .stall_timeout
+            .map(|d| humantime::format_duration(d).to_string()),
         load: common.load,
-        rate: common.rate.clone(),
+        rate: common.rate.text.clone(),
         run_length: common.run_length,
         renew_after: common.renew_after,
         rebind_after: common.rebind_after,
         throughput_floor_bps: common
             .throughput_floor
-            .or_else(|| vnetbed::soak::load::default_floor_bps(common.load, &common.rate)),
+            .as_ref()
+            .map(|r| r.bps)
+            .or_else(|| vnetbed::soak::load::default_floor_bps(common.load, &common.rate.text)),
         out,
         quiet: common.quiet,
         stop_when,
         testbed_name: testbed_name(common),
         dhcp_timeout: Duration::from_secs(60),
+        phase: None,
+        expect_stall: false,
+        capture: common.capture,
     })
 }
 
 fn print_summary(result: &soak::SoakResult) {
     let r = &result.report;
-    println!("verdict: {} ({})", r.verdict.as_str(), result.dir.display());
+    outln!("verdict: {} ({})", r.verdict.as_str(), result.dir.display());
     for c in &r.checks {
-        println!(
+        outln!(
             "  {:<40} {}  {}",
             c.name,
             format!("{:?}", c.status).to_lowercase(),
             c.message
         );
     }
-    println!(
+    outln!(
         "reports: {0}/report.json {0}/junit.xml {0}/report.html",
         result.dir.display()
     );
+}
+
+/// The run's report.json, as written, for `--json`.
+fn report_json(result: &soak::SoakResult) -> serde_json::Value {
+    std::fs::read_to_string(result.dir.join(vnetbed::report::REPORT_JSON))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn print_json(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => outln!("{text}"),
+        Err(e) => eprintln!("vnetbed: cannot print the summary: {e}"),
+    }
 }
 
 /// `vnetbed soak`.
@@ -211,7 +263,7 @@ pub fn soak_main(args: SoakArgs) -> i32 {
         .unwrap_or_else(|| soak::default_out_dir("soak"));
     let plan = match plan(
         &args.common,
-        &args.notify_model,
+        args.notify_model,
         args.duration,
         out,
         StopWhen::Duration,
@@ -225,7 +277,12 @@ pub fn soak_main(args: SoakArgs) -> i32 {
     soak::install_stop_handlers();
     match soak::run(&plan) {
         Ok(result) => {
-            print_summary(&result);
+            if args.common.json {
+                // report.json itself (schema vnetbed.report/1, docs/report.schema.json).
+                print_json(&report_json(&result));
+            } else {
+                print_summary(&result);
+            }
             result.report.verdict.exit_status()
         }
         Err(e) => {
@@ -243,7 +300,7 @@ pub fn reproduce_main(args: ReproduceArgs) -> i32 {
         .unwrap_or_else(|| soak::default_out_dir("reproduce"));
     let plan = match plan(
         &args.common,
-        &args.notify_model,
+        args.notify_model,
         args.timeout,
         out,
         StopWhen::IncidentComplete,
@@ -259,19 +316,32 @@ pub fn reproduce_main(args: ReproduceArgs) -> i32 {
         Ok(result) => {
             let a = &result.report.analysis;
             let steps = incident::steps(a);
-            println!("{}", incident::render_text(&steps));
-            print_summary(&result);
-            if incident::reproduced(&steps) {
-                println!("reproduced: the 2012 incident, step by step");
-                0
+            let (status, outcome) = if incident::reproduced(&steps) {
+                (0, "reproduced: the 2012 incident, step by step".to_string())
             } else if let Some(why) = a.not_judgeable() {
                 // Not "the bug did not show": the run could not show it.
-                println!("not reproduced, and the run cannot tell: {why}");
-                2
+                (2, format!("not reproduced, and the run cannot tell: {why}"))
             } else {
-                println!("not reproduced within {} s", args.timeout.as_secs());
-                1
+                (
+                    1,
+                    format!("not reproduced within {} s", args.timeout.as_secs()),
+                )
+            };
+            if args.common.json {
+                print_json(&serde_json::json!({
+                    "schema": "vnetbed.reproduce/1",
+                    "reproduced": status == 0,
+                    "exit_status": status,
+                    "outcome": outcome,
+                    "dir": result.dir,
+                    "report": report_json(&result),
+                }));
+            } else {
+                outln!("{}", incident::render_text(&steps));
+                print_summary(&result);
+                outln!("{outcome}");
             }
+            status
         }
         Err(e) => {
             report_error("vnetbed reproduce", &e);

@@ -1,72 +1,47 @@
 //! `vnetbed verify`: A/B regression verification of the notification fix.
 //!
 //! - A: the buggy model, `--runs` times, each until its first stall (or `--timeout`). Every
-//!   run must stall: that shows the setup can see the bug at all.
+//!   run must stall: that shows the setup can see the bug at all. These are control runs:
+//!   their reports judge that they stalled.
 //! - B: the system under test (`--sut`, by default vnetbed's `fenced` model; e.g.
 //!   `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate), for the same total time and
 //!   load as A (at least `--duration`). There must be no stall and no failed renewal.
 //!
-//! One verdict, with every run's reports and `verify.json` in the run directory.
+//! One verdict. `verify.json`, a top-level `junit.xml` and `report.html` are written at the
+//! start and after every run (so an interrupted or failed verify leaves them too), next to
+//! every run's own reports; `vnetbed report DIR` rebuilds them all.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::json;
-use vnetbed::report::percentile;
-use vnetbed::report::Verdict;
+use vmm::devices::virtio::net::NotifyModel;
 use vnetbed::soak::{self, StopWhen};
 use vnetbed::sut::SutSpec;
+use vnetbed::verify::{self, identity, Identity, VerifyPlan, VerifySummary};
 
+use super::args;
 use super::run::report_error;
-use super::soak::{plan, CommonArgs};
-
-/// 2012-style iperf exposure assumed for the equivalence: ring-empty -> notification-enable
-/// cycles per second of a 1 Gbit/s iperf stream into a virtio-net guest (about 83 k frames/s
-/// of 1500 bytes, the rx ring refilled every 64-83 frames).
-pub const CYCLES_PER_SECOND_2012: f64 = 1000.0;
-
-/// The same stream's rx interrupt decisions per second: qemu-kvm 1.0 decided (and, without
-/// the fence, raced) once per received frame, as vnetbed's device does.
-pub const INTERRUPT_DECISIONS_PER_SECOND_2012: f64 = 83_000.0;
-
-/// rx interrupt decisions (sent + suppressed) in a run: each is one chance for the
-/// lost-interrupt race, as each ring-empty -> enable cycle is one for the lost kick.
-pub fn rx_interrupt_decisions(dir: &std::path::Path) -> u64 {
-    let Ok(t) = vnetbed::record::TimelineReader::read(&dir.join(vnetbed::record::TIMELINE_FILE))
-    else {
-        return 0;
-    };
-    t.records
-        .iter()
-        .filter_map(|r| match r {
-            vnetbed::record::Record::Sample(s) => s.device.as_ref(),
-            _ => None,
-        })
-        .flat_map(|d| d.queues.iter())
-        .filter(|q| q.queue.starts_with("rx"))
-        .map(|q| q.interrupts_sent + q.interrupts_suppressed)
-        .max()
-        .unwrap_or(0)
-}
+use super::soak::{guest_image, plan, CommonArgs};
 
 /// Arguments of `vnetbed verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Minimum length of the system under test's soak (B); it also runs at least as long as A
     /// took.
-    #[arg(long, default_value = "2m", value_parser = |s: &str| vmm::duration::parse_duration(s))]
+    #[arg(long, default_value = "2m", value_parser = args::positive_duration)]
     pub duration: Duration,
-    /// Number of buggy-model runs (A).
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// Give up on one A run after this long without a stall.
-    #[arg(long, default_value = "60s", value_parser = |s: &str| vmm::duration::parse_duration(s))]
+    /// Number of buggy-model runs (A), at least 1.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub runs: u64,
+    /// Give up on one A run after this long without a stall (that run, and verify, then fail).
+    #[arg(long, default_value = "60s", value_parser = args::positive_duration)]
     pub timeout: Duration,
-    /// The buggy model for A (the positive control).
-    #[arg(long, default_value = "unfenced")]
-    pub buggy_model: String,
-    /// The system under test for B: `vnetbed` (vnetbed's own queue, fenced) or
+    /// The buggy model of the A runs (the positive control): unfenced (alias qemu-kvm-1.0),
+    /// no-recheck, or a mutant of the fix: missing-enable-fence, missing-notify-fence.
+    #[arg(long, default_value = "unfenced", value_parser = args::buggy_model)]
+    pub buggy_model: NotifyModel,
+    /// The system under test of B: `vnetbed` (vnetbed's own queue, fenced) or
     /// `vnetbed:MODEL`, e.g. `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate.
     #[arg(long, default_value = "vnetbed", value_parser = |s: &str| s.parse::<SutSpec>().map_err(|e| e.to_string()))]
     pub sut: SutSpec,
@@ -78,197 +53,200 @@ pub struct VerifyArgs {
     pub common: CommonArgs,
 }
 
+/// Where verify's progress lines go: stdout, or stderr when `--json` keeps stdout for the
+/// summary.
+struct Say {
+    json: bool,
+}
+
+impl Say {
+    fn line(&self, text: &str) {
+        if self.json {
+            eprintln!("{text}");
+        } else {
+            outln!("{text}");
+        }
+    }
+}
+
+struct Outputs {
+    out: PathBuf,
+    plan: VerifyPlan,
+    identity: Identity,
+}
+
+impl Outputs {
+    /// Rewrite verify.json, junit.xml and report.html from the run directories so far.
+    fn write(&self) -> Option<VerifySummary> {
+        match verify::write_outputs(&self.out, &self.plan, &self.identity) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("vnetbed verify: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// `vnetbed verify`; exit 0 pass, 1 fail, 2 error.
 pub fn main(args: VerifyArgs) -> i32 {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| soak::default_out_dir("verify"));
+    let say = Say {
+        json: args.common.json,
+    };
+    let buggy = args.buggy_model.to_string();
+    let kernel = match guest_image(&args.common) {
+        Ok((k, _)) => k,
+        Err(e) => {
+            report_error("vnetbed verify", &e);
+            return 2;
+        }
+    };
+    let outputs = Outputs {
+        out: out.clone(),
+        plan: VerifyPlan {
+            runs: args.runs as usize,
+            timeout_s: args.timeout.as_secs_f64(),
+            min_b_duration_s: args.duration.as_secs_f64(),
+            buggy_model: buggy.clone(),
+            sut: args.sut.to_string(),
+        },
+        identity: Identity {
+            sut: Some(args.sut.identity()),
+            ..identity::gather(Some(&kernel))
+        },
+    };
     soak::install_stop_handlers();
-    let mut a_runs = Vec::new();
+    outputs.write();
     let mut a_time = Duration::ZERO;
-    let mut stall_times = Vec::new();
-    let mut all_stalled = true;
-    let mut a_unjudged: Option<String> = None;
-    for i in 1..=args.runs.max(1) {
-        let dir = out.join(format!("A{i}-{}", args.buggy_model));
-        let p = match plan(
+    for i in 1..=outputs.plan.runs {
+        let name = verify::a_dir_name(i, &buggy);
+        let mut p = match plan(
             &args.common,
-            &args.buggy_model,
+            args.buggy_model,
             args.timeout,
-            dir,
+            out.join(&name),
             StopWhen::FirstStall,
         ) {
             Ok(p) => p,
             Err(e) => {
                 report_error("vnetbed verify", &e);
-                return 2;
+                return finish(&outputs, &say, 2);
             }
         };
-        println!(
-            "A{i}: {} until the first stall (at most {} s)",
-            args.buggy_model,
+        p.phase = Some(name.clone());
+        p.expect_stall = true;
+        say.line(&format!(
+            "{name}: {buggy} until the first stall (at most {} s)",
             args.timeout.as_secs()
-        );
+        ));
         let started = Instant::now();
-        let result = match soak::run(&p) {
-            Ok(r) => r,
+        let result = soak::run(&p);
+        a_time += started.elapsed();
+        match result {
+            Ok(r) => match r.report.analysis.first_stall() {
+                Some(s) => say.line(&format!(
+                    "  stalled at {:.1} s: {}",
+                    s.stalled_since,
+                    s.signature()
+                )),
+                None => match r.report.analysis.not_judgeable() {
+                    Some(why) => say.line(&format!("  no stall, and the run cannot tell: {why}")),
+                    None => say.line(&format!("  no stall within {} s", args.timeout.as_secs())),
+                },
+            },
             Err(e) => {
                 report_error("vnetbed verify", &e);
-                return 2;
+                return finish(&outputs, &say, 2);
             }
-        };
-        a_time += started.elapsed();
-        let first = result.report.analysis.first_stall().cloned();
-        match &first {
-            Some(s) => {
-                println!("  stalled at {:.1} s: {}", s.stalled_since, s.signature());
-                stall_times.push(s.stalled_since);
-            }
-            None => match result.report.analysis.not_judgeable() {
-                Some(why) => {
-                    println!("  no stall, and the run cannot tell: {why}");
-                    all_stalled = false;
-                    a_unjudged.get_or_insert(format!("A{i}: {why}"));
-                }
-                None => {
-                    println!("  no stall within {} s", args.timeout.as_secs());
-                    all_stalled = false;
-                }
-            },
         }
-        a_runs.push(json!({
-            "dir": result.dir,
-            "stalled": first.is_some(),
-            "time_to_stall_s": first.as_ref().map(|s| s.stalled_since),
-            "signature": first.as_ref().map(|s| s.signature()),
-        }));
+        outputs.write();
         if soak::stop_signal().is_some() {
-            break;
+            eprintln!(
+                "vnetbed verify: interrupted during the buggy runs; no verdict. Their reports are in {}",
+                out.display()
+            );
+            return finish(&outputs, &say, 2);
         }
     }
-    if soak::stop_signal().is_some() {
-        // No B run after a SIGINT/SIGTERM: every A run's record and reports are complete.
-        eprintln!(
-            "vnetbed verify: interrupted during the buggy runs; no verdict. Their reports are in {}",
-            out.display()
-        );
-        return 2;
-    }
-    stall_times.sort_by(|a, b| a.total_cmp(b));
     let b_duration = a_time.max(args.duration);
-    let sut_model = args.sut.notify_model().to_string();
-    println!(
-        "B: {} for {} s (the same load): {}",
+    let b_dir = outputs.plan.b_dir();
+    say.line(&format!(
+        "{b_dir}: {} for {} s (the same load): {}",
         args.sut,
         b_duration.as_secs(),
         args.sut.identity()
-    );
-    let p = match plan(
+    ));
+    let mut p = match plan(
         &args.common,
-        &sut_model,
+        args.sut.notify_model(),
         b_duration,
-        out.join(format!("B-{sut_model}")),
+        out.join(&b_dir),
         StopWhen::Duration,
     ) {
         Ok(p) => p,
         Err(e) => {
             report_error("vnetbed verify", &e);
-            return 2;
+            return finish(&outputs, &say, 2);
         }
     };
-    let b = match soak::run(&p) {
-        Ok(r) => r,
-        Err(e) => {
-            report_error("vnetbed verify", &e);
-            return 2;
+    p.phase = Some(b_dir.clone());
+    if let Err(e) = soak::run(&p) {
+        report_error("vnetbed verify", &e);
+        return finish(&outputs, &say, 2);
+    }
+    finish(&outputs, &say, 0)
+}
+
+/// Write the outputs one last time, print the verdict, and return the exit status: the
+/// summary's, or `fallback` when even that could not be written.
+fn finish(outputs: &Outputs, say: &Say, fallback: i32) -> i32 {
+    let Some(v) = outputs.write() else {
+        return fallback.max(2);
+    };
+    if say.json {
+        match serde_json::to_string_pretty(&v) {
+            Ok(text) => outln!("{text}"),
+            Err(e) => eprintln!("vnetbed verify: cannot print the summary: {e}"),
         }
-    };
-    let exposure = b.report.analysis.exposure.cycles;
-    let decisions = rx_interrupt_decisions(&b.dir);
-    // Each race needs its own chances: the 2012-iperf time that gives as many of both.
-    let hours_2012 = (exposure as f64 / (CYCLES_PER_SECOND_2012 * 3600.0))
-        .max(decisions as f64 / (INTERRUPT_DECISIONS_PER_SECOND_2012 * 3600.0));
-    let b_ok = b.report.verdict == Verdict::Pass;
-    let b_unjudged = (b.report.verdict == Verdict::Error)
-        .then(|| b.report.analysis.not_judgeable())
-        .flatten()
-        .map(|why| format!("B: {why}"));
-    let unjudged = a_unjudged.or(b_unjudged);
-    let verdict = if soak::stop_signal().is_some() || unjudged.is_some() {
-        "error"
-    } else if all_stalled && b_ok {
-        "pass"
-    } else {
-        "fail"
-    };
-    let reason = match (&unjudged, all_stalled, b_ok) {
-        (Some(why), _, _) => format!("a run could not be judged, so there is no verdict on the fix: {why}"),
-        (None, ..) if soak::stop_signal().is_some() => "interrupted before every run finished".to_string(),
-        (None, all_stalled, b_ok) => match (all_stalled, b_ok) {
-        (true, true) => format!("every buggy run stalled and {} did not: the fix holds", args.sut),
-        (false, _) => "a buggy run did not stall: this setup cannot show the bug, so it cannot vouch for the fix".to_string(),
-        (true, false) => format!("{} failed its checks ({}): the fix does not hold", args.sut, b.report.verdict.as_str()),
-        },
-    };
-    let summary = json!({
-        "schema": "vnetbed.verify/1",
-        "verdict": verdict,
-        "reason": reason,
-        "buggy_model": args.buggy_model,
-        "sut": args.sut.to_string(),
-        "sut_identity": args.sut.identity(),
-        "a_runs": a_runs,
-        "time_to_stall_s": {
-            "runs": stall_times.len(),
-            "min": stall_times.first(),
-            "p50": percentile(&stall_times, 50.0),
-            "max": stall_times.last(),
-        },
-        "b": {
-            "dir": b.dir,
-            "verdict": b.report.verdict.as_str(),
-            "duration_s": b_duration.as_secs_f64(),
-            "exposure_cycles": exposure,
-            "exposure_per_minute": b.report.analysis.exposure.per_minute,
-            "rx_interrupt_decisions": decisions,
-            "equivalent_2012_iperf_hours": hours_2012,
-            "assumption": format!(
-                "a 2012 1-Gbit/s iperf stream into the guest gives {CYCLES_PER_SECOND_2012} ring-empty -> \
-                 notification-enable cycles and {INTERRUPT_DECISIONS_PER_SECOND_2012} rx interrupt decisions per \
-                 second; the equivalence is the larger of the two ratios"
-            ),
-        },
-    });
-    let _ = std::fs::create_dir_all(&out);
-    if let Err(e) = std::fs::write(out.join("verify.json"), format!("{summary:#}\n")) {
-        eprintln!("vnetbed verify: cannot write verify.json: {e}");
+        return v.exit_status;
     }
-    let secs = |v: Option<&f64>| v.map_or("-".to_string(), |s| format!("{s:.2} s"));
-    println!(
-        "time to stall over {} runs: min {}, p50 {}, max {}",
-        stall_times.len(),
-        secs(stall_times.first()),
-        secs(percentile(&stall_times, 50.0).as_ref()),
-        secs(stall_times.last())
+    print_summary(&v, outputs);
+    v.exit_status
+}
+
+fn print_summary(v: &VerifySummary, outputs: &Outputs) {
+    let t = &v.time_to_stall_s;
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.2} s"));
+    outln!(
+        "time to stall over {} runs (seconds from the start of each run's record): min {}, p50 {}, max {}",
+        t.runs,
+        secs(t.min),
+        secs(t.p50),
+        secs(t.max)
     );
-    println!(
-        "{} exposure: {exposure} ring-empty -> enable cycles, {decisions} rx interrupt decisions \
-         (~{hours_2012:.4} h of 2012-style 1-Gbit/s iperf), verdict {}",
-        args.sut,
-        b.report.verdict.as_str()
-    );
-    println!(
-        "  assumption: a 2012 1-Gbit/s iperf stream into the guest gave {CYCLES_PER_SECOND_2012} ring-empty -> \
-         enable cycles and {INTERRUPT_DECISIONS_PER_SECOND_2012} rx interrupt decisions per second"
-    );
-    println!(
-        "verdict: {verdict}: {reason} ({})",
-        out.join("verify.json").display()
-    );
-    match verdict {
-        "pass" => 0,
-        "fail" => 1,
-        _ => 2,
+    if let Some(b) = &v.b {
+        outln!(
+            "fenced: {:.1} s recorded; exposure {} ring-empty -> enable cycles (lost-kick chances), {} rx \
+             interrupt decisions (lost-interrupt chances), ~{:.4} h of 2012-style 1-Gbit/s iperf; verdict {}",
+            b.duration_s,
+            b.exposure_cycles,
+            b.rx_interrupt_decisions,
+            b.equivalent_2012_iperf_hours,
+            b.verdict.as_str()
+        );
+        outln!("  assumption: {}", b.assumption);
     }
+    let dir = &outputs.out;
+    outln!(
+        "verdict: {}: {}\nreports: {} {} {}",
+        v.verdict.as_str(),
+        v.reason,
+        dir.join(verify::VERIFY_JSON).display(),
+        dir.join("junit.xml").display(),
+        dir.join("report.html").display()
+    );
 }

@@ -70,9 +70,6 @@ pub enum NetError {
     /// The lease schedule (lease, T1, T2) is inconsistent.
     #[error("bad lease schedule: {0}")]
     BadSchedule(String),
-    /// A duration argument could not be parsed.
-    #[error("bad duration {0:?}: use a number with an optional unit s, m or h, e.g. 1m, 30s, 2")]
-    BadDuration(String),
     /// A tap is already attached to another process.
     #[error(
         "tap {tap} in testbed {testbed} is in use by another process (a VMM still running?); \

@@ -31,7 +31,7 @@ pub use dhcp_events::{read_journal, DhcpEvent, DhcpEventKind};
 pub use error::{NetError, Result};
 pub use gc::{down_named, gc, read_status, GcFailure, GcReport};
 pub use netns::{enter_netns, open_tap, with_netns, TapFlags};
-pub use schedule::{parse_duration, LeaseSchedule, DNSMASQ_LEASE_FLOOR};
+pub use schedule::{LeaseSchedule, DNSMASQ_LEASE_FLOOR};
 pub use state::state_root;
 pub use subnet::Subnet;
 pub use testbed::{Testbed, TestbedConfig, TestbedInfo, TestbedStatus};

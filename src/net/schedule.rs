@@ -75,26 +75,6 @@ impl LeaseSchedule {
     }
 }
 
-/// Parse a duration: a whole number with an optional unit `s`, `m` or `h` (`1m`, `30s`, `2`).
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let bad = || NetError::BadDuration(text.to_string());
-    let t = text.trim();
-    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(factor)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,16 +98,5 @@ mod tests {
         assert!(LeaseSchedule::new(d(0), None, None).is_err());
         let long = LeaseSchedule::new(d(3600), None, None).unwrap();
         assert!(!long.floor_applies());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        for bad in ["", "m", "1x", "-1", "1.5m"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -15,7 +15,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use host::{rfc3339_utc, unix_now};
-pub use reader::{Timeline, TimelineReader};
+pub use reader::{Timeline, TimelineReader, TimelineSummary};
 pub use types::*;
 pub use writer::TimelineWriter;
 
@@ -101,6 +101,7 @@ mod tests {
             rate: Some("200M".into()),
             duration_s: Some(60.0),
             throughput_floor_bps: Some(1e6),
+            ..Default::default()
         }
     }
 
@@ -270,6 +271,7 @@ mod tests {
                 elapsed: 7.0,
                 outcome: RunOutcome::Interrupted,
                 detail: Some("SIGTERM".into()),
+                logs: Vec::new(),
             }),
         ];
         for record in records {

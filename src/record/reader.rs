@@ -20,6 +20,28 @@ pub struct Timeline {
     pub warnings: Vec<String>,
 }
 
+/// A timeline read as a stream: everything but its records, which went to a callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineSummary {
+    /// The header (first line).
+    pub header: RunHeader,
+    /// How many records after the header parsed.
+    pub records: usize,
+    /// What was skipped and why.
+    pub warnings: Vec<String>,
+}
+
+impl Timeline {
+    /// The timeline without its records.
+    pub fn summary(&self) -> TimelineSummary {
+        TimelineSummary {
+            header: self.header.clone(),
+            records: self.records.len(),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
 /// Reads timelines.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimelineReader;
@@ -29,6 +51,21 @@ impl TimelineReader {
     /// only when the file cannot be read or has no valid header of a supported schema; every
     /// other bad line becomes a warning (also logged).
     pub fn read(path: &Path) -> Result<Timeline, RecordError> {
+        let mut records = Vec::new();
+        let summary = Self::stream(path, |r| records.push(r))?;
+        Ok(Timeline {
+            header: summary.header,
+            records,
+            warnings: summary.warnings,
+        })
+    }
+
+    /// Read `path` as [`TimelineReader::read`] does, but hand each record to `sink` as it is
+    /// parsed instead of keeping them: memory stays flat however long the record is.
+    pub fn stream(
+        path: &Path,
+        mut sink: impl FnMut(Record),
+    ) -> Result<TimelineSummary, RecordError> {
         let read_error = |source| RecordError::Read {
             path: path.to_path_buf(),
             source,
@@ -44,7 +81,7 @@ impl TimelineReader {
             }
             // Only the last line of a file can lack its newline: a writer that died mid-line.
             let torn = !buf.ends_with(b"\n");
-            lines.line(&String::from_utf8_lossy(&buf), torn)?;
+            lines.line(&String::from_utf8_lossy(&buf), torn, &mut sink)?;
         }
         let timeline = lines.finish().map_err(|e| match e {
             RecordError::NoHeader { .. } => RecordError::NoHeader {
@@ -61,16 +98,23 @@ impl TimelineReader {
     /// Parse the text of a timeline (see [`TimelineReader::read`]).
     pub fn parse(text: &str) -> Result<Timeline, RecordError> {
         let mut lines = LineParser::default();
+        let mut records = Vec::new();
+        let mut sink = |r| records.push(r);
         let mut rest = text;
         while !rest.is_empty() {
             let (line, torn) = match rest.find('\n') {
                 Some(end) => (&rest[..=end], false),
                 None => (rest, true),
             };
-            lines.line(line, torn)?;
+            lines.line(line, torn, &mut sink)?;
             rest = &rest[line.len()..];
         }
-        lines.finish()
+        let summary = lines.finish()?;
+        Ok(Timeline {
+            header: summary.header,
+            records,
+            warnings: summary.warnings,
+        })
     }
 }
 
@@ -79,14 +123,19 @@ impl TimelineReader {
 struct LineParser {
     line_no: usize,
     header: Option<RunHeader>,
-    records: Vec<Record>,
+    records: usize,
     warnings: Vec<String>,
     skipped: usize,
 }
 
 impl LineParser {
     /// Take one line (with or without its newline); `torn` when it has none.
-    fn line(&mut self, line: &str, torn: bool) -> Result<(), RecordError> {
+    fn line(
+        &mut self,
+        line: &str,
+        torn: bool,
+        sink: &mut impl FnMut(Record),
+    ) -> Result<(), RecordError> {
         self.line_no += 1;
         let line_no = self.line_no;
         if line.trim().is_empty() {
@@ -102,7 +151,8 @@ impl LineParser {
                 return Ok(());
             }
             (Ok(record), Some(_)) if !matches!(record, Record::Header(_)) => {
-                self.records.push(record);
+                self.records += 1;
+                sink(record);
                 return Ok(());
             }
             (Ok(Record::Header(_)), Some(_)) => format!("line {line_no}: a second header, skipped"),
@@ -119,7 +169,7 @@ impl LineParser {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Timeline, RecordError> {
+    fn finish(mut self) -> Result<TimelineSummary, RecordError> {
         if self.skipped > self.warnings.len() {
             let more = self.skipped - self.warnings.len();
             self.warnings
@@ -128,7 +178,7 @@ impl LineParser {
         let header = self.header.ok_or(RecordError::NoHeader {
             path: Default::default(),
         })?;
-        Ok(Timeline {
+        Ok(TimelineSummary {
             header,
             records: self.records,
             warnings: self.warnings,

@@ -54,7 +54,7 @@ pub struct RunHeader {
 }
 
 /// The run's configuration, as the user asked for it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// The guest image (`probe`, `linux`).
     pub guest: String,
@@ -80,6 +80,13 @@ pub struct RunConfig {
     /// it. Absent: the throughput check is skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput_floor_bps: Option<f64>,
+    /// `vnetbed verify`'s name for this run (`A1-unfenced`, `B-fenced`); absent outside verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// A control run: the buggy model, expected to stall (verify's A runs). Its reports judge
+    /// that it stalled, not that it did not. Absent: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expect_stall: bool,
 }
 
 /// The host the run was recorded on.
@@ -129,6 +136,24 @@ pub struct Sample {
     /// Free-form notes for this second.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The resources of the run's processes (VMM, dnsmasq, orchestrator), every few seconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ProcessResources>,
+}
+
+/// One process's resources at one moment, from /proc.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessResources {
+    /// Which process: `vmm`, `dnsmasq` or `orchestrator`.
+    pub process: String,
+    /// Its pid (a restarted dnsmasq has a new one).
+    pub pid: u32,
+    /// Resident memory, KiB (`VmRSS`; the VMM's includes the guest RAM it has touched).
+    pub rss_kib: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+    /// CPU time, user plus system, seconds since the process started.
+    pub cpu_s: f64,
 }
 
 /// iperf3 throughput in one second, per direction, in bits/s.
@@ -447,4 +472,20 @@ pub struct RunEnd {
     /// The error, for [`RunOutcome::Error`], or the signal, for [`RunOutcome::Interrupted`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The run's size-bounded logs (`serial.log`, `vmm-events.jsonl`): what they wrote and kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogTotal>,
+}
+
+/// What one size-bounded log wrote over the run, and what it kept on disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogTotal {
+    /// The file name in the run directory (its previous part is `FILE.1`).
+    pub file: String,
+    /// Bytes written over the whole run.
+    pub written_bytes: u64,
+    /// Bytes on disk at the end (FILE and FILE.1).
+    pub kept_bytes: u64,
+    /// How many times it was rotated.
+    pub rotations: u64,
 }

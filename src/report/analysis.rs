@@ -4,16 +4,42 @@ use serde::Serialize;
 
 use super::stats::{counter_delta, Percentiles};
 use crate::record::{
-    DhcpExchange, LeaseState, Note, Record, RunEnd, Sample, Stall, Timeline, VmmExit,
+    DhcpExchange, LeaseState, Note, Ping, ProcessResources, Record, RunEnd, Sample, Stall,
+    Throughput, Timeline, VmmExit,
 };
+
+/// What the reports need of one sample: a few numbers, not the whole record, so that a
+/// 48-hour run's 172,800 samples take tens of megabytes, not hundreds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Second {
+    /// Run-elapsed seconds.
+    pub elapsed: f64,
+    /// iperf3 throughput in this second.
+    pub throughput: Option<Throughput>,
+    /// The ping of this second.
+    pub ping: Option<Ping>,
+    /// The lease state at its end.
+    pub lease: Option<LeaseState>,
+    /// rx ring-empty -> notification-enable cycles counted in this sample (the growth of the
+    /// rx queues' `notify_enables` since the previous sample with device counters); `None`
+    /// without device counters.
+    pub exposure: Option<u64>,
+    /// The processes' resources, when read in this second.
+    pub resources: Vec<ProcessResources>,
+}
 
 /// Everything the reports say about a run, computed from its timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
     /// Run-elapsed seconds of the last record.
     pub duration_s: f64,
-    /// The once-per-second samples, in order.
-    pub samples: Vec<Sample>,
+    /// Each process's resources after the warm-up (`resources_flat`).
+    pub resources: Vec<super::resources::ProcessTrend>,
+    /// Every sample, in time order, as the reports need it.
+    pub seconds: Vec<Second>,
+    /// rx interrupt decisions (sent plus suppressed) of the busiest rx queue: each is one
+    /// chance for the lost-interrupt race.
+    pub rx_interrupt_decisions: u64,
     /// The end record, when the orchestrator wrote one.
     pub end: Option<RunEnd>,
     /// Every distinct stall, by detection time.
@@ -131,44 +157,86 @@ pub struct Exposure {
     pub per_minute: Option<f64>,
 }
 
-impl Analysis {
-    /// Compute the analysis of `timeline`.
-    pub fn of(timeline: &Timeline) -> Self {
-        let mut samples = Vec::new();
-        let mut end = None;
-        let mut stalls = Vec::new();
-        let mut dhcp = Vec::new();
-        let mut vmm_exits = Vec::new();
-        let mut notes = Vec::new();
-        let mut duration_s: f64 = 0.0;
-        for record in &timeline.records {
-            match record {
-                Record::Header(_) => {}
-                Record::Sample(s) => {
-                    duration_s = duration_s.max(s.elapsed);
-                    stalls.extend(s.stalls.iter().cloned());
-                    dhcp.extend(s.dhcp.iter().cloned());
-                    vmm_exits.extend(s.vmm_exit.iter().cloned());
-                    notes.extend(s.notes.iter().map(|text| Note {
-                        at: s.elapsed,
-                        text: text.clone(),
-                    }));
-                    samples.push(s.clone());
-                }
-                Record::Stall(s) => stalls.push(s.clone()),
-                Record::Dhcp(d) => dhcp.push(d.clone()),
-                Record::VmmExit(v) => {
-                    duration_s = duration_s.max(v.at);
-                    vmm_exits.push(v.clone());
-                }
-                Record::Note(n) => notes.push(n.clone()),
-                Record::End(e) => {
-                    duration_s = duration_s.max(e.elapsed);
-                    end = Some(e.clone());
-                }
+/// Builds an [`Analysis`] one record at a time, keeping only what the reports need (see
+/// [`Second`]): the record is read as a stream, never held whole in memory.
+#[derive(Debug, Default)]
+pub struct AnalysisBuilder {
+    seconds: Vec<Second>,
+    end: Option<RunEnd>,
+    stalls: Vec<Stall>,
+    dhcp: Vec<DhcpExchange>,
+    vmm_exits: Vec<VmmExit>,
+    notes: Vec<Note>,
+    duration_s: f64,
+    previous_rx: std::collections::HashMap<String, u64>,
+    rx_interrupt_decisions: u64,
+}
+
+impl AnalysisBuilder {
+    /// Take the next record (in file order).
+    pub fn push(&mut self, record: &Record) {
+        match record {
+            Record::Header(_) => {}
+            Record::Sample(s) => self.sample(s),
+            Record::Stall(s) => self.stalls.push(s.clone()),
+            Record::Dhcp(d) => self.dhcp.push(d.clone()),
+            Record::VmmExit(v) => {
+                self.duration_s = self.duration_s.max(v.at);
+                self.vmm_exits.push(v.clone());
+            }
+            Record::Note(n) => self.notes.push(n.clone()),
+            Record::End(e) => {
+                self.duration_s = self.duration_s.max(e.elapsed);
+                self.end = Some(e.clone());
             }
         }
-        samples.sort_by(|a, b| a.elapsed.total_cmp(&b.elapsed));
+    }
+
+    fn sample(&mut self, s: &Sample) {
+        self.duration_s = self.duration_s.max(s.elapsed);
+        self.stalls.extend(s.stalls.iter().cloned());
+        self.dhcp.extend(s.dhcp.iter().cloned());
+        self.vmm_exits.extend(s.vmm_exit.iter().cloned());
+        self.notes.extend(s.notes.iter().map(|text| Note {
+            at: s.elapsed,
+            text: text.clone(),
+        }));
+        let exposure = s.device.as_ref().map(|device| {
+            let mut cycles = 0;
+            for q in device.queues.iter().filter(|q| q.queue.starts_with("rx")) {
+                let previous = self.previous_rx.get(q.queue.as_str()).copied();
+                cycles += counter_delta(previous, q.notify_enables);
+                self.previous_rx.insert(q.queue.clone(), q.notify_enables);
+                self.rx_interrupt_decisions = self
+                    .rx_interrupt_decisions
+                    .max(q.interrupts_sent + q.interrupts_suppressed);
+            }
+            cycles
+        });
+        self.seconds.push(Second {
+            elapsed: s.elapsed,
+            throughput: s.throughput.clone(),
+            ping: s.ping.clone(),
+            lease: s.lease,
+            exposure,
+            resources: s.resources.clone(),
+        });
+    }
+
+    /// The analysis of every record pushed.
+    pub fn finish(self) -> Analysis {
+        let AnalysisBuilder {
+            mut seconds,
+            end,
+            mut stalls,
+            mut dhcp,
+            mut vmm_exits,
+            mut notes,
+            duration_s,
+            rx_interrupt_decisions,
+            ..
+        } = self;
+        seconds.sort_by(|a, b| a.elapsed.total_cmp(&b.elapsed));
         stalls.sort_by(|a, b| a.detected_at.total_cmp(&b.detected_at));
         // The same stall may have been written twice (as its own record and in a sample).
         stalls.dedup_by(|a, b| {
@@ -177,21 +245,34 @@ impl Analysis {
         dhcp.sort_by(|a, b| a.at.total_cmp(&b.at));
         vmm_exits.sort_by(|a, b| a.at.total_cmp(&b.at));
         notes.sort_by(|a, b| a.at.total_cmp(&b.at));
-
-        Self {
+        Analysis {
             duration_s,
             renewals: renewal_stats(&dhcp),
-            lease_lost_at: lease_lost_at(&samples),
-            throughput: throughput_stats(&samples),
-            ping: ping_stats(&samples),
-            exposure: exposure(&samples, duration_s),
-            samples,
+            lease_lost_at: lease_lost_at(&seconds),
+            throughput: throughput_stats(&seconds),
+            ping: ping_stats(&seconds),
+            exposure: exposure(&seconds, duration_s),
+            resources: super::resources::trends(&seconds, duration_s),
+            rx_interrupt_decisions,
+            seconds,
             end,
             stalls,
             dhcp,
             vmm_exits,
             notes,
         }
+    }
+}
+
+impl Analysis {
+    /// Compute the analysis of `timeline` (already in memory; [`AnalysisBuilder`] takes a
+    /// stream).
+    pub fn of(timeline: &Timeline) -> Self {
+        let mut b = AnalysisBuilder::default();
+        for record in &timeline.records {
+            b.push(record);
+        }
+        b.finish()
     }
 
     /// The first stall, if any.
@@ -248,7 +329,7 @@ fn renewal_stats(dhcp: &[DhcpExchange]) -> RenewalStats {
     stats
 }
 
-fn lease_lost_at(samples: &[Sample]) -> Option<f64> {
+fn lease_lost_at(samples: &[Second]) -> Option<f64> {
     let mut held = false;
     for s in samples {
         let Some(state) = s.lease else { continue };
@@ -260,7 +341,7 @@ fn lease_lost_at(samples: &[Sample]) -> Option<f64> {
     None
 }
 
-fn throughput_stats(samples: &[Sample]) -> ThroughputStats {
+fn throughput_stats(samples: &[Second]) -> ThroughputStats {
     let loaded = samples
         .iter()
         .filter_map(|s| s.throughput.as_ref())
@@ -278,7 +359,7 @@ fn throughput_stats(samples: &[Sample]) -> ThroughputStats {
     }
 }
 
-fn ping_stats(samples: &[Sample]) -> PingStats {
+fn ping_stats(samples: &[Second]) -> PingStats {
     let pings: Vec<_> = samples.iter().filter_map(|s| s.ping.as_ref()).collect();
     let sent = pings.len() as u64;
     let lost = pings.iter().filter(|p| p.lost).count() as u64;
@@ -295,25 +376,16 @@ fn ping_stats(samples: &[Sample]) -> PingStats {
     }
 }
 
-/// The rx exposure cycles counted in each sample (the growth of the rx queues'
-/// `notify_enables` since the previous sample with device counters).
-pub fn exposure_per_sample(samples: &[Sample]) -> Vec<(f64, u64)> {
-    let mut previous: std::collections::HashMap<&str, u64> = Default::default();
-    let mut out = Vec::new();
-    for s in samples {
-        let Some(device) = &s.device else { continue };
-        let mut cycles = 0;
-        for q in device.queues.iter().filter(|q| q.queue.starts_with("rx")) {
-            cycles += counter_delta(previous.get(q.queue.as_str()).copied(), q.notify_enables);
-            previous.insert(q.queue.as_str(), q.notify_enables);
-        }
-        out.push((s.elapsed, cycles));
-    }
-    out
+/// The rx exposure cycles counted in each sample with device counters.
+pub fn exposure_per_sample(samples: &[Second]) -> Vec<(f64, u64)> {
+    samples
+        .iter()
+        .filter_map(|s| s.exposure.map(|c| (s.elapsed, c)))
+        .collect()
 }
 
-fn exposure(samples: &[Sample], duration_s: f64) -> Exposure {
-    let cycles = exposure_per_sample(samples).iter().map(|(_, c)| c).sum();
+fn exposure(samples: &[Second], duration_s: f64) -> Exposure {
+    let cycles = samples.iter().filter_map(|s| s.exposure).sum();
     Exposure {
         cycles,
         per_minute: (duration_s >= 1.0).then(|| cycles as f64 * 60.0 / duration_s),
@@ -359,11 +431,11 @@ mod tests {
         assert_eq!(stats.failed_at, vec![60.0, 61.0]);
     }
 
-    fn with_lease(elapsed: f64, lease: LeaseState) -> Sample {
-        Sample {
+    fn with_lease(elapsed: f64, lease: LeaseState) -> Second {
+        Second {
             elapsed,
             lease: Some(lease),
-            ..Sample::default()
+            ..Second::default()
         }
     }
 
@@ -403,16 +475,16 @@ mod tests {
 
     #[test]
     fn exposure_counts_rx_enables_across_a_vmm_restart() {
-        let samples = [
-            with_rx_enables(1.0, 10),
-            with_rx_enables(2.0, 25),
-            with_rx_enables(3.0, 5),
-        ];
+        let mut b = AnalysisBuilder::default();
+        for (at, enables) in [(1.0, 10), (2.0, 25), (3.0, 5)] {
+            b.push(&Record::Sample(with_rx_enables(at, enables)));
+        }
+        let a = b.finish();
         assert_eq!(
-            exposure_per_sample(&samples),
+            exposure_per_sample(&a.seconds),
             vec![(1.0, 10), (2.0, 15), (3.0, 5)]
         );
-        let e = exposure(&samples, 3.0);
+        let e = a.exposure;
         assert_eq!(e.cycles, 30);
         assert_eq!(e.per_minute, Some(600.0));
     }
@@ -447,6 +519,7 @@ mod tests {
                 rate: None,
                 duration_s: None,
                 throughput_floor_bps: None,
+                ..Default::default()
             }),
             records: vec![Record::Stall(stall), Record::Sample(sample)],
             warnings: vec![],

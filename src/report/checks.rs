@@ -89,10 +89,37 @@ pub mod names {
     pub const VMM: &str = "vmm_survived";
     /// The run completed and was recorded to its end.
     pub const COMPLETED: &str = "run_completed";
+    /// The processes' memory and file descriptors stayed flat after the warm-up.
+    pub const RESOURCES: &str = "resources_flat";
+    /// A control run (expected to stall) stalled.
+    pub const STALLED_AS_EXPECTED: &str = "stalled_as_expected";
 }
 
 /// Evaluate every check of a run. `warnings` are the reader's warnings about the record.
+///
+/// A control run (`config.expect_stall`, verify's buggy-model runs) is judged on what it is
+/// for: `stalled_as_expected` replaces `no_stall`, and the checks of the guest's health
+/// (renewals, lease, throughput), which a stall is expected to spoil, are skipped.
 pub fn evaluate(header: &RunHeader, analysis: &Analysis, warnings: &[String]) -> Vec<Check> {
+    if header.config.expect_stall {
+        let not_judged = |name| {
+            check(
+                name,
+                CheckStatus::Skipped,
+                "control run (expected to stall): not judged".into(),
+                String::new(),
+            )
+        };
+        return vec![
+            stalled_as_expected(analysis),
+            not_judged(names::RENEWALS),
+            not_judged(names::LEASE),
+            not_judged(names::THROUGHPUT),
+            vmm(analysis),
+            completed(header, analysis, warnings),
+            resources_flat(analysis),
+        ];
+    }
     vec![
         no_stall(analysis),
         renewals(analysis),
@@ -100,6 +127,7 @@ pub fn evaluate(header: &RunHeader, analysis: &Analysis, warnings: &[String]) ->
         throughput(header, analysis),
         vmm(analysis),
         completed(header, analysis, warnings),
+        resources_flat(analysis),
     ]
 }
 
@@ -142,6 +170,105 @@ fn no_stall(a: &Analysis) -> Check {
         ),
         details,
     )
+}
+
+fn stalled_as_expected(a: &Analysis) -> Check {
+    match a.first_stall() {
+        Some(first) => check(
+            names::STALLED_AS_EXPECTED,
+            CheckStatus::Pass,
+            format!(
+                "expected to stall: stalled at {:.1} s ({} on {})",
+                first.stalled_since,
+                first.kind.as_str(),
+                first.queue
+            ),
+            first.signature(),
+        ),
+        None => match a.not_judgeable() {
+            // No stall in a run that did not run as planned says nothing about the bug.
+            Some(why) => check(
+                names::STALLED_AS_EXPECTED,
+                CheckStatus::Error,
+                format!("expected to stall: no stall, and the run cannot tell: {why}"),
+                String::new(),
+            ),
+            None => check(
+                names::STALLED_AS_EXPECTED,
+                CheckStatus::Fail,
+                format!(
+                    "expected to stall: no stall in {:.1} s; this setup did not show the bug",
+                    a.duration_s
+                ),
+                String::new(),
+            ),
+        },
+    }
+}
+
+fn resources_flat(a: &Analysis) -> Check {
+    use super::resources::{warm_up_s, FD_GROWTH};
+    let warm_up = warm_up_s(a.duration_s);
+    if a.resources.is_empty() {
+        return check(
+            names::RESOURCES,
+            CheckStatus::Skipped,
+            format!("fewer than two resource readings after the {warm_up:.0} s warm-up"),
+            String::new(),
+        );
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let lines: Vec<String> = a
+        .resources
+        .iter()
+        .map(|t| {
+            format!(
+                "{} (pid {}): RSS {:.1} -> {:.1} MiB, growth {:.1} MiB (bound {:.1}); fds {} -> {}, growth {} (bound {FD_GROWTH}); CPU {:.1} s; {} readings",
+                t.process,
+                t.pid,
+                mib(t.rss_kib_first),
+                mib(t.rss_kib_last),
+                mib(t.rss_growth_kib),
+                mib(t.rss_bound_kib()),
+                t.fds_first,
+                t.fds_last,
+                t.fds_growth,
+                t.cpu_s,
+                t.samples
+            )
+        })
+        .collect();
+    let grown: Vec<&str> = a
+        .resources
+        .iter()
+        .filter(|t| !t.flat())
+        .map(|t| t.process.as_str())
+        .collect();
+    if grown.is_empty() {
+        check(
+            names::RESOURCES,
+            CheckStatus::Pass,
+            format!(
+                "memory and file descriptors flat after the {warm_up:.0} s warm-up ({})",
+                a.resources
+                    .iter()
+                    .map(|t| t.process.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            lines.join("\n"),
+        )
+    } else {
+        check(
+            names::RESOURCES,
+            CheckStatus::Fail,
+            format!(
+                "grew after the {warm_up:.0} s warm-up: {}",
+                grown.join(", ")
+            ),
+            lines.join("\n"),
+        )
+    }
 }
 
 fn renewals(a: &Analysis) -> Check {
@@ -263,7 +390,7 @@ fn vmm(a: &Analysis) -> Check {
 
 fn completed(header: &RunHeader, a: &Analysis, warnings: &[String]) -> Check {
     let warning_lines = capped_lines(warnings.iter().cloned(), warnings.len());
-    if a.samples.is_empty() {
+    if a.seconds.is_empty() {
         return check(
             names::COMPLETED,
             CheckStatus::Error,

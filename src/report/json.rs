@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::analysis::{Analysis, Exposure, PingStats, RenewalStats, ThroughputStats};
 use super::checks::{Check, Verdict};
 use super::incident::{self, Step};
-use crate::record::{RunHeader, RunOutcome, Stall, Timeline, VmmExit};
+use crate::record::{RunHeader, RunOutcome, Stall, TimelineSummary, VmmExit};
 
 /// The schema name and version of `report.json`.
 pub const REPORT_SCHEMA: &str = "vnetbed.report/1";
@@ -43,6 +43,8 @@ pub struct ReportJson<'a> {
     pub ping: &'a PingStats,
     /// rx ring-empty → notification-enable cycles.
     pub exposure: &'a Exposure,
+    /// Each process's resources after the warm-up.
+    pub resources: &'a [super::resources::ProcessTrend],
     /// The VMM exit that matters (the first unexpected one, else the last one).
     pub vmm_exit: Option<&'a VmmExit>,
     /// The 2012 incident's steps as this run shows them.
@@ -64,6 +66,8 @@ pub struct RecordSummary<'a> {
     pub outcome: Option<RunOutcome>,
     /// Lines the reader skipped, and why.
     pub warnings: &'a [String],
+    /// The run's size-bounded logs, from the end record (empty without one).
+    pub logs: &'a [crate::record::LogTotal],
 }
 
 /// The first stall, with a one-line signature.
@@ -78,7 +82,7 @@ pub struct FirstStall<'a> {
 
 /// Build the report.
 pub fn build<'a>(
-    timeline: &'a Timeline,
+    timeline: &'a TimelineSummary,
     analysis: &'a Analysis,
     checks: &'a [Check],
     verdict: Verdict,
@@ -93,10 +97,11 @@ pub fn build<'a>(
         run: &timeline.header,
         record: RecordSummary {
             file: crate::record::TIMELINE_FILE,
-            records: timeline.records.len(),
-            samples: analysis.samples.len(),
+            records: timeline.records,
+            samples: analysis.seconds.len(),
             outcome: analysis.end.as_ref().map(|e| e.outcome),
             warnings: &timeline.warnings,
+            logs: analysis.end.as_ref().map_or(&[], |e| e.logs.as_slice()),
         },
         duration_s: analysis.duration_s,
         first_stall: analysis.first_stall().map(|s| FirstStall {
@@ -109,6 +114,7 @@ pub fn build<'a>(
         throughput: &analysis.throughput,
         ping: &analysis.ping,
         exposure: &analysis.exposure,
+        resources: &analysis.resources,
         vmm_exit: analysis.vmm_exit(),
         incident_reproduced: incident::reproduced(&steps),
         incident: steps,

@@ -77,14 +77,19 @@ pub fn render(header: &RunHeader, checks: &[Check], duration_s: f64) -> String {
     out
 }
 
-/// `vnetbed.<subcommand>` from the recorded command line (`vnetbed.soak`).
+/// `vnetbed.<subcommand>` from the recorded command line (`vnetbed.soak`), with verify's
+/// name for the run when it is one of verify's (`vnetbed.verify.A1-unfenced`), so that every
+/// suite of a verify run directory has a name of its own.
 fn suite_name(header: &RunHeader) -> String {
     let sub = header
         .command
         .get(1)
         .filter(|a| !a.starts_with('-'))
         .map_or("run", String::as_str);
-    format!("vnetbed.{sub}")
+    match &header.config.phase {
+        Some(phase) => format!("vnetbed.{sub}.{phase}"),
+        None => format!("vnetbed.{sub}"),
+    }
 }
 
 fn properties(header: &RunHeader) -> Vec<(&'static str, String)> {
@@ -101,6 +106,10 @@ fn properties(header: &RunHeader) -> Vec<(&'static str, String)> {
     ];
     p.extend(c.queue_backend.clone().map(|v| ("queue_backend", v)));
     p.extend(c.race_window.clone().map(|v| ("race_window", v)));
+    p.extend(c.phase.clone().map(|v| ("phase", v)));
+    if c.expect_stall {
+        p.push(("expect_stall", "true".into()));
+    }
     p.extend(c.rate.clone().map(|v| ("rate", v)));
     p.extend(c.duration_s.map(|v| ("duration_s", v.to_string())));
     p.extend(

@@ -12,19 +12,20 @@ pub mod incident;
 mod json;
 mod junit;
 mod progress;
+pub mod resources;
 mod stats;
 mod svg;
-mod xml;
+pub(crate) mod xml;
 
 use std::path::{Path, PathBuf};
 
-pub use analysis::Analysis;
+pub use analysis::{Analysis, AnalysisBuilder};
 pub use checks::{Check, CheckStatus, Verdict};
 pub use json::REPORT_SCHEMA;
 pub use progress::Progress;
 pub use stats::{percentile, Percentiles};
 
-use crate::record::{RecordError, Timeline, TimelineReader, TIMELINE_FILE};
+use crate::record::{RecordError, Timeline, TimelineReader, TimelineSummary, TIMELINE_FILE};
 
 /// File name of the JSON report.
 pub const REPORT_JSON: &str = "report.json";
@@ -77,7 +78,17 @@ pub fn judge(timeline: &Timeline) -> (Analysis, Vec<Check>, Verdict) {
 /// Judge `timeline` and write the three reports into `dir`. Each file is written under a
 /// temporary name and renamed into place, so a reader never sees half a report.
 pub fn write_reports(dir: &Path, timeline: &Timeline) -> Result<RunReport, ReportError> {
-    let (analysis, checks, verdict) = judge(timeline);
+    write_analysed(dir, &timeline.summary(), Analysis::of(timeline))
+}
+
+/// Write the three reports of a timeline already analysed (see [`rebuild`]).
+fn write_analysed(
+    dir: &Path,
+    timeline: &TimelineSummary,
+    analysis: Analysis,
+) -> Result<RunReport, ReportError> {
+    let checks = checks::evaluate(&timeline.header, &analysis, &timeline.warnings);
+    let verdict = Verdict::of(&checks);
     let report = json::build(timeline, &analysis, &checks, verdict);
     let mut report_json = serde_json::to_string_pretty(&report).map_err(ReportError::Serialize)?;
     report_json.push('\n');
@@ -101,10 +112,28 @@ pub fn write_reports(dir: &Path, timeline: &Timeline) -> Result<RunReport, Repor
     })
 }
 
-/// Read `dir/timeline.jsonl` and write the reports next to it.
+/// Read `path` (a timeline) as a stream and analyse it: memory stays bounded by what the
+/// reports keep per second, however long the record.
+pub fn analyse_file(path: &Path) -> Result<(TimelineSummary, Analysis), ReportError> {
+    let mut builder = AnalysisBuilder::default();
+    let summary = TimelineReader::stream(path, |record| builder.push(&record))?;
+    Ok((summary, builder.finish()))
+}
+
+/// Judge the timeline at `path` without writing anything, reading it as a stream.
+pub fn judge_file(
+    path: &Path,
+) -> Result<(TimelineSummary, Analysis, Vec<Check>, Verdict), ReportError> {
+    let (summary, analysis) = analyse_file(path)?;
+    let checks = checks::evaluate(&summary.header, &analysis, &summary.warnings);
+    let verdict = Verdict::of(&checks);
+    Ok((summary, analysis, checks, verdict))
+}
+
+/// Read `dir/timeline.jsonl` (as a stream) and write the reports next to it.
 pub fn rebuild(dir: &Path) -> Result<RunReport, ReportError> {
-    let timeline = TimelineReader::read(&dir.join(TIMELINE_FILE))?;
-    write_reports(dir, &timeline)
+    let (summary, analysis) = analyse_file(&dir.join(TIMELINE_FILE))?;
+    write_analysed(dir, &summary, analysis)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {

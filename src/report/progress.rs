@@ -130,6 +130,7 @@ mod tests {
             rate: None,
             duration_s: Some(3600.0),
             throughput_floor_bps: None,
+            ..Default::default()
         });
         let mut p = Progress::new(&header);
         let renewal = |received| DhcpExchange {

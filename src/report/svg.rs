@@ -14,8 +14,9 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 46.0;
 /// Space for the x axis labels.
 const BOTTOM: f64 = 40.0;
-/// Lines with more points are averaged into this many buckets (a 48 h soak has 172,800).
-const MAX_LINE_POINTS: usize = 1500;
+/// Lines with more than twice this many points are reduced to the lowest and highest point of
+/// each of this many time buckets (a 48 h soak has 172,800 points a line).
+const MAX_LINE_POINTS: usize = 1000;
 /// At most this many marker labels are drawn (every marker keeps its line and tooltip).
 const MAX_MARKER_LABELS: usize = 6;
 
@@ -343,21 +344,36 @@ fn render_line(s: &mut String, f: &Frame, line: &Line) {
     flush(&mut segment, s);
 }
 
-/// Average consecutive points into at most `max` buckets; a bucket without values is a gap.
+/// Reduce a line to at most `2 * max` points that keep its shape: consecutive points are
+/// grouped into at most `max` buckets, and each bucket becomes its lowest and its highest point
+/// (in time order), so a one-second dip or spike shows at any run length. A bucket without
+/// values is a gap.
 pub fn downsample(points: &[(f64, Option<f64>)], max: usize) -> Vec<(f64, Option<f64>)> {
-    if points.len() <= max || max == 0 {
+    if points.len() <= 2 * max || max == 0 {
         return points.to_vec();
     }
     let per_bucket = points.len().div_ceil(max);
-    points
-        .chunks(per_bucket)
-        .map(|chunk| {
-            let x = chunk.iter().map(|p| p.0).sum::<f64>() / chunk.len() as f64;
-            let values: Vec<f64> = chunk.iter().filter_map(|p| p.1).collect();
-            let y = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
-            (x, y)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(2 * max);
+    for chunk in points.chunks(per_bucket) {
+        let valued = chunk
+            .iter()
+            .filter_map(|&(x, y)| y.filter(|v| v.is_finite()).map(|v| (x, v)));
+        let lowest = valued.clone().min_by(|a, b| a.1.total_cmp(&b.1));
+        let highest = valued.max_by(|a, b| a.1.total_cmp(&b.1));
+        match (lowest, highest) {
+            (Some(lo), Some(hi)) if lo.0 == hi.0 => out.push((lo.0, Some(lo.1))),
+            (Some(lo), Some(hi)) => {
+                let (first, second) = if lo.0 < hi.0 { (lo, hi) } else { (hi, lo) };
+                out.push((first.0, Some(first.1)));
+                out.push((second.0, Some(second.1)));
+            }
+            _ => {
+                let x = chunk.iter().map(|p| p.0).sum::<f64>() / chunk.len() as f64;
+                out.push((x, None));
+            }
+        }
+    }
+    out
 }
 
 /// 1, 2 or 5 times a power of ten, at least `raw`.
@@ -444,14 +460,30 @@ mod tests {
     }
 
     #[test]
-    fn downsampling_averages_and_keeps_gaps() {
-        let points: Vec<_> = (0..10)
-            .map(|i| (i as f64, (i < 6).then_some(i as f64)))
+    fn downsampling_keeps_lows_highs_and_gaps() {
+        let points: Vec<_> = (0..20)
+            .map(|i| (i as f64, (i < 12).then_some(((i * 7) % 5) as f64)))
             .collect();
         let d = downsample(&points, 5);
-        assert_eq!(d.len(), 5);
-        assert_eq!(d[0], (0.5, Some(0.5)));
-        assert_eq!(d[4], (8.5, None));
+        // Bucket 0 holds x 0..4 with values 0, 2, 4, 1: its low (0 at 0) and high (4 at 2).
+        assert_eq!(d[0], (0.0, Some(0.0)));
+        assert_eq!(d[1], (2.0, Some(4.0)));
+        // Buckets 3 and 4 (x 12..20) have no values: one gap each.
+        assert_eq!(&d[d.len() - 2..], &[(13.5, None), (17.5, None)]);
+        assert!(d.len() <= 10);
+        // Short lines are left alone.
+        assert_eq!(downsample(&points, 10), points);
+    }
+
+    #[test]
+    fn a_one_second_dip_in_48_hours_survives_downsampling() {
+        let points: Vec<_> = (0..172_800u32)
+            .map(|i| (f64::from(i), Some(if i == 100_000 { 0.0 } else { 190e6 })))
+            .collect();
+        let d = downsample(&points, MAX_LINE_POINTS);
+        assert!(d.len() <= 2 * MAX_LINE_POINTS, "{}", d.len());
+        assert!(d.contains(&(100_000.0, Some(0.0))), "the dip is kept");
+        assert!(d.iter().all(|p| p.1.is_some()));
     }
 
     #[test]

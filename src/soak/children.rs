@@ -3,7 +3,7 @@
 //! panic or an early return never leaves one running.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
@@ -23,9 +23,22 @@ pub struct LineChild {
     name: String,
 }
 
+/// Read `stream` line by line until its end. A line that is not UTF-8 (a guest's serial
+/// console may print anything) is taken with U+FFFD in place of the bad bytes: it must never
+/// end the reading, or the child would block once its pipe is full.
 fn pump(stream: impl Read + Send + 'static, tx: Sender<Line>) {
     std::thread::spawn(move || {
-        for text in BufReader::new(stream).lines().map_while(Result::ok) {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
             if tx
                 .send(Line {
                     at: Instant::now(),
@@ -109,64 +122,19 @@ pub fn in_netns(netns: &str, program: &str) -> Command {
     c
 }
 
-/// Follows a file that another process appends JSON lines to (the VMM's event stream).
-pub struct FileFollower {
-    path: PathBuf,
-    offset: u64,
-    partial: String,
-}
-
-impl FileFollower {
-    /// Follow `path` from its start (it may not exist yet).
-    pub fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            offset: 0,
-            partial: String::new(),
-        }
-    }
-
-    /// The complete lines appended since the last call.
-    pub fn poll(&mut self) -> Vec<String> {
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return Vec::new();
-        };
-        use std::io::Seek;
-        if f.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
-            return Vec::new();
-        }
-        let mut buf = String::new();
-        let Ok(n) = f.read_to_string(&mut buf) else {
-            return Vec::new();
-        };
-        self.offset += n as u64;
-        self.partial.push_str(&buf);
-        let mut lines = Vec::new();
-        while let Some(i) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=i).collect();
-            lines.push(line.trim_end().to_string());
-        }
-        lines
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
-    fn follower_returns_only_complete_lines() {
-        let p = std::env::temp_dir().join(format!("vnetbed-follow-{}", std::process::id()));
-        let mut f = std::fs::File::create(&p).unwrap();
-        let mut fol = FileFollower::new(&p);
-        write!(f, "{{\"a\":1}}\n{{\"b\"").unwrap();
-        f.flush().unwrap();
-        assert_eq!(fol.poll(), vec!["{\"a\":1}"]);
-        writeln!(f, ":2}}").unwrap();
-        assert_eq!(fol.poll(), vec!["{\"b\":2}"]);
-        assert!(fol.poll().is_empty());
-        let _ = std::fs::remove_file(p);
+    fn a_line_that_is_not_utf8_does_not_end_the_reading() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf 'one\\377\\n'; echo two"]);
+        let (_child, rx) = LineChild::spawn("sh", cmd).unwrap();
+        let got: Vec<String> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap().text)
+            .collect();
+        assert_eq!(got, ["one\u{FFFD}", "two"]);
     }
 
     #[test]

@@ -8,6 +8,14 @@
 //! - not received, when the guest sends its next request first, or [`CONFIRM_WAIT_S`] passes;
 //! - unanswered, when [`ANSWER_WAIT_S`] passes without a reply (or the next request comes).
 //!
+//! The phase of a REQUEST (first lease, renewal, rebinding) comes from what the guest said
+//! when it sent it: its `dhcp tx` line names its state (`selecting`, `renewing`,
+//! `rebinding`) and the transaction id. The guest's serial lines and dnsmasq's log race, so
+//! that line may come before or after the server's; it is paired with the server's REQUEST by
+//! xid either way. Without it, a REQUEST with the xid of the guest's last DISCOVER is the
+//! boot exchange (RFC 2131 §4.4.1: the REQUEST in SELECTING keeps the DISCOVER's xid), even
+//! when the guest's `bound` line came first; otherwise the guest's last lease state decides.
+//!
 //! A reply the guest never confirmed counts as not received, with one exception: when no
 //! stall has been seen in the run and the host's tap dropped frames toward the guest while
 //! the reply was in flight (its queue overflowed: a busy host, the guest too slow to drain
@@ -29,6 +37,8 @@ struct Open {
     replied_at: Option<f64>,
     /// The tap's dropped-frame total when the reply was seen.
     dropped_at_reply: Option<u64>,
+    /// Whether the guest's own line named this exchange's phase.
+    phase_named: bool,
 }
 
 /// The tracker for one guest MAC.
@@ -45,11 +55,32 @@ pub struct DhcpTracker {
     tap_dropped: u64,
     /// Whether a stall has been seen in this run.
     stalled: bool,
+    /// Phases the guest named for REQUESTs it sent that the server's log has not shown yet:
+    /// (xid, phase, at).
+    pending_phases: Vec<(u32, DhcpPhase, f64)>,
+    /// The xid of the guest's last DISCOVER, as the server saw it.
+    discover_xid: Option<u32>,
 }
 
-fn phase_for(kind: DhcpEventKind, lease: Option<LeaseState>) -> DhcpPhase {
+/// The phase of a REQUEST the guest says it sent in `state` (its `dhcp tx` line's word).
+pub fn request_phase_from_state(state: LeaseState) -> DhcpPhase {
+    match state {
+        LeaseState::Renewing => DhcpPhase::Renew,
+        LeaseState::Rebinding => DhcpPhase::Rebind,
+        _ => DhcpPhase::Request,
+    }
+}
+
+/// The phase of a server-side event when the guest has not named it: a REQUEST with the xid
+/// of the last DISCOVER is the boot exchange; otherwise the guest's last lease state decides.
+fn phase_for(
+    kind: DhcpEventKind,
+    lease: Option<LeaseState>,
+    same_xid_as_discover: bool,
+) -> DhcpPhase {
     match kind {
         DhcpEventKind::Discover => DhcpPhase::Discover,
+        DhcpEventKind::Request if same_xid_as_discover => DhcpPhase::Request,
         DhcpEventKind::Request => match lease {
             Some(LeaseState::Renewing) => DhcpPhase::Renew,
             Some(LeaseState::Rebinding) => DhcpPhase::Rebind,
@@ -73,7 +104,30 @@ impl DhcpTracker {
             early_receipts: Vec::new(),
             tap_dropped: 0,
             stalled: false,
+            pending_phases: Vec::new(),
+            discover_xid: None,
         }
+    }
+
+    /// The guest sent a REQUEST with transaction id `xid` in `state` (its `dhcp tx` line,
+    /// at run time `at`). This names the exchange's phase, whichever of the guest's line and
+    /// the server's log line comes first.
+    pub fn guest_sent_request(&mut self, xid: Option<u32>, state: LeaseState, at: f64) {
+        self.guest_state(state, at);
+        let Some(xid) = xid else { return };
+        let phase = request_phase_from_state(state);
+        // The server's line came first: the open exchange is this one, name its phase.
+        if let Some(o) = self.open.as_mut() {
+            let open_xid = o.exchange.xid.as_deref().and_then(parse_xid);
+            if o.exchange.message == "request" && open_xid == Some(xid) && !o.phase_named {
+                o.exchange.phase = phase;
+                o.phase_named = true;
+                return;
+            }
+        }
+        self.pending_phases
+            .retain(|(_, _, t)| at - t < ANSWER_WAIT_S);
+        self.pending_phases.push((xid, phase, at));
     }
 
     /// The host tap's total of frames dropped toward the guest (call about once a second).
@@ -121,7 +175,20 @@ impl DhcpTracker {
             | DhcpEventKind::Inform => {
                 // The guest asked again before confirming the previous answer: it did not get it.
                 self.close(Some(false));
-                let phase = phase_for(ev.kind, self.lease);
+                if ev.kind == DhcpEventKind::Discover {
+                    self.discover_xid = ev.xid;
+                }
+                let named = match (ev.kind, ev.xid) {
+                    (DhcpEventKind::Request, Some(xid)) => self
+                        .pending_phases
+                        .iter()
+                        .position(|(x, _, _)| *x == xid)
+                        .map(|i| self.pending_phases.remove(i).1),
+                    _ => None,
+                };
+                let same_xid_as_discover = ev.xid.is_some() && ev.xid == self.discover_xid;
+                let phase =
+                    named.unwrap_or_else(|| phase_for(ev.kind, self.lease, same_xid_as_discover));
                 let exchange = DhcpExchange {
                     at,
                     phase,
@@ -139,6 +206,7 @@ impl DhcpTracker {
                     exchange,
                     replied_at: None,
                     dropped_at_reply: None,
+                    phase_named: named.is_some(),
                 });
                 if one_way {
                     // Nothing to answer: record it as it is.
@@ -210,7 +278,7 @@ impl DhcpTracker {
     fn matches_open(&self, xid: Option<u32>) -> bool {
         let Some(o) = &self.open else { return false };
         match (xid, o.exchange.xid.as_deref()) {
-            (Some(x), Some(open)) => u32::from_str_radix(open, 16).ok() == Some(x),
+            (Some(x), Some(open)) => parse_xid(open) == Some(x),
             _ => true,
         }
     }
@@ -235,6 +303,11 @@ impl DhcpTracker {
     pub fn take_closed(&mut self) -> Vec<DhcpExchange> {
         std::mem::take(&mut self.done)
     }
+}
+
+/// A transaction id as the record writes it (8 hex digits, or `0x`-prefixed).
+pub fn parse_xid(text: &str) -> Option<u32> {
+    u32::from_str_radix(text.trim_start_matches("0x"), 16).ok()
 }
 
 /// Map a guest agent's state word to a lease state.
@@ -269,6 +342,99 @@ mod tests {
             time_unix_ms: 0,
             detail: String::new(),
         }
+    }
+
+    fn ev_xid(kind: DhcpEventKind, xid: u32) -> DhcpEvent {
+        DhcpEvent {
+            xid: Some(xid),
+            ..ev(kind)
+        }
+    }
+
+    fn phases(done: &[DhcpExchange]) -> Vec<(DhcpPhase, Option<bool>)> {
+        done.iter()
+            .map(|e| (e.phase, e.received_by_guest))
+            .collect()
+    }
+
+    /// The boot exchange as a soak sees it when the guest's serial lines win the race with
+    /// dnsmasq's log: the guest has sent its REQUEST (saying `selecting`), received the ACK and
+    /// reported `bound` before the server's REQUEST line arrives. That REQUEST is the first
+    /// lease, not a renewal.
+    #[test]
+    fn the_boot_request_racing_the_bound_line_is_not_a_renewal() {
+        const BOOT: u32 = 0x5a1c_03e2;
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Selecting, 0.1);
+        t.guest_received("offer", Some(BOOT), 0.9);
+        t.guest_sent_request(Some(BOOT), LeaseState::Selecting, 1.0);
+        t.guest_received("ack", Some(BOOT), 1.1);
+        t.guest_state(LeaseState::Bound, 1.1);
+        t.server_event(&ev_xid(DhcpEventKind::Discover, BOOT), 1.2);
+        t.server_event(&ev_xid(DhcpEventKind::Offer, BOOT), 1.2);
+        t.server_event(&ev_xid(DhcpEventKind::Request, BOOT), 1.3);
+        t.server_event(&ev_xid(DhcpEventKind::Ack, BOOT), 1.3);
+        let done = t.take_closed();
+        assert_eq!(
+            phases(&done),
+            vec![
+                (DhcpPhase::Discover, Some(true)),
+                (DhcpPhase::Request, Some(true))
+            ],
+            "{done:?}"
+        );
+        assert!(!done.iter().any(|e| e.phase.is_renewal()));
+    }
+
+    /// The same race from a guest that does not report what it sends (no `dhcp tx` lines):
+    /// the REQUEST carries the DISCOVER's xid, so it is the boot exchange.
+    #[test]
+    fn a_request_with_the_discover_xid_is_the_first_lease_even_after_bound() {
+        const BOOT: u32 = 0x0bad_cafe;
+        let mut t = DhcpTracker::new(MAC);
+        t.server_event(&ev_xid(DhcpEventKind::Discover, BOOT), 0.5);
+        t.server_event(&ev_xid(DhcpEventKind::Offer, BOOT), 0.5);
+        t.guest_state(LeaseState::Requesting, 0.6);
+        t.guest_state(LeaseState::Bound, 0.8);
+        t.server_event(&ev_xid(DhcpEventKind::Request, BOOT), 0.9);
+        t.server_event(&ev_xid(DhcpEventKind::Ack, BOOT), 0.9);
+        t.guest_received("ack", Some(BOOT), 1.0);
+        // A renewal at T1 has a new xid: a renewal, though the guest still says `bound`.
+        t.server_event(&ev_xid(DhcpEventKind::Request, 0x1111), 30.0);
+        t.server_event(&ev_xid(DhcpEventKind::Ack, 0x1111), 30.0);
+        t.guest_received("ack", Some(0x1111), 30.1);
+        assert_eq!(
+            phases(&t.take_closed()),
+            vec![
+                (DhcpPhase::Discover, Some(true)),
+                (DhcpPhase::Request, Some(true)),
+                (DhcpPhase::Renew, Some(true))
+            ]
+        );
+    }
+
+    /// When dnsmasq's line comes first, the guest's later `dhcp tx` line still names the
+    /// phase: a REQUEST the guest sent while rebinding is a rebind.
+    #[test]
+    fn the_guests_own_word_names_the_phase_whichever_line_comes_first() {
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Bound, 1.0);
+        t.server_event(&ev_xid(DhcpEventKind::Request, 0x2222), 52.0);
+        t.guest_sent_request(Some(0x2222), LeaseState::Rebinding, 52.0);
+        t.server_event(&ev_xid(DhcpEventKind::Ack, 0x2222), 52.1);
+        t.guest_received("ack", Some(0x2222), 52.2);
+        // The guest's line first, for a renewal.
+        t.guest_sent_request(Some(0x3333), LeaseState::Renewing, 90.0);
+        t.server_event(&ev_xid(DhcpEventKind::Request, 0x3333), 90.1);
+        t.server_event(&ev_xid(DhcpEventKind::Ack, 0x3333), 90.1);
+        t.guest_received("ack", Some(0x3333), 90.2);
+        assert_eq!(
+            phases(&t.take_closed()),
+            vec![
+                (DhcpPhase::Rebind, Some(true)),
+                (DhcpPhase::Renew, Some(true))
+            ]
+        );
     }
 
     #[test]

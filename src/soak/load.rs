@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::children::{in_netns, LineChild};
 use super::parse::iperf_interval;
 
-/// What load to drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What load to drive (a closed set: `--load` takes exactly these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LoadKind {
     /// UDP host -> guest at `--rate` (fills the guest's rx ring: the lost-kick path).
     Udp,

@@ -11,14 +11,18 @@
 //! (as a `vmm_exit`) and never takes the record with it. Every record reaches the disk before
 //! the next one is written; the reports are rebuilt from the record at the end.
 
+pub mod capture;
 pub mod children;
 pub mod convert;
 pub mod dhcp_track;
+pub mod disk;
+pub mod event_pipe;
 pub mod load;
+pub mod logfile;
 pub mod parse;
+pub mod resources;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -34,9 +38,11 @@ use crate::record::{
     RunOutcome, Sample, Throughput, TimelineWriter, VmmExit, TIMELINE_FILE,
 };
 use crate::report::{self, Progress, RunReport};
-use children::{in_netns, FileFollower, Line, LineChild};
-use dhcp_track::{lease_state_from_word, DhcpTracker};
+use children::{in_netns, Line, LineChild};
+use dhcp_track::{lease_state_from_word, parse_xid, DhcpTracker};
+use event_pipe::EventPipe;
 use load::{LoadKind, LoadMsg, LoadPlan};
+use logfile::RotatingLog;
 use parse::{ping_line, probe_line, PingLine};
 
 /// When a soak stops.
@@ -92,6 +98,12 @@ pub struct SoakPlan {
     pub testbed_name: String,
     /// How long the guest may take to get its first lease.
     pub dhcp_timeout: Duration,
+    /// `vnetbed verify`'s name for this run (`A1-unfenced`), recorded in the header.
+    pub phase: Option<String>,
+    /// A control run, expected to stall (recorded in the header; its checks say so).
+    pub expect_stall: bool,
+    /// What tcpdump captures on the guest's tap (`--capture`).
+    pub capture: capture::CaptureMode,
 }
 
 /// Errors that keep a soak from running at all (a failed run is a verdict, not an error).
@@ -118,6 +130,23 @@ pub enum SoakError {
     /// The reports.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// The packet capture.
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureError),
+    /// The run directory's filesystem cannot hold twice what the run will write.
+    #[error(
+        "not enough disk for this run: it may write {projected} to {dir}, whose filesystem has \
+         {free} free; vnetbed starts only with twice that free. Free some space, use another \
+         --out, or a shorter --duration"
+    )]
+    Disk {
+        /// The run directory.
+        dir: PathBuf,
+        /// The projection, in words.
+        projected: String,
+        /// The free space, in words.
+        free: String,
+    },
 }
 
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -184,7 +213,7 @@ pub fn own_process_group(cmd: &mut Command) {
 struct Vmm {
     child: LineChild,
     serial: Receiver<Line>,
-    events: FileFollower,
+    events: EventPipe,
     last_events: Vec<Value>,
     last_event_at: Instant,
 }
@@ -193,8 +222,10 @@ fn start_vmm(plan: &SoakPlan, testbed: &Testbed, mac: &str) -> Result<Vmm, SoakE
     let exe = std::env::current_exe().map_err(SoakError::Vmm)?;
     let info = testbed.info();
     let tap = info.taps.first().cloned().unwrap_or_default();
-    let events = plan.out.join("vmm-events.jsonl");
     let mut cmd = Command::new(exe);
+    // The event stream comes through a pipe, and its reader keeps vmm-events.jsonl bounded.
+    let (events, events_path) =
+        EventPipe::attach(&mut cmd, &plan.out.join(VMM_EVENTS_FILE)).map_err(SoakError::Vmm)?;
     cmd.arg("run").arg("--kernel").arg(&plan.kernel);
     if let Some(i) = &plan.initrd {
         cmd.arg("--initrd").arg(i);
@@ -211,15 +242,15 @@ fn start_vmm(plan: &SoakPlan, testbed: &Testbed, mac: &str) -> Result<Vmm, SoakE
     if let Some(t) = &plan.stall_timeout {
         cmd.args(["--stall-timeout", t]);
     }
-    cmd.arg("--events")
-        .arg(&events)
-        .args(["--serial", "stdout"]);
+    cmd.args(["--events", &events_path, "--serial", "stdout"]);
     own_process_group(&mut cmd);
     let (child, serial) = LineChild::spawn("vnetbed run", cmd).map_err(SoakError::Vmm)?;
+    let mut events = events;
+    events.spawned();
     Ok(Vmm {
         child,
         serial,
-        events: FileFollower::new(&events),
+        events,
         last_events: Vec::new(),
         last_event_at: Instant::now(),
     })
@@ -249,11 +280,38 @@ pub struct SoakResult {
     pub dir: PathBuf,
 }
 
+/// The VMM's event stream in a run directory (size-bounded; its older part is `.1`).
+pub const VMM_EVENTS_FILE: &str = "vmm-events.jsonl";
+/// The guest's serial console in a run directory (size-bounded; its older part is `.1`).
+pub const SERIAL_LOG_FILE: &str = "serial.log";
+
 /// Seconds the VMM may stay silent (no event, no serial line) before it counts as hung.
 pub const HANG_AFTER_S: u64 = 15;
 
 /// Run a soak; the verdict is in the result.
 pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
+    // Before anything is created: will the record and its logs fit?
+    let mut projection =
+        disk::project(&plan.out, plan.duration).map_err(|source| SoakError::OutDir {
+            path: plan.out.clone(),
+            source,
+        })?;
+    projection.bytes += plan.capture.max_bytes();
+    let (projected, free) = (
+        disk::format_bytes(projection.bytes),
+        disk::format_bytes(projection.free),
+    );
+    if !projection.fits() {
+        return Err(SoakError::Disk {
+            dir: plan.out.clone(),
+            projected,
+            free,
+        });
+    }
+    eprintln!(
+        "vnetbed: this run may write up to {projected} to {} ({free} free there)",
+        plan.out.display()
+    );
     std::fs::create_dir_all(&plan.out).map_err(|source| SoakError::OutDir {
         path: plan.out.clone(),
         source,
@@ -271,6 +329,8 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         rate: (plan.load != LoadKind::None).then(|| plan.rate.clone()),
         duration_s: Some(plan.duration.as_secs_f64()),
         throughput_floor_bps: plan.throughput_floor_bps,
+        phase: plan.phase.clone(),
+        expect_stall: plan.expect_stall,
     };
     let header = RunHeader::new(config);
     let mut writer = TimelineWriter::create(&plan.out.join(TIMELINE_FILE), &header)?;
@@ -299,6 +359,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
                 elapsed: started.elapsed().as_secs_f64(),
                 outcome: RunOutcome::Error,
                 detail: Some(e.to_string()),
+                logs: Vec::new(),
             });
             if let Err(w) = writer.append(&end) {
                 tracing::error!("cannot end the record: {w}");
@@ -360,8 +421,11 @@ fn drive(
     let lease_note = testbed.info().lease_note.clone();
     let mac = guest_mac();
     let mut tracker = DhcpTracker::new(&mac);
+    // The capture starts before the guest, so that its boot's DHCP is in it.
+    let mut capture = capture::Capture::start(plan.capture, &netns, &tap, &plan.out)?;
+    let mut failed_renewals = 0usize;
     let mut vmm = start_vmm(plan, &testbed, &mac)?;
-    let mut serial_log = std::fs::File::create(plan.out.join("serial.log")).ok();
+    let mut serial_log = RotatingLog::create(&plan.out.join(SERIAL_LOG_FILE));
     writer.append(&Record::Note(Note {
         at: 0.0,
         text: format!("testbed {netns}; guest MAC {mac}; {lease_note}"),
@@ -394,9 +458,7 @@ fn drive(
         // The guest's serial output.
         while let Ok(line) = vmm.serial.try_recv() {
             vmm.last_event_at = Instant::now();
-            if let Some(f) = serial_log.as_mut() {
-                let _ = writeln!(f, "{}", line.text);
-            }
+            serial_log.line(&line.text);
             let Some(v) = probe_line(&line.text) else {
                 continue;
             };
@@ -439,29 +501,31 @@ fn drive(
                 }
                 // Every DHCP message on the guest's wire: what it sent tells its state, what
                 // it received is the proof that an answer reached it.
-                Some("dhcp") => match v.get("dir").and_then(Value::as_str) {
-                    Some("tx") => {
-                        if let Some(state) = v
-                            .get("state")
-                            .and_then(Value::as_str)
-                            .and_then(lease_state_from_word)
-                        {
-                            tracker.guest_state(state, at);
-                        }
-                    }
-                    Some("rx") => {
-                        let xid = v.get("xid").and_then(|x| match x {
-                            Value::String(s) => {
-                                u32::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+                Some("dhcp") => {
+                    let xid = v.get("xid").and_then(|x| match x {
+                        Value::String(s) => parse_xid(s),
+                        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                        _ => None,
+                    });
+                    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+                    match v.get("dir").and_then(Value::as_str) {
+                        Some("tx") => {
+                            if let Some(state) = v
+                                .get("state")
+                                .and_then(Value::as_str)
+                                .and_then(lease_state_from_word)
+                            {
+                                if kind == "request" {
+                                    tracker.guest_sent_request(xid, state, at);
+                                } else {
+                                    tracker.guest_state(state, at);
+                                }
                             }
-                            Value::Number(n) => n.as_u64().map(|n| n as u32),
-                            _ => None,
-                        });
-                        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-                        tracker.guest_received(kind, xid, at);
+                        }
+                        Some("rx") => tracker.guest_received(kind, xid, at),
+                        _ => {}
                     }
-                    _ => {}
-                },
+                }
                 Some("counters") => guest_counters = Some(convert::guest_counters(&v)),
                 _ => {}
             }
@@ -481,12 +545,24 @@ fn drive(
                 Some("stall") => {
                     if let Some(s) = convert::stall(&ev, started_unix) {
                         tracker.note_stall();
+                        if let Some(c) = capture.as_mut() {
+                            let label = format!("stall-{}", progress.stalls() + 1);
+                            acc.notes.push(c.keep(&label, s.detected_at));
+                        }
                         let rec = Record::Stall(s);
                         writer.append(&rec)?;
                         progress.observe(&rec);
                     }
                 }
                 Some("error") => acc.notes.push(format!("VMM error event: {ev}")),
+                // A reported stall ended by itself (transient): keep what rescued it.
+                Some("recovered") => acc.notes.push(format!(
+                    "stall on {} ({}) recovered after {} ms, rescued by {}",
+                    ev["queue"].as_str().unwrap_or("?"),
+                    ev["kind"].as_str().unwrap_or("?"),
+                    ev["stalled_ms"].as_u64().unwrap_or(0),
+                    ev["cause"].as_str().unwrap_or("?"),
+                )),
                 _ => {}
             }
             vmm.last_events.push(ev);
@@ -597,7 +673,8 @@ fn drive(
             }
             tracker.tick(el);
             // dnsmasq deaths: the supervisor restarts it; the record says so.
-            let restarts = testbed.status().dnsmasq_restarts;
+            let testbed_status = testbed.status();
+            let restarts = testbed_status.dnsmasq_restarts;
             if restarts > dnsmasq_restarts {
                 acc.notes.push(format!(
                     "dnsmasq exited; the testbed's supervisor restarted it ({restarts} restart{} so far)",
@@ -637,6 +714,15 @@ fn drive(
             }
             s.ping = acc.ping.take();
             s.dhcp = tracker.take_closed();
+            if let Some(c) = capture.as_mut() {
+                for d in s.dhcp.iter().filter(|d| {
+                    d.phase.is_renewal() && report::analysis::RenewalOutcome::of(d).failed()
+                }) {
+                    failed_renewals += 1;
+                    let label = format!("failed-renewal-{failed_renewals}");
+                    acc.notes.push(c.keep(&label, d.at));
+                }
+            }
             s.lease = tracker.lease();
             if !device.is_empty() {
                 s.device = Some(DeviceCounters {
@@ -645,6 +731,17 @@ fn drive(
             }
             s.guest = guest_counters.clone();
             s.notes = std::mem::take(&mut acc.notes);
+            if next_sample % resources::PERIOD_S == 0 {
+                let vmm_pid = Some(vmm.child.pid()).filter(|_| vmm_exit.is_none());
+                s.resources = [
+                    ("vmm", vmm_pid),
+                    ("dnsmasq", testbed_status.dnsmasq_pid),
+                    ("orchestrator", Some(std::process::id())),
+                ]
+                .into_iter()
+                .filter_map(|(name, pid)| resources::read(name, pid?))
+                .collect();
+            }
             acc = SecondAcc::default();
             let rec = Record::Sample(s);
             writer.append(&rec)?;
@@ -706,10 +803,23 @@ fn drive(
         let _ = t.join();
     }
     drop(ping);
+    if let Some(c) = capture.take() {
+        c.stop();
+    }
     tracker.finish();
+    let events_total;
     let end_at = t0.elapsed().as_secs_f64();
     if vmm_exit.is_none() {
         let status = vmm.child.stop(libc::SIGTERM, Duration::from_secs(5));
+        // The VMM is gone: the rest of its stream (its `exit` event) is in the pipe.
+        let (rest, total) = vmm.events.finish();
+        events_total = total;
+        vmm.last_events.extend(
+            rest.iter()
+                .filter_map(|t| serde_json::from_str::<Value>(t).ok()),
+        );
+        let skip = vmm.last_events.len().saturating_sub(10);
+        vmm.last_events.drain(..skip);
         use std::os::unix::process::ExitStatusExt;
         let rec = Record::VmmExit(VmmExit {
             at: end_at,
@@ -720,6 +830,8 @@ fn drive(
             last_events: vmm.last_events.clone(),
         });
         writer.append(&rec)?;
+    } else {
+        events_total = vmm.events.finish().1;
     }
     // A last sample: exchanges closed at the end, and the lease state the run ended in (the
     // loop may stop on the very line that reported the lease lost).
@@ -740,6 +852,10 @@ fn drive(
         elapsed: end_at,
         outcome,
         detail,
+        logs: [Some(serial_log.total()), events_total]
+            .into_iter()
+            .flatten()
+            .collect(),
     }))?;
     Ok(testbed)
 }

@@ -833,3 +833,151 @@ fn a_frame_needing_more_merged_buffers_than_posted_waits_without_spinning(model:
     rig.write(reg::STATUS, 0);
     assert_eq!(rig.read(reg::STATUS), 0);
 }
+
+/// A lost rx interrupt on virtio-mmio's one shared line is rescued by the next tx
+/// interrupt, because the guest's handler walks every queue: the watchdog reports the stall,
+/// then a `recovered` event naming the shared-line interrupt, and counts it as transient.
+#[test]
+fn a_lost_rx_interrupt_rescued_by_a_tx_interrupt_is_reported_as_recovered() {
+    let (backend, peer) = socketpair_backend(1 << 20).unwrap();
+    let options = NetOptions {
+        stall_timeout: Duration::from_millis(300),
+        ..NetOptions::default()
+    };
+    let rig = Rig::new(8, Box::new(backend), options).unwrap();
+    let mut net = rig.bring_up(NET_FEATURES, 1536).unwrap();
+    let base = vmm::devices::virtio::net::test_driver::BUFFERS_START;
+    for k in 0..4u64 {
+        net.rx.add(&[(base + k * 2048, 2048, true)]).unwrap();
+    }
+    net.rx.kick();
+    // rx used_event far ahead: the device's decisions after the first say "no interrupt".
+    let (_, rx_avail, _) = ring_addrs(0);
+    let rx_used_event = GuestAddress(rx_avail + 4 + 2 * 8);
+    rig.mem
+        .store(5u16, rx_used_event, Ordering::SeqCst)
+        .unwrap();
+    for seq in 0..2u64 {
+        let f = vmm::devices::virtio::net::test_driver::make_frame(seq, 100);
+        // SAFETY: valid buffer, open fd.
+        assert_eq!(
+            unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
+            100
+        );
+    }
+    assert!(wait_until(Duration::from_secs(5), || get(&rig
+        .metrics
+        .rx
+        .frames)
+        == 2));
+    assert_eq!(
+        get(&rig.metrics.rx.interrupts_sent),
+        1,
+        "only the first decision"
+    );
+    // The guest re-armed at entry 1 (the race: the device read the old used_event), so the
+    // device owes it an interrupt for entry 2 that it never sends.
+    rig.mem
+        .store(1u16, rx_used_event, Ordering::SeqCst)
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || !rig
+            .log
+            .events("stall")
+            .is_empty()),
+        "the watchdog reports the lost interrupt"
+    );
+    let stall = &rig.log.events("stall")[0];
+    assert_eq!(
+        (stall["queue"].as_str(), stall["kind"].as_str()),
+        (Some("rx"), Some("lost_interrupt"))
+    );
+    assert!(rig.log.events("recovered").is_empty(), "still stalled");
+    // The guest transmits: the tx interrupt comes on the shared line...
+    let tx_buf = base + 0x10_0000;
+    let frame = vmm::devices::virtio::net::test_driver::make_frame(9, 60);
+    let mut chain = vec![0u8; 12];
+    chain.extend_from_slice(&frame);
+    rig.mem.write_slice(&chain, GuestAddress(tx_buf)).unwrap();
+    net.tx.add(&[(tx_buf, chain.len() as u32, false)]).unwrap();
+    net.tx.kick();
+    assert!(wait_until(Duration::from_secs(5), || get(&rig
+        .metrics
+        .tx
+        .interrupts_sent)
+        >= 1));
+    // ...and its handler walks the rx queue too (vm_interrupt): consume, re-enable.
+    while net.rx.get_buf().is_some() {}
+    assert!(net.rx.enable_cb(), "nothing more pending");
+    assert!(
+        wait_until(Duration::from_secs(5), || !rig
+            .log
+            .events("recovered")
+            .is_empty()),
+        "a recovered event"
+    );
+    let r = &rig.log.events("recovered")[0];
+    assert_eq!(r["queue"], "rx", "{r}");
+    assert_eq!(r["kind"], "lost_interrupt", "{r}");
+    assert_eq!(r["cause"], "shared_line_interrupt", "{r}");
+    assert!(r["stalled_ms"].as_u64().unwrap() >= 300, "{r}");
+    assert_eq!(get(&rig.metrics.rx.stalls_lost_interrupt), 1);
+    assert_eq!(
+        get(&rig.metrics.rx.stalls_recovered),
+        1,
+        "counted as transient"
+    );
+}
+
+/// Each mutant of the fix (one of the two fences missing) loses its own race, and only that
+/// one: the model's other path is fenced. With recovery, `missing-enable-fence` is caught by
+/// lost kicks and never loses an interrupt; `missing-notify-fence` the other way round.
+///
+/// `missing-notify-fence` is driven by rx alone: its enable path keeps 92045d8's fence, and a
+/// fence drains the (emulated, as a real) store buffer, so a tx flood, whose every
+/// ring-empty enable fences, would publish the delayed `used->idx` within microseconds.
+#[test]
+fn each_mutant_of_the_fix_loses_only_its_own_race() {
+    for (model, loses_kicks, tx_frames) in [
+        (NotifyModel::MissingEnableFence, true, u64::MAX),
+        (NotifyModel::MissingNotifyFence, false, 0),
+    ] {
+        let (backend, peer) = socketpair_backend(1 << 20).unwrap();
+        let rig = Rig::new(8, Box::new(backend), buggy(model, OnStall::Recover)).unwrap();
+        let guest = rig
+            .bring_up(NET_FEATURES, 1536)
+            .unwrap()
+            .start(tx_frames, 64)
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, fd) = (stop.clone(), peer.as_raw_fd());
+        let injector = std::thread::spawn(move || inject_frames(fd, &s2, 64));
+        let reader = drain_peer(fd, stop.clone());
+        let (rx, tx) = (&rig.metrics.rx, &rig.metrics.tx);
+        let kicks_lost = || get(&rx.stalls_lost_kick) + get(&tx.stalls_lost_kick);
+        let irqs_lost = || get(&rx.stalls_lost_interrupt) + get(&tx.stalls_lost_interrupt);
+        let caught = wait_until(STALL_BOUND, || {
+            if loses_kicks {
+                kicks_lost() >= 2
+            } else {
+                irqs_lost() >= 2
+            }
+        });
+        stop.store(true, Ordering::SeqCst);
+        injector.join().unwrap();
+        reader.join().unwrap();
+        guest.stop();
+        eprintln!(
+            "{model}: lost kicks {}, lost interrupts {}, rx race windows {}",
+            kicks_lost(),
+            irqs_lost(),
+            get(&rx.race_windows_opened)
+        );
+        assert!(caught, "{model}: caught within {STALL_BOUND:?}");
+        if loses_kicks {
+            assert_eq!(irqs_lost(), 0, "{model} keeps a281ebc: no lost interrupt");
+        } else {
+            assert_eq!(kicks_lost(), 0, "{model} keeps 92045d8: no lost kick");
+        }
+    }
+}

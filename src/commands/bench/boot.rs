@@ -70,19 +70,23 @@ pub fn run(runs: usize, mem: u64) -> Result<(), String> {
     let b = summarize(&boot_ms);
     let s = summarize(&spawn_ms);
     let r = summarize(&rss_kib);
-    println!(
-        "boot: process start -> first serial byte of the test guest ({runs} runs, --mem {mem})"
-    );
-    println!(
+    outln!("boot: process start -> first serial byte of the test guest ({runs} runs, --mem {mem})");
+    outln!(
         "  vnetbed run        min {:.2} ms  p50 {:.2} ms  p90 {:.2} ms  max {:.2} ms",
-        b.min, b.p50, b.p90, b.max
+        b.min,
+        b.p50,
+        b.p90,
+        b.max
     );
-    println!(
+    outln!(
         "  reference /bin/echo min {:.2} ms  p50 {:.2} ms  p90 {:.2} ms  max {:.2} ms",
-        s.min, s.p50, s.p90, s.max
+        s.min,
+        s.p50,
+        s.p90,
+        s.max
     );
-    println!("memory: VMM RSS beyond guest memory, at exit");
-    println!(
+    outln!("memory: VMM RSS beyond guest memory, at exit");
+    outln!(
         "  min {:.1} MiB  p50 {:.1} MiB  max {:.1} MiB",
         r.min / 1024.0,
         r.p50 / 1024.0,

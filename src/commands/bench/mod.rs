@@ -5,7 +5,9 @@
 //! - `network`: boot -> DHCP bound and iperf3 both ways on vnetbed and QEMU microvm, next to
 //!   a veth pair (issue 5);
 //! - `stall`: time to stall of the buggy model, fenced exposure and soak throughput next to a
-//!   veth pair (issues 4 and 6).
+//!   veth pair (issues 4 and 6);
+//! - `sensitivity`: verify's control phase for each buggy model and mutant of the fix: caught
+//!   or not, and the time to stall.
 //!
 //! Device-only frames/s (tap <-> rings with the test driver) is `cargo bench -p vmm`.
 
@@ -13,6 +15,7 @@ mod boot;
 mod iperf;
 mod network;
 mod probe;
+mod sensitivity;
 mod stall;
 
 use std::path::PathBuf;
@@ -44,6 +47,8 @@ pub enum BenchKind {
     Network(network::NetworkArgs),
     /// Time to stall of the buggy model, fenced exposure per minute, soak throughput next to a veth pair.
     Stall(Box<stall::StallArgs>),
+    /// Verify's control phase for each buggy model and mutant of the fix: caught or not, time to stall.
+    Sensitivity(Box<sensitivity::SensitivityArgs>),
 }
 
 /// Why a benchmark could not be measured.
@@ -129,12 +134,18 @@ fn mbit(bps: f64) -> String {
     format!("{:.0} Mbit/s", bps / 1e6)
 }
 
-/// Run a benchmark; exit status 0, or 2 when it could not be measured.
+/// Run a benchmark; exit status 0, 1 when `sensitivity` found a model it did not catch, or 2
+/// when it could not be measured.
 pub fn main(args: BenchArgs) -> i32 {
     let result = match args.which {
         BenchKind::Boot { runs, mem } => boot::run(runs, mem).map_err(BenchError::Measure),
         BenchKind::Network(a) => network::run(&a),
         BenchKind::Stall(a) => stall::run(&a),
+        BenchKind::Sensitivity(a) => match sensitivity::run(&a) {
+            Ok(true) => Ok(()),
+            Ok(false) => return 1,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => 0,

@@ -27,8 +27,8 @@ pub struct NetworkArgs {
     #[arg(long, default_value_t = 5)]
     pub boots: usize,
     /// UDP target rate (iperf3 -b), both directions.
-    #[arg(long, default_value = "200M")]
-    pub udp_rate: String,
+    #[arg(long, default_value = "200M", value_parser = crate::commands::args::rate)]
+    pub udp_rate: crate::commands::args::Rate,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -54,7 +54,7 @@ fn all_tests(netns: &str, server: &str, args: &NetworkArgs) -> Vec<Result<Outcom
             if vnetbed::soak::stop_signal().is_some() {
                 return Err("interrupted".to_string());
             }
-            let r = iperf::run(netns, server, t, args.seconds, &args.udp_rate);
+            let r = iperf::run(netns, server, t, args.seconds, &args.udp_rate.text);
             eprintln!(
                 "  {:<24} {}",
                 t.label("server"),
@@ -151,7 +151,7 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
         }
         if vmm == Vmm::Qemu && vnetbed::net::preflight::find_program("qemu-system-x86_64").is_none()
         {
-            println!("QEMU microvm: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+            outln!("QEMU microvm: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
             continue;
         }
         // A VMM that cannot be measured leaves its row failed; the other rows still print.
@@ -171,17 +171,17 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
         }
     }
 
-    println!();
-    println!(
+    outln!();
+    outln!(
         "boot -> DHCP bound ({} boots each; process start -> the guest's `bound` line read by the host; guest clock from its first instruction)",
         args.boots.max(1)
     );
-    println!("| VMM | min | p50 | p90 | max | guest clock p50 |");
-    println!("|---|---|---|---|---|---|");
+    outln!("| VMM | min | p50 | p90 | max | guest clock p50 |");
+    outln!("|---|---|---|---|---|---|");
     for b in &boots {
         let w = summarize(&b.wall_ms);
         let g = summarize(&b.guest_ms);
-        println!(
+        outln!(
             "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
             b.vmm.name(),
             w.min,
@@ -191,17 +191,17 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
             g.p50
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "iperf3, {} s per test, UDP -b {} -l 1400; \"to\" = client in the testbed namespace -> server (the guest, or the veth pair's far side); received rate",
-        args.seconds, args.udp_rate
+        args.seconds, args.udp_rate.text
     );
-    println!("| setup | TCP to | TCP from (-R) | UDP to | UDP from (-R) |");
-    println!("|---|---|---|---|---|");
+    outln!("| setup | TCP to | TCP from (-R) | UDP to | UDP from (-R) |");
+    outln!("|---|---|---|---|---|");
     let mut failures = Vec::new();
     for row in &rows {
         let cells: Vec<String> = row.cells.iter().map(cell).collect();
-        println!("| {} | {} |", row.setup, cells.join(" | "));
+        outln!("| {} | {} |", row.setup, cells.join(" | "));
         let errors: Vec<&String> = row.cells.iter().filter_map(|c| c.as_ref().err()).collect();
         if !errors.is_empty()
             && errors.len() == row.cells.len()
@@ -217,13 +217,13 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
         }
     }
     for f in &failures {
-        println!("failed: {f}");
+        outln!("failed: {f}");
     }
     if let Some(path) = &args.json {
         let doc = json!({
             "schema": "vnetbed.bench.network/1",
             "seconds": args.seconds,
-            "udp_rate": args.udp_rate,
+            "udp_rate": args.udp_rate.text,
             "boot_to_bound_ms": boots.iter().map(|b| json!({
                 "vmm": b.vmm.name(), "wall": b.wall_ms, "guest_clock": b.guest_ms})).collect::<Vec<_>>(),
             "iperf3": rows.iter().map(|r| json!({

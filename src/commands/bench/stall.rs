@@ -18,7 +18,7 @@ use vnetbed::soak::{self, StopWhen};
 use super::iperf::{self, Test};
 use super::{summarize, BenchError};
 use crate::commands::soak::{plan, CommonArgs};
-use crate::commands::verify::rx_interrupt_decisions;
+use vnetbed::verify::rx_interrupt_decisions_in as rx_interrupt_decisions;
 
 /// Arguments of `vnetbed bench stall`.
 #[derive(Debug, Args)]
@@ -27,13 +27,13 @@ pub struct StallArgs {
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
     /// Give up on one buggy run after this long.
-    #[arg(long, default_value = "60s", value_parser = |s: &str| vmm::duration::parse_duration(s))]
+    #[arg(long, default_value = "60s", value_parser = crate::commands::args::positive_duration)]
     pub timeout: Duration,
     /// The buggy model.
-    #[arg(long, default_value = "unfenced")]
-    pub buggy_model: String,
+    #[arg(long, default_value = "unfenced", value_parser = crate::commands::args::buggy_model)]
+    pub buggy_model: vmm::devices::virtio::net::NotifyModel,
     /// Length of the fenced soak.
-    #[arg(long, default_value = "60s", value_parser = |s: &str| vmm::duration::parse_duration(s))]
+    #[arg(long, default_value = "60s", value_parser = crate::commands::args::positive_duration)]
     pub soak: Duration,
     /// Seconds of the veth reference run.
     #[arg(long, default_value_t = 10)]
@@ -57,11 +57,10 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         .out
         .clone()
         .unwrap_or_else(|| soak::default_out_dir("bench-stall"));
-    let window = args
-        .common
-        .race_window
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let window = args.common.race_window.map_or_else(
+        || "default".into(),
+        |d| humantime::format_duration(d).to_string(),
+    );
 
     // 1. Time to stall of the buggy model.
     let mut stalls = Vec::new();
@@ -69,7 +68,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
     for i in 1..=args.runs.max(1) {
         let p = plan(
             &args.common,
-            &args.buggy_model,
+            args.buggy_model,
             args.timeout,
             out.join(format!("stall-{i:02}")),
             StopWhen::FirstStall,
@@ -105,7 +104,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
     // 2. A fenced soak: exposure and throughput.
     let p = plan(
         &args.common,
-        "fenced",
+        vmm::devices::virtio::net::NotifyModel::Fenced,
         args.soak,
         out.join("fenced"),
         StopWhen::Duration,
@@ -132,24 +131,24 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         VETH_B_ADDRESS,
         test,
         args.reference_seconds,
-        &args.common.rate,
+        &args.common.rate.text,
     )?;
     drop(server);
     drop(pair);
 
-    println!();
-    println!(
-        "time to the first stall: {} model, race window {window}, load {} {} ({} runs, from VMM start)",
+    outln!();
+    outln!(
+        "time to the first stall: {} model, race window {window}, load {} {} ({} runs, seconds from the start of each record)",
         args.buggy_model,
         args.common.load.name(),
-        args.common.rate,
+        args.common.rate.text,
         args.runs.max(1)
     );
     if stalls.is_empty() {
-        println!("  no run stalled within {} s", args.timeout.as_secs());
+        outln!("  no run stalled within {} s", args.timeout.as_secs());
     } else {
         let s = summarize(&stalls);
-        println!(
+        outln!(
             "  stalled {}/{}: min {:.2} s  p50 {:.2} s  p90 {:.2} s  max {:.2} s",
             stalls.len(),
             args.runs.max(1),
@@ -159,35 +158,35 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
             s.max
         );
     }
-    println!(
+    outln!(
         "fenced soak, {:.0} s, verdict {}:",
         a.duration_s,
         fenced.report.verdict.as_str()
     );
-    println!(
+    outln!(
         "  exposure: {} ring-empty -> enable cycles ({} per minute), {decisions} rx interrupt decisions ({} per minute), {} stalls",
         a.exposure.cycles,
         a.exposure.per_minute.map_or("-".into(), |m| format!("{m:.0}")),
         decisions_per_minute.map_or("-".into(), |m| format!("{m:.0}")),
         a.stalls.len()
     );
-    println!(
+    outln!(
         "  throughput into the guest: p50 {}  p99 {} (one sample a second, {} samples); ping p50 {}",
         mbit(a.throughput.to_guest.p50),
         mbit(a.throughput.to_guest.p99),
         a.throughput.to_guest.samples,
         a.ping.rtt_ms.p50.map_or("-".into(), |m| format!("{m:.2} ms"))
     );
-    println!(
+    outln!(
         "  reference, veth pair between two netns, same iperf3 load for {} s: {reference}",
         args.reference_seconds,
     );
     let doc = json!({
         "schema": "vnetbed.bench.stall/1",
-        "buggy_model": args.buggy_model,
+        "buggy_model": args.buggy_model.to_string(),
         "race_window": window,
         "load": args.common.load.name(),
-        "rate": args.common.rate,
+        "rate": args.common.rate.text,
         "stall_runs": runs_json,
         "fenced": {
             "dir": fenced.dir,
@@ -211,7 +210,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         what: format!("write {}", path.display()),
         source: e,
     })?;
-    println!(
+    outln!(
         "records and reports: {}; figures: {}",
         out.display(),
         path.display()

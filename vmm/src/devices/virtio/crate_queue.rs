@@ -63,6 +63,15 @@ impl CrateQueue {
         let layout = RingLayout::check(mem, cfg)?;
         let bad = |what, addr: u64, len: u64| QueueError::BadRing { what, addr, len };
         let n = u64::from(cfg.size);
+        if cfg.avail_ring == 0 {
+            // The crate takes an available ring at address 0 for "never configured" and
+            // refuses to iterate it (QueueNotReady): refuse it here, at activation.
+            return Err(bad(
+                "available ring (virtio-queue refuses address 0)",
+                0,
+                6 + 2 * n,
+            ));
+        }
         let mut queue = Queue::new(max).map_err(|_| QueueError::BadSize(max))?;
         queue
             .try_set_size(cfg.size)
@@ -429,6 +438,14 @@ mod tests {
         assert!(matches!(
             CrateQueue::new(&mem, &cfg(8, 0x1008), 256, true),
             Err(QueueError::BadRing { .. })
+        ));
+        let at_zero = QueueConfig {
+            avail_ring: 0,
+            ..cfg(8, 0x1000)
+        };
+        assert!(matches!(
+            CrateQueue::new(&mem, &at_zero, 256, true),
+            Err(QueueError::BadRing { addr: 0, .. })
         ));
     }
 

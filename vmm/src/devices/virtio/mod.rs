@@ -4,12 +4,15 @@
 //! - [`queue`]: the device side of a split virtqueue (§2.7): descriptor walking and used ring;
 //! - [`crate_queue`]: the second queue backend, rust-vmm's `virtio-queue` crate, run as the
 //!   system under test;
+//! - [`protocol`]: the notification protocol's decision code, both halves, shared by the
+//!   device, the test driver and the loom model check;
 //! - [`signals`]: interrupts to the guest and the DEVICE_NEEDS_RESET path;
 //! - [`net`]: the virtio-net device (§5.1), its device thread, notification models and watchdog.
 
 pub mod crate_queue;
 pub mod mmio;
 pub mod net;
+pub mod protocol;
 pub mod queue;
 pub mod signals;
 

@@ -154,8 +154,8 @@ impl NetCore {
         let q = if i == RX { &mut self.rx } else { &mut self.tx };
         let (delayed, wanted) = match &mut q.queue {
             Ring::Vnetbed(ring) => {
-                let delayed = notifier.publish_used(mem, ring, i);
-                (delayed, notifier.needs_interrupt(mem, ring, &mut q.notify)?)
+                let out = notifier.publish_and_decide(mem, ring, i, &mut q.notify)?;
+                (out.delayed, out.interrupt)
             }
             // The crate published used->idx in add_used (a Release store per element);
             // needs_notification fences (SeqCst) and reads used_event itself.

@@ -37,11 +37,17 @@ pub const NET_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
 /// over several buffers would become visible to the driver one buffer at a time.
 pub const NET_FEATURES_VIRTIO_QUEUE: u64 = NET_FEATURES & !(1 << VIRTIO_NET_F_MRG_RXBUF);
 
-/// The features a device with `options` offers.
+/// The features a device with `options` offers: no MRG_RXBUF on virtio-queue, no EVENT_IDX
+/// with `no-recheck` (QEMU before EVENT_IDX existed).
 pub fn offered_features(options: &NetOptions) -> u64 {
-    match options.notify_model {
+    let features = match options.notify_model {
         NotifyModel::VirtioQueue => NET_FEATURES_VIRTIO_QUEUE,
         _ => NET_FEATURES,
+    };
+    if options.notify_model.offers_event_idx() {
+        features
+    } else {
+        features & !(1 << VIRTIO_RING_F_EVENT_IDX)
     }
 }
 

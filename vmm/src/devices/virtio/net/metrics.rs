@@ -55,6 +55,9 @@ counters! {
     stalls_lost_interrupt,
     /// Lost notifications delivered by `--on-stall recover`.
     recovered,
+    /// Reported stalls that ended without the watchdog's help (transient: a `recovered`
+    /// event says what rescued the queue).
+    stalls_recovered,
 }
 
 impl QueueMetrics {

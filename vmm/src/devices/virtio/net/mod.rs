@@ -24,7 +24,8 @@
 //!   created): `device`, `queue` (`rx`|`tx`), `frames`, `bytes`, `kicks`, `interrupts_sent`,
 //!   `interrupts_suppressed`, `ring_empty`, `notification_enables`, `race_windows_opened`,
 //!   `tap_eagain`, `drops`, `oversize_drops`, `stalls_lost_kick`, `stalls_lost_interrupt`,
-//!   `recovered`.
+//!   `recovered` (lost notifications delivered by `--on-stall recover`), `stalls_recovered`
+//!   (reported stalls that ended without the watchdog's help).
 //! - `stall`: `device`, `queue`, `queue_index`, `kind` (`lost_kick`|`lost_interrupt`),
 //!   `detected_at`, `stalled_since`, `race_at` (Unix seconds, float; `race_at` is the
 //!   device's last enable / publish before the lost kick / interrupt), `stalled_ms`,
@@ -33,6 +34,10 @@
 //!   `last_kick`, `last_interrupt` (Unix seconds or null), `last_interrupt_used_idx`,
 //!   `notify_model`, `queue_backend` (`vnetbed` | `virtio-queue`), `on_stall`, `counters`
 //!   (the queue's counters object).
+//! - `recovered`: a reported stall ended without the watchdog's help: `device`, `queue`,
+//!   `queue_index`, `kind`, `cause` (`kick` | `interrupt` | `shared_line_interrupt` |
+//!   `guest_progress`), `stalled_since`, `recovered_at` (Unix seconds), `stalled_ms`,
+//!   `counters`.
 //! - `error`: `device`, `kind` (e.g. `descriptor_loop`, `avail_idx_jump`,
 //!   `register_write_at_wrong_status`), `error` (message), `queue` (or null),
 //!   `needs_reset: true`.

@@ -16,9 +16,34 @@
 //!   notification fields become visible to the guest only after the race window, while its
 //!   following loads of guest-written fields run at once. A race window of zero means no
 //!   emulation (only real hardware reordering).
-//! - [`NotifyModel::NoRecheck`] — QEMU before 06b1297 (2010): enable notifications and wait,
-//!   with no re-check of `avail->idx`; the race window delays the enable after the emptiness
-//!   check. Interrupt decisions stay fenced, so this model loses kicks only.
+//! - [`NotifyModel::NoRecheck`] — QEMU before 06b1297 (2010, e.g. QEMU 0.12), as it was:
+//!   - only rx lost the re-check (`virtio_net_has_buffers` enabled notifications and returned
+//!     "no buffers"); the tx path kept its enable-then-flush-again, i.e. a re-check;
+//!   - EVENT_IDX is not offered: it arrived in June 2011 (bcbabae8f), so the device uses
+//!     `VRING_USED_F_NO_NOTIFY` and the driver `VRING_AVAIL_F_NO_INTERRUPT`;
+//!   - the race window is a delay *in program order* between the rx emptiness check and the
+//!     enable (the device thread spins for it), not a buffered store: the guest refills and
+//!     sees NO_NOTIFY still set, does not kick, and the device then enables and waits for
+//!     good;
+//!   - its fences are QEMU 0.12's: none (92045d8 and a281ebc are 2012). Its interrupt
+//!     decision (`virtio_notify` reading NO_INTERRUPT) is therefore unfenced, but the
+//!     emulator does not stretch it: without EVENT_IDX no device can tell a lost interrupt
+//!     from a guest that consumed by polling, so vnetbed's watchdog could not judge it; only
+//!     real hardware reordering can lose one there, and the guest-side detector would see it.
+//!
+//!   So this model loses rx kicks, through the missing re-check. Its default window is
+//!   [`NO_RECHECK_DEFAULT_WINDOW`].
+//! - [`NotifyModel::MissingEnableFence`] — a mutant of the fix: QEMU 92045d8 (the fence after
+//!   enabling notifications) absent, a281ebc (the fence before reading `used_event`) present.
+//!   It can lose kicks only.
+//! - [`NotifyModel::MissingNotifyFence`] — the other half: a281ebc absent, 92045d8 present.
+//!   It can lose interrupts only.
+//!
+//! Every model runs the same protocol code ([`crate::devices::virtio::protocol`]); a model
+//! only chooses, per path, whether the full fence is there and whether the re-check is, and
+//! the device's stores to the notification fields go through the emulated store buffer
+//! ([`StoreBuffer`]) for the race window (zero for `fenced`). A full fence drains the buffer,
+//! as `mfence` drains a real one, so a mutant with one fence loses only the other race.
 //! - [`NotifyModel::VirtioQueue`] — not a model of vnetbed's: the device runs its queues on
 //!   rust-vmm's `virtio-queue` crate ([`crate::devices::virtio::crate_queue`]), which makes
 //!   every notification decision with its own fences. The [`Notifier`] is not consulted for
@@ -28,13 +53,21 @@ use std::collections::VecDeque;
 use std::num::Wrapping;
 use std::str::FromStr;
 use std::sync::atomic::{fence, Ordering};
+
+use crate::devices::virtio::protocol::{self, Field, RingMemory};
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::devices::virtio::queue::{
-    vring_need_event, QueueError, SplitQueue, VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY,
-};
+use super::config::DEFAULT_RACE_WINDOW;
+use crate::devices::virtio::queue::{QueueError, SplitQueue, VRING_USED_F_NO_NOTIFY};
+
+/// `no-recheck`'s default window: the device's delay in program order between finding the
+/// rx ring empty and enabling notifications. Measured (BENCHMARKS.md, "sensitivity"): with
+/// the probe guest under the soak's UDP load, 5 us caught it in 1 of 4 runs within 60 s,
+/// 50 us in 4 of 4 with a maximum of 58 s, 200 us in 4 of 4 within 7 s. The device thread
+/// spins for it once per ring-empty cycle (a few hundred a minute).
+pub const NO_RECHECK_DEFAULT_WINDOW: Duration = Duration::from_micros(200);
 
 /// How the device orders its notification stores and loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,18 +81,76 @@ pub enum NotifyModel {
     NoRecheck,
     /// The queues and every notification decision are rust-vmm's `virtio-queue` crate's.
     VirtioQueue,
+    /// Mutant: no fence after enabling notifications (QEMU 92045d8 absent).
+    MissingEnableFence,
+    /// Mutant: no fence before reading `used_event` (QEMU a281ebc absent).
+    MissingNotifyFence,
+}
+
+/// Which parts of the protocol a model has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Paths {
+    /// The full fence between the enable store and the re-check (92045d8).
+    enable_fence: bool,
+    /// The re-check of `avail->idx` after enabling (06b1297).
+    recheck: bool,
+    /// The full fence between the `used->idx` store and the `used_event` load (a281ebc).
+    notify_fence: bool,
 }
 
 impl NotifyModel {
-    /// Whether this is one of the re-created buggy models (opt-in only).
+    /// Whether the device offers VIRTIO_RING_F_EVENT_IDX with this model (`no-recheck`
+    /// re-creates QEMU before EVENT_IDX existed).
+    pub fn offers_event_idx(self) -> bool {
+        self != NotifyModel::NoRecheck
+    }
+
+    /// The race window this model uses unless `--race-window` says otherwise: the emulated
+    /// store buffer's hold time ([`DEFAULT_RACE_WINDOW`], 5 us), or for `no-recheck` the
+    /// program-order delay before the rx enable ([`NO_RECHECK_DEFAULT_WINDOW`], 200 us).
+    pub fn default_race_window(self) -> Duration {
+        match self {
+            NotifyModel::NoRecheck => NO_RECHECK_DEFAULT_WINDOW,
+            _ => DEFAULT_RACE_WINDOW,
+        }
+    }
+
+    /// Every model, in the order `--help` lists them.
+    pub const ALL: [NotifyModel; 6] = [
+        NotifyModel::Fenced,
+        NotifyModel::Unfenced,
+        NotifyModel::NoRecheck,
+        NotifyModel::MissingEnableFence,
+        NotifyModel::MissingNotifyFence,
+        NotifyModel::VirtioQueue,
+    ];
+
+    /// Whether this is one of the re-created buggy models or mutants (opt-in only).
     pub fn is_buggy(self) -> bool {
-        matches!(self, NotifyModel::Unfenced | NotifyModel::NoRecheck)
+        !matches!(self, NotifyModel::Fenced | NotifyModel::VirtioQueue)
+    }
+
+    /// The protocol's parts on queue `i` (0 rx, 1 tx).
+    fn paths(self, i: usize) -> Paths {
+        let (enable_fence, recheck, notify_fence) = match self {
+            NotifyModel::Fenced | NotifyModel::VirtioQueue => (true, true, true),
+            NotifyModel::Unfenced => (false, true, false),
+            // QEMU 0.12: no fence anywhere; rx without the re-check, tx with its flush again.
+            NotifyModel::NoRecheck => (false, i != 0, false),
+            NotifyModel::MissingEnableFence => (false, true, true),
+            NotifyModel::MissingNotifyFence => (true, true, false),
+        };
+        Paths {
+            enable_fence,
+            recheck,
+            notify_fence,
+        }
     }
 }
 
 /// `--notify-model` was not one of the known names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown notify model `{0}`: use fenced, unfenced (alias qemu-kvm-1.0), no-recheck or virtio-queue")]
+#[error("unknown notify model `{0}`: use fenced, unfenced (alias qemu-kvm-1.0), no-recheck, missing-enable-fence, missing-notify-fence or virtio-queue")]
 pub struct UnknownNotifyModel(pub String);
 
 impl FromStr for NotifyModel {
@@ -70,6 +161,8 @@ impl FromStr for NotifyModel {
             "unfenced" | "qemu-kvm-1.0" => Ok(NotifyModel::Unfenced),
             "no-recheck" => Ok(NotifyModel::NoRecheck),
             "virtio-queue" => Ok(NotifyModel::VirtioQueue),
+            "missing-enable-fence" => Ok(NotifyModel::MissingEnableFence),
+            "missing-notify-fence" => Ok(NotifyModel::MissingNotifyFence),
             other => Err(UnknownNotifyModel(other.to_string())),
         }
     }
@@ -82,16 +175,20 @@ impl std::fmt::Display for NotifyModel {
             NotifyModel::Unfenced => "unfenced",
             NotifyModel::NoRecheck => "no-recheck",
             NotifyModel::VirtioQueue => "virtio-queue",
+            NotifyModel::MissingEnableFence => "missing-enable-fence",
+            NotifyModel::MissingNotifyFence => "missing-notify-fence",
         })
     }
 }
 
 /// Which queues' notification stores the emulated store buffer holds for the race window
-/// (`--race-queues`). The unfenced code is the same for both queues; only the stretched delay
-/// is selective. The default, `rx`, follows the 2012 incident: an rx lost kick, where the
-/// guest could still transmit (its renewals reached the server) but received nothing. With
-/// `all`, tx lost kicks dominate, because the probe guest transmits in bursts of two frames
-/// within a window far more often than it refills an empty rx ring.
+/// (`--race-queues`). The unfenced code is the same for both queues, as it was in qemu-kvm
+/// 1.0, which ran one `virtio.c` for every queue; stretching only some queues is a choice
+/// made for reproduction, not history. The default, `rx`, shows the 2012 incident's symptom
+/// (the guest still transmits, nothing comes back). Measured (BENCHMARKS.md), the first stall
+/// with `rx` is most often an rx lost *interrupt*, sometimes an rx lost kick. With `all`, tx
+/// lost kicks come first, because the probe guest transmits bursts of two frames within a
+/// window far more often than it refills an empty rx ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RaceQueues {
     /// The receive queue only.
@@ -145,6 +242,14 @@ struct PendingStore {
 }
 
 /// An emulated x86-TSO store buffer for the device thread's stores to notification fields.
+///
+/// A probability amplifier, not a new behaviour: a real store buffer drains within
+/// nanoseconds, and the locked instructions of every syscall the device thread makes drain
+/// it too, whereas this one holds the stores for the race window across the device's own
+/// syscalls. That makes the lost-notification race thousands of times likelier, yet every
+/// stall it produces is still a legal x86-TSO execution of the unfenced code: x86 allows a
+/// store to stay invisible for any time while later loads complete, and this buffer only
+/// picks long such times.
 ///
 /// Faithful to x86-TSO: FIFO (a later store never becomes visible before an earlier one,
 /// because entries drain strictly in order and their deadlines are non-decreasing); the
@@ -276,21 +381,26 @@ pub struct Notifier {
     event_idx: bool,
     buffer: StoreBuffer,
     race_queues: RaceQueues,
+    /// `no-recheck`'s program-order delay between the rx emptiness check and the enable.
+    program_delay: Duration,
 }
 
 impl Notifier {
     /// A notifier for `model`; `race_window` is ignored by `fenced`.
     pub fn new(model: NotifyModel, race_window: Duration, event_idx: bool) -> Self {
-        let window = if model.is_buggy() {
-            race_window
-        } else {
-            Duration::ZERO
+        // The store-buffer amplifier for the unfenced stores; `no-recheck` puts its window in
+        // program order instead (see the module docs).
+        let (window, program_delay) = match model {
+            NotifyModel::NoRecheck => (Duration::ZERO, race_window),
+            m if m.is_buggy() => (race_window, Duration::ZERO),
+            _ => (Duration::ZERO, Duration::ZERO),
         };
         Self {
             model,
             event_idx,
             buffer: StoreBuffer::new(window),
             race_queues: RaceQueues::All,
+            program_delay,
         }
     }
 
@@ -324,26 +434,21 @@ impl Notifier {
         self.buffer.next_deadline()
     }
 
-    fn store_notify_field(
-        &mut self,
-        mem: &GuestMemoryMmap<()>,
-        addr: GuestAddress,
-        value: u16,
+    /// The queue's notification fields as the device sees them, with its stores delayed by
+    /// queue `i`'s race window.
+    fn ring<'a>(
+        &'a mut self,
+        mem: &'a GuestMemoryMmap<()>,
+        q: &'a SplitQueue,
         i: usize,
-    ) {
-        match self.model {
-            // Fenced: a plain (Release) store; the SeqCst fence that must follow is placed by
-            // the caller right after, next to the load it orders.
-            NotifyModel::Fenced | NotifyModel::VirtioQueue => {
-                let _ = mem.store(value, addr, Ordering::Release);
-            }
-            // Unfenced and no-recheck: the store sits in the (emulated) store buffer for the
-            // race window.
-            NotifyModel::Unfenced | NotifyModel::NoRecheck => {
-                let delay = self.delay_for(i);
-                self.buffer
-                    .store_after(mem, addr, value, Instant::now(), delay)
-            }
+    ) -> DeviceRing<'a> {
+        let delay = self.delay_for(i);
+        DeviceRing {
+            mem,
+            q,
+            buffer: &mut self.buffer,
+            delay,
+            error: None,
         }
     }
 
@@ -352,14 +457,15 @@ impl Notifier {
     /// sets `VRING_USED_F_NO_NOTIFY`. No fence: a kick that arrives anyway is harmless.
     pub fn disable(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue, i: usize) {
         if !self.event_idx {
-            self.store_notify_field(mem, q.used_flags_addr(), VRING_USED_F_NO_NOTIFY, i);
+            self.ring(mem, q, i)
+                .store(Field::UsedFlags, VRING_USED_F_NO_NOTIFY, Ordering::Release);
         }
     }
 
     /// Ask for a kick when the guest adds buffers beyond the `beyond` available entries the
     /// device has already seen and could not use (0 unless a mergeable-rx frame needs more
     /// buffers than are posted), then (except `no-recheck`) re-check `avail->idx` for entries
-    /// that arrived meanwhile.
+    /// that arrived meanwhile ([`protocol::device_enable`]).
     pub fn enable(
         &mut self,
         mem: &GuestMemoryMmap<()>,
@@ -367,91 +473,146 @@ impl Notifier {
         i: usize,
         beyond: u16,
     ) -> Result<EnableOutcome, QueueError> {
-        let (addr, value) = if self.event_idx {
-            // §2.7.10: kick me when avail->idx moves past next_avail + beyond: the entries
-            // already seen do not make a frame deliverable, so a kick for them would be
-            // useless, and an avail_event behind avail->idx would never trigger one at all.
-            (q.avail_event_addr(), (q.next_avail + Wrapping(beyond)).0)
-        } else {
-            (q.used_flags_addr(), 0)
-        };
-        let window_opened = self.model.is_buggy() && !self.delay_for(i).is_zero();
-        self.store_notify_field(mem, addr, value, i);
-        let more = match self.model {
-            NotifyModel::Fenced | NotifyModel::VirtioQueue => {
-                // Store-buffering pattern, device half: the enable store must be globally
-                // visible before we re-read avail->idx, or the guest may (after its own
-                // virtio_mb in virtqueue_kick_prepare) still read the old avail_event while we
-                // read its old avail->idx — a lost kick. A full fence is the only barrier that
-                // orders a store before a later load (QEMU 92045d8, virtio-queue
-                // `enable_notification`).
-                fence(Ordering::SeqCst);
-                q.available(mem)? > beyond
+        let paths = self.model.paths(i);
+        let program_window = i == 0 && !self.program_delay.is_zero();
+        if program_window {
+            // no-recheck: the device is still between "the ring is empty" and the enable;
+            // the guest may refill meanwhile, see NO_NOTIFY and not kick.
+            spin_for(self.program_delay);
+        }
+        // §2.7.10: kick me when avail->idx moves past next_avail + beyond: the entries
+        // already seen do not make a frame deliverable, so a kick for them would be useless,
+        // and an avail_event behind avail->idx would never trigger one at all.
+        let kick_after = (q.next_avail + Wrapping(beyond)).0;
+        let event_idx = self.event_idx;
+        let mut ring = self.ring(mem, q, i);
+        let delayed = !ring.delay.is_zero();
+        let avail_idx =
+            protocol::device_enable(&mut ring, event_idx, kick_after, paths.enable_fence);
+        if let Some(e) = ring.error {
+            return Err(e);
+        }
+        let more = if paths.recheck {
+            let pending = (Wrapping(avail_idx) - q.next_avail).0;
+            if pending > q.size() {
+                return Err(QueueError::AvailIdxJump {
+                    next_avail: q.next_avail.0,
+                    avail_idx,
+                    size: q.size(),
+                });
             }
-            // qemu-kvm 1.0: the re-check is there (06b1297) but without the fence it can read
-            // avail->idx before the enable store is visible (here: before the window ends).
-            NotifyModel::Unfenced => q.available(mem)? > beyond,
-            // Pre-2010 QEMU: no re-check at all.
-            NotifyModel::NoRecheck => false,
+            pending > beyond
+        } else {
+            // Pre-2010 QEMU: no re-check at all; the value read is ignored.
+            false
         };
         Ok(EnableOutcome {
             more,
-            window_opened,
+            // The enable store stays invisible past the re-check unless a fence drained it.
+            window_opened: program_window || (delayed && !(paths.enable_fence && paths.recheck)),
         })
     }
 
     /// Publish `used->idx = next_used`, making the used elements written so far visible
-    /// (§2.7.8: elements before the index — the Release store orders them).
-    /// Returns whether the store was delayed (it stays in the emulated store buffer unless an
-    /// interrupt drains it).
-    pub fn publish_used(&mut self, mem: &GuestMemoryMmap<()>, q: &SplitQueue, i: usize) -> bool {
-        let value = q.next_used.0;
-        match self.model {
-            // no-recheck only removes the re-check; its interrupt path is the fenced one.
-            NotifyModel::Fenced | NotifyModel::NoRecheck | NotifyModel::VirtioQueue => {
-                let _ = mem.store(value, q.used_idx_addr(), Ordering::Release);
-                false
-            }
-            NotifyModel::Unfenced => {
-                let delay = self.delay_for(i);
-                self.buffer
-                    .store_after(mem, q.used_idx_addr(), value, Instant::now(), delay);
-                !delay.is_zero()
+    /// (§2.7.8), and decide whether the guest wants an interrupt for the entries published
+    /// since the last decision (§2.7.10 `used_event`, or `VRING_AVAIL_F_NO_INTERRUPT` without
+    /// EVENT_IDX) ([`protocol::device_publish_and_decide`]).
+    pub fn publish_and_decide(
+        &mut self,
+        mem: &GuestMemoryMmap<()>,
+        q: &SplitQueue,
+        i: usize,
+        state: &mut QueueNotifyState,
+    ) -> Result<PublishOutcome, QueueError> {
+        let paths = self.model.paths(i);
+        let new = q.next_used;
+        let old = state.signalled_used.replace(new);
+        let event_idx = self.event_idx;
+        let mut ring = self.ring(mem, q, i);
+        let delayed = !ring.delay.is_zero() && !paths.notify_fence;
+        let interrupt = protocol::device_publish_and_decide(
+            &mut ring,
+            event_idx,
+            new.0,
+            old.map(|o| o.0),
+            paths.notify_fence,
+        );
+        if let Some(e) = ring.error {
+            return Err(e);
+        }
+        Ok(PublishOutcome { interrupt, delayed })
+    }
+}
+
+/// Busy-wait for `d` (microseconds: far below a sleep's granularity).
+fn spin_for(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// What [`Notifier::publish_and_decide`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// The guest wants an interrupt.
+    pub interrupt: bool,
+    /// The `used->idx` store is still in the emulated store buffer (a lost-interrupt race
+    /// window is open unless the interrupt drains it).
+    pub delayed: bool,
+}
+
+/// One queue's notification fields as the device thread sees them: loads of guest-written
+/// fields read guest memory at once; stores to device-written fields go through the
+/// emulated store buffer (visible after `delay`, FIFO); a full fence drains the buffer.
+struct DeviceRing<'a> {
+    mem: &'a GuestMemoryMmap<()>,
+    q: &'a SplitQueue,
+    buffer: &'a mut StoreBuffer,
+    delay: Duration,
+    /// The first guest-memory error (the rings were checked at activation, so none is
+    /// expected; one is reported, never unwrapped).
+    error: Option<QueueError>,
+}
+
+impl DeviceRing<'_> {
+    fn addr(&self, field: Field) -> GuestAddress {
+        let q = self.q;
+        match field {
+            Field::AvailFlags => q.avail_flags_addr(),
+            Field::AvailIdx => q.avail_idx_addr(),
+            Field::UsedEvent => q.used_event_addr(),
+            Field::UsedFlags => q.used_flags_addr(),
+            Field::UsedIdx => q.used_idx_addr(),
+            Field::AvailEvent => q.avail_event_addr(),
+        }
+    }
+}
+
+impl RingMemory for DeviceRing<'_> {
+    fn load(&mut self, field: Field, order: Ordering) -> u16 {
+        match self.q.load_u16(self.mem, self.addr(field), order) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                0
             }
         }
     }
 
-    /// Whether the guest wants an interrupt for the entries published since the last decision
-    /// (§2.7.10 `used_event`, or `VRING_AVAIL_F_NO_INTERRUPT` without EVENT_IDX).
-    pub fn needs_interrupt(
-        &mut self,
-        mem: &GuestMemoryMmap<()>,
-        q: &SplitQueue,
-        state: &mut QueueNotifyState,
-    ) -> Result<bool, QueueError> {
-        match self.model {
-            // Store-buffering pattern, interrupt half: the used->idx store must be visible
-            // before we read used_event, or the guest (after its virtio_mb in
-            // virtqueue_enable_cb) may read our old used->idx while we read its old
-            // used_event — a lost interrupt (QEMU a281ebc, virtio-queue `needs_notification`).
-            NotifyModel::Fenced | NotifyModel::NoRecheck | NotifyModel::VirtioQueue => {
-                fence(Ordering::SeqCst)
-            }
-            // qemu-kvm 1.0: no fence; the load of the guest-written used_event passes the
-            // buffered used->idx store.
-            NotifyModel::Unfenced => {}
-        }
-        let new = q.next_used;
-        let old = state.signalled_used.replace(new);
-        // Relaxed loads: in the fenced models the SeqCst fence above already orders them after
-        // the used->idx store; in the unfenced model they are deliberately unordered.
-        if !self.event_idx {
-            let flags = q.load_u16(mem, q.avail_flags_addr(), Ordering::Relaxed)?;
-            return Ok(flags & VRING_AVAIL_F_NO_INTERRUPT == 0);
-        }
-        let Some(old) = old else { return Ok(true) };
-        let used_event = q.load_u16(mem, q.used_event_addr(), Ordering::Relaxed)?;
-        Ok(vring_need_event(used_event, new.0, old.0))
+    fn store(&mut self, field: Field, value: u16, _order: Ordering) {
+        // Zero delay with nothing pending: a Release store to guest memory at once (a plain
+        // store on x86, keeping earlier used-element stores before it). Otherwise the store
+        // waits its turn in the emulated store buffer (x86-TSO: FIFO).
+        let addr = self.addr(field);
+        self.buffer
+            .store_after(self.mem, addr, value, Instant::now(), self.delay);
+    }
+
+    fn full_fence(&mut self) {
+        // mfence: every buffered store becomes visible before any later load.
+        self.buffer.flush(self.mem);
+        fence(Ordering::SeqCst);
     }
 }
 
@@ -496,12 +657,7 @@ mod tests {
             "virtio-queue".parse::<NotifyModel>().unwrap(),
             NotifyModel::VirtioQueue
         );
-        for m in [
-            NotifyModel::Fenced,
-            NotifyModel::Unfenced,
-            NotifyModel::NoRecheck,
-            NotifyModel::VirtioQueue,
-        ] {
+        for m in NotifyModel::ALL {
             assert_eq!(m.to_string().parse::<NotifyModel>().unwrap(), m);
         }
         assert!(!NotifyModel::VirtioQueue.is_buggy() && !NotifyModel::Fenced.is_buggy());
@@ -553,9 +709,16 @@ mod tests {
             let mut n = Notifier::new(model, Duration::from_secs(1), true);
             assert!(n.enable(&mem, &q, 0, 0).unwrap().more);
         }
-        let mut n = Notifier::new(NotifyModel::NoRecheck, Duration::from_secs(1), true);
+        let mut n = Notifier::new(NotifyModel::NoRecheck, Duration::from_millis(1), true);
         let out = n.enable(&mem, &q, 0, 0).unwrap();
-        assert!(!out.more && out.window_opened, "no-recheck never re-checks");
+        assert!(
+            !out.more && out.window_opened,
+            "no-recheck never re-checks rx"
+        );
+        assert!(
+            n.enable(&mem, &q, 1, 0).unwrap().more,
+            "no-recheck keeps tx's enable-then-flush"
+        );
         q.next_avail = Wrapping(1);
         let mut fenced = Notifier::new(NotifyModel::Fenced, Duration::ZERO, true);
         assert!(!fenced.enable(&mem, &q, 0, 0).unwrap().more);
@@ -619,17 +782,61 @@ mod tests {
         let mut st = QueueNotifyState::default();
         q.next_used = Wrapping(1);
         assert!(
-            n.needs_interrupt(&mem, &q, &mut st).unwrap(),
+            n.publish_and_decide(&mem, &q, 0, &mut st)
+                .unwrap()
+                .interrupt,
             "first decision interrupts"
         );
         mem.store(5u16, q.used_event_addr(), Ordering::SeqCst)
             .unwrap();
         q.next_used = Wrapping(3);
-        assert!(!n.needs_interrupt(&mem, &q, &mut st).unwrap());
+        assert!(
+            !n.publish_and_decide(&mem, &q, 0, &mut st)
+                .unwrap()
+                .interrupt
+        );
         q.next_used = Wrapping(6);
         assert!(
-            n.needs_interrupt(&mem, &q, &mut st).unwrap(),
+            n.publish_and_decide(&mem, &q, 0, &mut st)
+                .unwrap()
+                .interrupt,
             "crossing used_event interrupts"
         );
+    }
+
+    #[test]
+    fn each_mutant_leaves_exactly_one_race_window_open() {
+        let window = Duration::from_millis(50);
+        // (model, kick window, enable store buffered, interrupt window)
+        for (model, kick_window, buffered, interrupt_window) in [
+            (NotifyModel::Fenced, false, false, false),
+            (NotifyModel::Unfenced, true, true, true),
+            (NotifyModel::MissingEnableFence, true, true, false),
+            (NotifyModel::MissingNotifyFence, false, false, true),
+            // A delay in program order before the enable, not a buffered store.
+            (NotifyModel::NoRecheck, true, false, false),
+        ] {
+            let (mem, mut q) = setup();
+            let mut n = Notifier::new(model, window, true);
+            let out = n.enable(&mem, &q, 0, 0).unwrap();
+            assert_eq!(out.window_opened, kick_window, "{model}: enable");
+            // A fenced enable is visible before the re-check; a window leaves it buffered.
+            assert_eq!(n.buffer().is_empty(), !buffered, "{model}: buffered enable");
+            n.buffer().flush(&mem);
+            q.next_used = Wrapping(1);
+            let mut st = QueueNotifyState::default();
+            let out = n.publish_and_decide(&mem, &q, 0, &mut st).unwrap();
+            assert!(out.interrupt, "{model}: the first decision interrupts");
+            assert_eq!(out.delayed, interrupt_window, "{model}: publish");
+            let visible = mem
+                .load::<u16>(q.used_idx_addr(), Ordering::SeqCst)
+                .unwrap();
+            assert_eq!(
+                visible == 1,
+                !interrupt_window,
+                "{model}: used->idx visible"
+            );
+            assert_eq!(model.is_buggy(), model != NotifyModel::Fenced);
+        }
     }
 }

@@ -1,25 +1,30 @@
 //! A Linux-faithful guest virtio-net driver that runs on host threads over the same guest
 //! memory as the real device code — for tests and benchmarks without KVM.
 //!
-//! The virtqueue half follows Linux `drivers/virtio/virtio_ring.c` (split ring):
-//! `virtqueue_add` (ring entry, `virtio_wmb`, `avail->idx`), `virtqueue_kick_prepare`
+//! It follows the 2012 driver, Linux 3.2's `drivers/virtio/virtio_ring.c` (split ring):
+//! `virtqueue_add_buf` (ring entry, `virtio_wmb`, `avail->idx`), `virtqueue_kick_prepare`
 //! (`virtio_mb`, then `vring_need_event(avail_event, new, old)` or `VRING_USED_F_NO_NOTIFY`),
-//! `virtqueue_get_buf` (`used->idx`, `virtio_rmb`, element; re-arm `used_event` with
-//! `virtio_store_mb` while callbacks are on), `virtqueue_disable_cb` (`used_event = 0` hack
-//! or `VRING_AVAIL_F_NO_INTERRUPT`), `virtqueue_enable_cb_prepare` + `virtqueue_poll`
-//! (`virtio_mb` between the `used_event` store and the `used->idx` load), and
-//! `virtqueue_enable_cb_delayed`. `virtio_mb` is `fence(SeqCst)`, `virtio_wmb`/`virtio_rmb`
-//! are Release/Acquire. The net half follows `virtio_net.c`: a NAPI-style rx poll with
-//! budget 64 that refills when more than half the ring is free, and `start_xmit` with
-//! `enable_cb_delayed` when the tx ring is full. Interrupts are read from the device's
-//! interrupt EventFd (as KVM's irqfd would consume it), acknowledged through InterruptStatus /
-//! InterruptACK, and dispatched like `vring_interrupt` (only if `more_used`). Kicks write the
-//! queue's kick EventFd, as a KVM ioeventfd would.
+//! `virtqueue_get_buf` (`used->idx`, `virtio_rmb`, element; re-arm `used_event` and
+//! `virtio_mb` while callbacks are on), `virtqueue_disable_cb` (sets
+//! `VRING_AVAIL_F_NO_INTERRUPT` only: writing `used_event = 0` there is a 2021 change),
+//! `virtqueue_enable_cb` (clear the flag, `used_event = last_used`, `virtio_mb`, then
+//! `more_used`), and `virtqueue_enable_cb_delayed`. The two notification decisions, kick
+//! and interrupt re-enable, run the shared protocol code
+//! ([`crate::devices::virtio::protocol`]), with `virtio_mb` as `fence(SeqCst)`;
+//! `virtio_wmb`/`virtio_rmb` are Release/Acquire. The net half follows 3.2's `virtio_net.c`:
+//! a NAPI-style rx poll with budget 64 that refills when fewer than half the ring's buffers
+//! are posted (`vi->num < vi->max / 2`), and `start_xmit` with `enable_cb_delayed` when the
+//! tx ring is full. Interrupts are read from the device's interrupt EventFd (as KVM's irqfd
+//! would consume it), acknowledged through InterruptStatus / InterruptACK, and dispatched like
+//! `vring_interrupt` (only if `more_used`). Kicks write the queue's kick EventFd, as a KVM
+//! ioeventfd would.
 
 use std::io::Write;
 use std::num::Wrapping;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU64, Ordering};
+
+use crate::devices::virtio::protocol::{self, Field, RingMemory};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,8 +41,7 @@ use super::worker::StallExit;
 use crate::devices::bus::BusDevice;
 use crate::devices::virtio::mmio::{reg, MmioTransport};
 use crate::devices::virtio::queue::{
-    vring_need_event, Descriptor, UsedElem, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
-    VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY,
+    Descriptor, UsedElem, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VRING_AVAIL_F_NO_INTERRUPT,
 };
 use crate::devices::virtio::signals::Signals;
 use crate::devices::virtio::status::*;
@@ -326,6 +330,16 @@ impl GuestQueue {
     fn avail_event(&self) -> GuestAddress {
         GuestAddress(self.used.0 + 4 + 8 * u64::from(self.size))
     }
+    fn field_addr(&self, field: Field) -> GuestAddress {
+        match field {
+            Field::AvailFlags => self.avail,
+            Field::AvailIdx => GuestAddress(self.avail.0 + 2),
+            Field::UsedEvent => self.used_event(),
+            Field::UsedFlags => self.used,
+            Field::UsedIdx => GuestAddress(self.used.0 + 2),
+            Field::AvailEvent => self.avail_event(),
+        }
+    }
     fn store(&self, addr: GuestAddress, v: u16, o: Ordering) {
         let _ = self.mem.store(v, addr, o);
     }
@@ -371,19 +385,14 @@ impl GuestQueue {
         Some(head)
     }
 
-    /// `virtqueue_kick_prepare`.
+    /// `virtqueue_kick_prepare` ([`protocol::driver_kick_prepare`]; `avail->idx` is
+    /// already published by `add`, the protocol stores the same value again).
     pub fn kick_prepare(&mut self) -> bool {
-        // virtio_mb: our avail->idx store must be visible before we read avail_event.
-        fence(Ordering::SeqCst);
         let new = self.avail_idx_shadow.0;
         let old = new.wrapping_sub(self.num_added);
         self.num_added = 0;
-        // Relaxed loads: ordered after the avail->idx store by the fence above.
-        if self.event {
-            vring_need_event(self.load(self.avail_event(), Ordering::Relaxed), new, old)
-        } else {
-            self.load(self.used, Ordering::Relaxed) & VRING_USED_F_NO_NOTIFY == 0
-        }
+        let event = self.event;
+        protocol::driver_kick_prepare(&mut DriverRing(self), event, old, new, true)
     }
 
     /// `virtqueue_notify`: what the ioeventfd does on a QueueNotify write.
@@ -431,46 +440,24 @@ impl GuestQueue {
         Some((head, e.len))
     }
 
-    /// `virtqueue_disable_cb`.
+    /// `virtqueue_disable_cb` (Linux 3.2): set `VRING_AVAIL_F_NO_INTERRUPT`. With EVENT_IDX
+    /// the device ignores the flag, so `used_event` keeps asking for the next entry, as it did
+    /// in 2012 (the `used_event = 0` write is a 2021 change).
     pub fn disable_cb(&mut self) {
-        // Plain (Relaxed) stores and no barrier, as in Linux: suppression is only a hint, an
+        // A plain (Relaxed) store and no barrier, as in Linux: suppression is only a hint, an
         // interrupt that slips through is harmless.
         if !self.no_interrupt_shadow {
             self.no_interrupt_shadow = true;
-            if self.event {
-                // Linux's "TODO: this is a hack" value.
-                self.store(self.used_event(), 0, Ordering::Relaxed);
-            } else {
-                self.store(self.avail, VRING_AVAIL_F_NO_INTERRUPT, Ordering::Relaxed);
-            }
+            self.store(self.avail, VRING_AVAIL_F_NO_INTERRUPT, Ordering::Relaxed);
         }
     }
 
-    /// `virtqueue_enable_cb_prepare`.
-    pub fn enable_cb_prepare(&mut self) -> u16 {
-        if self.no_interrupt_shadow {
-            self.no_interrupt_shadow = false;
-            if !self.event {
-                self.store(self.avail, 0, Ordering::Relaxed);
-            }
-        }
-        // Relaxed: the virtio_mb that orders this store before the used->idx load is in
-        // `poll`, as in Linux.
-        self.store(self.used_event(), self.last_used_idx.0, Ordering::Relaxed);
-        self.last_used_idx.0
-    }
-
-    /// `virtqueue_poll`.
-    pub fn poll(&self, last_used: u16) -> bool {
-        // virtio_mb: the used_event store must be visible before we read used->idx.
-        fence(Ordering::SeqCst);
-        self.load(GuestAddress(self.used.0 + 2), Ordering::Relaxed) != last_used
-    }
-
-    /// `virtqueue_enable_cb`: true when nothing is pending.
+    /// `virtqueue_enable_cb` (Linux 3.2, [`protocol::driver_enable_cb`]): true when nothing
+    /// is pending.
     pub fn enable_cb(&mut self) -> bool {
-        let o = self.enable_cb_prepare();
-        !self.poll(o)
+        self.no_interrupt_shadow = false;
+        let (event, last) = (self.event, self.last_used_idx.0);
+        protocol::driver_enable_cb(&mut DriverRing(self), event, last, true)
     }
 
     /// `virtqueue_enable_cb_delayed`: interrupt after ~3/4 of the outstanding buffers.
@@ -493,6 +480,23 @@ impl GuestQueue {
         fence(Ordering::SeqCst);
         let used = self.load(GuestAddress(self.used.0 + 2), Ordering::Relaxed);
         used.wrapping_sub(self.last_used_idx.0) <= bufs
+    }
+}
+
+/// A driver queue's notification fields in guest memory, for the shared protocol code.
+struct DriverRing<'a>(&'a mut GuestQueue);
+
+impl RingMemory for DriverRing<'_> {
+    fn load(&mut self, field: Field, order: Ordering) -> u16 {
+        let q = &self.0;
+        q.load(q.field_addr(field), order)
+    }
+    fn store(&mut self, field: Field, value: u16, order: Ordering) {
+        let q = &self.0;
+        q.store(q.field_addr(field), value, order);
+    }
+    fn full_fence(&mut self) {
+        fence(Ordering::SeqCst);
     }
 }
 
@@ -728,13 +732,14 @@ impl RxPoller {
             self.q.disable_cb();
             loop {
                 let received = self.receive(stats);
-                if self.q.num_free() > usize::from(self.q.size()).min(NAPI_BUDGET) / 2 {
+                // Linux 3.2: `if (vi->num < vi->max / 2) try_fill_recv()`: refill once fewer
+                // than half the ring's buffers are posted.
+                if self.q.num_free() > usize::from(self.q.size()) / 2 {
                     self.fill();
                 }
                 if received < NAPI_BUDGET {
-                    // virtqueue_napi_complete.
-                    let opaque = self.q.enable_cb_prepare();
-                    if self.q.poll(opaque) {
+                    // napi_complete; if virtqueue_enable_cb finds more, poll again.
+                    if !self.q.enable_cb() {
                         self.q.disable_cb();
                         continue;
                     }

@@ -1,5 +1,12 @@
 //! The tx path: guest → backend. disable notifications → drain → enable → loop.
 //!
+//! When used entries are published: the buggy models follow qemu-kvm 1.0's
+//! `virtio_net_flush_tx`, which pushed each packet (`virtqueue_push`: used element and
+//! `used->idx`) and decided an interrupt (`virtio_notify`) per packet, then enabled
+//! notifications and flushed again; so every tx packet is one chance for the lost-interrupt
+//! race there. `fenced` and `virtio-queue` publish once per drained batch, after the enable,
+//! as Firecracker does: fewer interrupt decisions, the same correctness.
+//!
 //! A backend EAGAIN keeps the frame (and its chain) pending and waits for the backend to
 //! become writable (EPOLLOUT) instead of dropping it. Frames the backend rejects otherwise,
 //! and frames larger than [`MAX_FRAME_LEN`], are counted as drops and their chains returned.
@@ -38,6 +45,10 @@ impl NetCore {
                 self.tx_pending = None;
                 self.tx.queue.add_used(&self.mem, p.head, 0)?;
                 completed += 1;
+                if self.publish_tx_per_packet() {
+                    self.publish_and_notify(TX)?;
+                    completed = 0;
+                }
                 continue;
             }
             match self.tx.queue.pop(&self.mem, Direction::DeviceReads)? {
@@ -50,6 +61,10 @@ impl NetCore {
                         }
                         self.tx.queue.add_used(&self.mem, chain.head, 0)?;
                         completed += 1;
+                        if self.publish_tx_per_packet() {
+                            self.publish_and_notify(TX)?;
+                            completed = 0;
+                        }
                         continue;
                     }
                     self.tx_buf.resize(total, 0);
@@ -82,6 +97,11 @@ impl NetCore {
             self.publish_and_notify(TX)?;
         }
         Ok(())
+    }
+
+    /// qemu-kvm 1.0's order for the buggy models: publish and decide per packet.
+    fn publish_tx_per_packet(&self) -> bool {
+        self.options.notify_model.is_buggy()
     }
 
     /// Whether tx waits for the backend to become writable.

@@ -11,6 +11,15 @@
 //! The `stall` event also carries `race_at`: the device's last enable before a lost kick,
 //! or its last publish before a lost interrupt — when the lost notification happened.
 //!
+//! A reported stall that ends without the watchdog's help (`--on-stall report`) is followed
+//! by a `recovered` event that says what rescued the queue (`cause`): `kick` (the guest
+//! kicked this queue after all, e.g. new tx), `interrupt` (an interrupt for this queue),
+//! `shared_line_interrupt` (an interrupt for the *other* queue: on virtio-mmio's one line the
+//! guest's handler walks every queue, so a tx interrupt rescues a lost rx interrupt), or
+//! `guest_progress` (the guest moved on by itself, e.g. by polling). Such a stall was
+//! transient; the `stalls_recovered` counter counts them, so that permanent stalls are
+//! `stalls_lost_kick + stalls_lost_interrupt - stalls_recovered`.
+//!
 //! A condition must hold with an unchanged ring snapshot for the whole timeout, so a kick or
 //! interrupt merely in flight is never reported. Detection latency after a stall begins is at
 //! most `stall_timeout + watchdog_period` (plus the race window).
@@ -74,7 +83,52 @@ fn same_stall(kind: StallKind, then: &RingSnapshot, now: &RingSnapshot) -> bool 
 #[derive(Debug, Clone, Default)]
 pub struct WatchState {
     candidate: Option<(StallKind, RingSnapshot, Instant)>,
-    reported: bool,
+    reported: Option<Reported>,
+}
+
+/// A stall the watchdog reported and that has not ended yet, with what the device had seen
+/// of the guest at that moment (to tell later what rescued the queue).
+#[derive(Debug, Clone, Copy)]
+struct Reported {
+    kind: StallKind,
+    since: Instant,
+    last_kick: Option<Instant>,
+    last_interrupt: Option<Instant>,
+    other_last_interrupt: Option<Instant>,
+}
+
+/// What ended a reported stall without the watchdog's help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryCause {
+    /// The guest kicked the queue after all (for tx: it transmitted again).
+    Kick,
+    /// An interrupt for this queue.
+    Interrupt,
+    /// An interrupt for the other queue, on the one shared line.
+    SharedLineInterrupt,
+    /// The guest moved on by itself (polling).
+    GuestProgress,
+}
+
+impl RecoveryCause {
+    /// The name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryCause::Kick => "kick",
+            RecoveryCause::Interrupt => "interrupt",
+            RecoveryCause::SharedLineInterrupt => "shared_line_interrupt",
+            RecoveryCause::GuestProgress => "guest_progress",
+        }
+    }
+}
+
+/// Whether `now` is later than `then` (a `None` is earlier than anything).
+fn newer(now: Option<Instant>, then: Option<Instant>) -> bool {
+    match (now, then) {
+        (Some(n), Some(t)) => n > t,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 fn wall_secs(at: Instant) -> f64 {
@@ -134,6 +188,17 @@ impl NetCore {
         let cond = self.stall_condition(i, &snap);
         let timeout = self.options.stall_timeout;
         let q = self.queue(i);
+        // A reported stall goes on while the same condition holds with no progress.
+        let goes_on = matches!(
+            (cond, q.watch.candidate),
+            (Some(kind), Some((k, s, _))) if k == kind && same_stall(kind, &s, &snap)
+        );
+        if !goes_on {
+            if let Some(r) = q.watch.reported.take() {
+                self.report_recovered(i, r, now);
+            }
+        }
+        let q = self.queue(i);
         let since = match (cond, q.watch.candidate) {
             (None, _) => {
                 q.watch = Default::default();
@@ -143,16 +208,24 @@ impl NetCore {
             (Some(kind), _) => {
                 q.watch = super::watchdog::WatchState {
                     candidate: Some((kind, snap, now)),
-                    reported: false,
+                    reported: None,
                 };
                 return Ok(());
             }
         };
-        if q.watch.reported || now.duration_since(since) < timeout {
+        if q.watch.reported.is_some() || now.duration_since(since) < timeout {
             return Ok(());
         }
-        q.watch.reported = true;
         let kind = cond.unwrap_or(StallKind::LostKick);
+        let (last_kick, last_interrupt) = (q.last_kick, q.last_interrupt);
+        let other_last_interrupt = self.queue(1 - i).last_interrupt;
+        self.queue(i).watch.reported = Some(Reported {
+            kind,
+            since,
+            last_kick,
+            last_interrupt,
+            other_last_interrupt,
+        });
         self.report_stall(i, kind, since, now, &snap);
         match self.options.on_stall {
             OnStall::Report => {}
@@ -225,6 +298,46 @@ impl NetCore {
             "virtio-net stall detected"
         );
         self.events.emit("stall", fields);
+    }
+
+    /// A reported stall on queue `i` ended without the watchdog's help: say what rescued it.
+    fn report_recovered(&mut self, i: usize, r: Reported, now: Instant) {
+        let other_interrupt = self.queue(1 - i).last_interrupt;
+        let q = self.queue(i);
+        let cause = match r.kind {
+            StallKind::LostKick if newer(q.last_kick, r.last_kick) => RecoveryCause::Kick,
+            StallKind::LostInterrupt if newer(q.last_interrupt, r.last_interrupt) => {
+                RecoveryCause::Interrupt
+            }
+            StallKind::LostInterrupt if newer(other_interrupt, r.other_last_interrupt) => {
+                RecoveryCause::SharedLineInterrupt
+            }
+            _ => RecoveryCause::GuestProgress,
+        };
+        let name = q.name();
+        let metrics = self.metrics.clone();
+        let c = metrics.queue(i);
+        QueueMetrics::inc(&c.stalls_recovered);
+        tracing::info!(
+            queue = name,
+            kind = r.kind.as_str(),
+            cause = cause.as_str(),
+            "virtio-net stall recovered"
+        );
+        self.events.emit(
+            "recovered",
+            json!({
+                "device": "virtio-net",
+                "queue": name,
+                "queue_index": i,
+                "kind": r.kind.as_str(),
+                "cause": cause.as_str(),
+                "stalled_since": wall_secs(r.since),
+                "recovered_at": wall_secs(now),
+                "stalled_ms": now.duration_since(r.since).as_millis() as u64,
+                "counters": c.to_json(),
+            }),
+        );
     }
 
     /// The guest kicked queue `i` (or the watchdog delivers a lost kick).
