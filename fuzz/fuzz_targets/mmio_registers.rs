@@ -1,7 +1,8 @@
 //! The virtio-mmio register file (vmm::devices::virtio::mmio::MmioTransport) with the real
 //! virtio-net device behind it, as a sequence of guest reads and writes of any size and
 //! offset, plus guest-memory writes between them: feature negotiation, queue setup,
-//! activation (which starts the device thread over the fuzzed rings), notifications,
+//! activation (which starts the device thread over the fuzzed rings) on every notify model
+//! and mutant, notifications,
 //! interrupt acknowledgement, configuration space, resets.
 #![no_main]
 
@@ -40,11 +41,13 @@ fn transport(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<MmioTransp
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
-    let model = match input.u8() % 4 {
+    let model = match input.u8() % 6 {
         0 => NotifyModel::Fenced,
         1 => NotifyModel::Unfenced,
         2 => NotifyModel::NoRecheck,
-        _ => NotifyModel::VirtioQueue,
+        3 => NotifyModel::VirtioQueue,
+        4 => NotifyModel::MissingEnableFence,
+        _ => NotifyModel::MissingNotifyFence,
     };
     // The rings live in the first 4 KiB; it starts with what the input's tail holds.
     let n = usize::from(input.u8());

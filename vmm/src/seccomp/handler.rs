@@ -80,9 +80,9 @@ fn message(nr: i64, kind: Option<ThreadKind>, name: &[u8]) -> Line {
         line.push(b"-");
     }
     line.number(nr.unsigned_abs());
-    line.push(
-        b"); the VMM stops (exit status 12). Rerun with --seccomp off to debug, and report it.\n",
-    );
+    line.push(b"); the VMM stops (exit status ");
+    line.number(STATUS_SECCOMP as u64);
+    line.push(b"). Rerun with --seccomp off to debug, and report it.\n");
     line
 }
 

@@ -88,6 +88,11 @@ impl NetCore {
                 QueueMetrics::inc(&self.metrics.rx.oversize_drops);
                 self.read_frame()
             }
+            // No frame: a backend whose peer hung up (a socket pair's other end closed)
+            // reads as 0 bytes at once and forever; delivering that as a frame (or dropping
+            // it and reading on) never ends the batch. The worker stops polling such a
+            // backend when epoll reports the hang-up.
+            Ok(0) => None,
             Ok(n) => Some(n),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 QueueMetrics::inc(&self.metrics.rx.tap_eagain);

@@ -85,6 +85,8 @@ struct Loop {
     drain: TimerFd,
     drain_armed: Option<Instant>,
     backend_interest: Option<EventSet>,
+    /// The backend hung up or failed (epoll HUP/ERR): no longer polled.
+    backend_gone: bool,
     ticks: u64,
     ticks_per_counters: u64,
 }
@@ -152,6 +154,7 @@ fn setup(core: &NetCore, kicks: &[EventFd; 2], stop: &EventFd) -> std::io::Resul
         drain,
         drain_armed: None,
         backend_interest: Some(EventSet::IN),
+        backend_gone: false,
         ticks: 0,
         ticks_per_counters,
     })
@@ -193,6 +196,12 @@ fn event_loop(core: &mut NetCore, l: &mut Loop, kicks: &[EventFd; 2], exit: &Sta
                         && !core.rx_blocked()
                     {
                         step(core, Some(RX), |c| c.process_rx());
+                    }
+                    if set.intersects(EventSet::ERROR | EventSet::HANG_UP) {
+                        // Frames still queued were taken above. Level-triggered HUP/ERR
+                        // cannot be masked: stop polling the fd, or the loop would wake for
+                        // it without end.
+                        backend_gone(core, l, set);
                     }
                 }
                 TOKEN_TICK => {
@@ -249,6 +258,9 @@ fn emit_counters(core: &NetCore) {
 /// queued frame would wake us in a busy loop — Cloud Hypervisor #208), writable only while a
 /// tx frame waits for room.
 fn update_backend_interest(core: &NetCore, l: &mut Loop) {
+    if l.backend_gone {
+        return;
+    }
     let mut want = EventSet::empty();
     if !core.rx_blocked() && !core.broken {
         want |= EventSet::IN;
@@ -269,6 +281,30 @@ fn update_backend_interest(core: &NetCore, l: &mut Loop) {
         Ok(()) => l.backend_interest = Some(want),
         Err(e) => tracing::warn!("virtio-net: epoll modify failed: {e}"),
     }
+}
+
+/// The backend reported a hang-up or an error: take it out of the epoll set and say so once.
+/// The device goes on serving its queues (rx stays empty, tx frames are dropped).
+fn backend_gone(core: &NetCore, l: &mut Loop, set: EventSet) {
+    let fd = core.backend.as_raw_fd();
+    if let Err(e) = l
+        .epoll
+        .ctl(ControlOperation::Delete, fd, EpollEvent::default())
+    {
+        tracing::warn!("virtio-net: epoll delete of the backend failed: {e}");
+    }
+    l.backend_gone = true;
+    l.backend_interest = None;
+    let what = if set.contains(EventSet::HANG_UP) {
+        "hung up"
+    } else {
+        "reported an error"
+    };
+    tracing::error!("virtio-net: the backend {what}; no more frames will arrive");
+    core.events.emit(
+        "error",
+        json!({"device": "virtio-net", "kind": "backend_gone", "error": format!("the backend {what}")}),
+    );
 }
 
 /// Arm the one-shot drain timer for the store buffer's next deadline.
