@@ -5,9 +5,11 @@
 //! - [`report`]: the verdict and the reports built from it;
 //! - [`soak`]: the soak engine behind soak, reproduce and verify;
 //! - [`verify`]: verify's A/B verdict and its outputs, from the run directories;
-//! - [`qemu`]: QEMU microvm as a second virtio-net device for the probe guest;
-//! - [`sut`]: the system under test that `verify` judges (`--sut`).
+//! - [`qemu`]: QEMU's command lines for the probe guest (microvm, q35, pc);
+//! - [`sut`]: the system under test (`--sut`, `--control`): vnetbed's VMM or a QEMU build;
+//! - [`build_info`]: the revision this binary was built from.
 
+pub mod build_info;
 pub mod net;
 pub mod qemu;
 pub mod record;

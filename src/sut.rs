@@ -1,53 +1,257 @@
-//! The system under test: what `verify` runs as its B phase (`--sut SPEC`).
+//! The system under test: the VMM whose virtio-net a soak, `reproduce` or `verify` runs
+//! (`--sut SPEC`, and verify's `--control SPEC`).
 //!
-//! Today a spec names vnetbed's own VMM with a notify model:
-//! - `vnetbed` — vnetbed's device on its own queue, `fenced`;
-//! - `vnetbed:MODEL` — with notify model MODEL: `fenced`, `virtio-queue` (rust-vmm's
-//!   `virtio-queue` crate runs the queues and makes every notification decision), or a buggy
-//!   model (`unfenced`, `no-recheck`), which is expected to fail.
+//! - `vnetbed` or `vnetbed:MODEL`: vnetbed's own VMM with notify model MODEL (`fenced` by
+//!   default; `virtio-queue` runs the queues on rust-vmm's `virtio-queue` crate; the buggy
+//!   models `unfenced`, `no-recheck`, `missing-enable-fence`, `missing-notify-fence`).
+//! - `qemu` (the `qemu-system-x86_64` on PATH) or `qemu=PATH`, with options after commas:
+//!   `machine=q35|pc|microvm` (default q35), `device=virtio-net-pci|virtio-net-device`
+//!   (default virtio-net-pci; virtio-net-device needs microvm), `modern=on|off`, and
+//!   `extra=...`, which takes the rest of the spec, commas included, as more QEMU arguments
+//!   split at white space.
 //!
-//! The spec is parsed when the arguments are, so a bad one is a usage error before anything
-//! starts.
+//! A spec is parsed with the arguments, so a bad one is a usage error before anything
+//! starts; [`SutSpec::check`] then finds the QEMU binary, also before anything starts.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use vmm::devices::virtio::net::device::queue_backend_identity;
 use vmm::devices::virtio::net::NotifyModel;
 
-/// A parsed `--sut` spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::qemu::{Device, Machine};
+use crate::record::VmmIdentity;
+
+/// A parsed system-under-test spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SutSpec {
     /// vnetbed's own VMM with this notify model.
     Vnetbed {
         /// The device's notify model (or the `virtio-queue` backend).
         model: NotifyModel,
     },
+    /// A QEMU build.
+    Qemu(QemuSpec),
 }
 
-/// Why a `--sut` spec was refused.
+/// `qemu[=PATH][,machine=...][,device=...][,modern=on|off][,extra=...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuSpec {
+    /// The binary given with `qemu=PATH`; `None`: `qemu-system-x86_64` on PATH.
+    pub binary: Option<PathBuf>,
+    /// The machine type.
+    pub machine: Machine,
+    /// The virtio-net device.
+    pub device: Device,
+    /// `modern=on|off`; `None`: QEMU's default (transitional; the probe drives modern).
+    pub modern: Option<bool>,
+    /// More QEMU arguments (`extra=`).
+    pub extra: Vec<String>,
+}
+
+/// Why a spec was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SutSpecError {
-    /// The part before `:` is not a known kind of system under test.
+    /// The part before `:`, `=` or `,` is not a known kind of system under test.
     #[error(
-        "unknown system under test `{0}`: use `vnetbed` or `vnetbed:MODEL` \
-         (MODEL: fenced, virtio-queue, unfenced, no-recheck); other VMMs cannot be a system \
-         under test yet"
+        "unknown system under test `{0}`: use `vnetbed`, `vnetbed:MODEL` (MODEL: fenced, \
+         virtio-queue, unfenced, no-recheck, missing-enable-fence, missing-notify-fence), \
+         `qemu` or `qemu=PATH` with options `,machine=q35|pc|microvm`, \
+         `,device=virtio-net-pci|virtio-net-device`, `,modern=on|off`, `,extra=ARGS`"
     )]
     UnknownKind(String),
     /// The notify model after `vnetbed:` is unknown.
-    #[error("in `--sut {spec}`: {reason}")]
+    #[error("in `{spec}`: {reason}")]
     BadModel {
         /// The whole spec.
         spec: String,
         /// The notify model's parse error.
         reason: String,
     },
+    /// An option of a `qemu` spec is unknown, repeated or has a bad value.
+    #[error("in `{spec}`: {reason}")]
+    BadOption {
+        /// The whole spec.
+        spec: String,
+        /// What is wrong, and what would be right.
+        reason: String,
+    },
+    /// The QEMU binary is missing or not executable.
+    #[error("{0}")]
+    NoBinary(String),
+}
+
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" | "true" | "yes" => Some(true),
+        "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+impl QemuSpec {
+    fn parse(
+        spec: &str,
+        binary: Option<&str>,
+        options: Option<&str>,
+    ) -> Result<Self, SutSpecError> {
+        let bad = |reason: String| SutSpecError::BadOption {
+            spec: spec.to_string(),
+            reason,
+        };
+        let binary = match binary {
+            Some("") => {
+                return Err(bad(
+                    "`qemu=` needs a path: `qemu=/path/to/qemu-system-x86_64`".into(),
+                ))
+            }
+            Some(path) => Some(PathBuf::from(path)),
+            None => None,
+        };
+        let (mut machine, mut device, mut modern, mut extra) = (None, None, None, None);
+        let mut rest = options;
+        while let Some(text) = rest {
+            // `extra=` takes everything after it, commas included.
+            if let Some(args) = text.strip_prefix("extra=") {
+                let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+                if args.is_empty() {
+                    return Err(bad(
+                        "`extra=` needs QEMU arguments, e.g. `extra=-smp 2`".into()
+                    ));
+                }
+                extra = Some(args);
+                break;
+            }
+            let (option, next) = match text.split_once(',') {
+                Some((o, n)) => (o, Some(n)),
+                None => (text, None),
+            };
+            rest = next;
+            let Some((key, value)) = option.split_once('=') else {
+                return Err(bad(format!(
+                    "`{option}` is not KEY=VALUE; the options are machine=, device=, modern= and extra="
+                )));
+            };
+            let repeated = || bad(format!("`{key}` is given twice"));
+            match key {
+                "machine" => {
+                    let m = match value {
+                        "q35" => Machine::Q35,
+                        "pc" => Machine::Pc,
+                        "microvm" => Machine::Microvm,
+                        _ => return Err(bad(format!("machine `{value}`: use q35, pc or microvm"))),
+                    };
+                    if machine.replace(m).is_some() {
+                        return Err(repeated());
+                    }
+                }
+                "device" => {
+                    let d = match value {
+                        "virtio-net-pci" => Device::VirtioNetPci,
+                        "virtio-net-device" => Device::VirtioNetDevice,
+                        _ => {
+                            return Err(bad(format!(
+                                "device `{value}`: use virtio-net-pci or virtio-net-device"
+                            )))
+                        }
+                    };
+                    if device.replace(d).is_some() {
+                        return Err(repeated());
+                    }
+                }
+                "modern" => {
+                    let Some(m) = on_off(value) else {
+                        return Err(bad(format!("modern `{value}`: use on or off")));
+                    };
+                    if modern.replace(m).is_some() {
+                        return Err(repeated());
+                    }
+                }
+                _ => {
+                    return Err(bad(format!(
+                    "unknown option `{key}`: the options are machine=, device=, modern= and extra="
+                )))
+                }
+            }
+        }
+        let machine = machine.unwrap_or(Machine::Q35);
+        let device = device.unwrap_or(Device::VirtioNetPci);
+        match (machine, device, modern) {
+            (Machine::Q35 | Machine::Pc, Device::VirtioNetDevice, _) => {
+                return Err(bad(
+                    "device=virtio-net-device (virtio-mmio) needs machine=microvm".into(),
+                ))
+            }
+            (Machine::Microvm, Device::VirtioNetPci, Some(false)) => {
+                return Err(bad(
+                    "modern=off (the legacy I/O BAR) needs PCI I/O space, which microvm's PCIe \
+                     does not have: use machine=q35 or machine=pc"
+                        .into(),
+                ))
+            }
+            (_, Device::VirtioNetDevice, Some(false)) => {
+                return Err(bad(
+                    "the probe drives only modern (version 2) virtio-mmio; drop modern=off".into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok(QemuSpec {
+            binary,
+            machine,
+            device,
+            modern,
+            extra: extra.unwrap_or_default(),
+        })
+    }
+
+    /// The binary that runs: the one given, or `qemu-system-x86_64` on PATH.
+    pub fn resolve_binary(&self) -> Result<PathBuf, SutSpecError> {
+        use std::os::unix::fs::PermissionsExt;
+        match &self.binary {
+            Some(path) => match std::fs::metadata(path) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(path.clone()),
+                Ok(_) => Err(SutSpecError::NoBinary(format!(
+                    "{} is not an executable file: give the path of a qemu-system-x86_64 binary",
+                    path.display()
+                ))),
+                Err(e) => Err(SutSpecError::NoBinary(format!(
+                    "cannot use QEMU binary {}: {e}; give the path of a qemu-system-x86_64 binary",
+                    path.display()
+                ))),
+            },
+            None => {
+                crate::net::preflight::find_program(crate::qemu::DEFAULT_BINARY).ok_or_else(|| {
+                    SutSpecError::NoBinary(
+                    "qemu-system-x86_64 is not on PATH: install it (Debian/Ubuntu: apt-get install \
+                     qemu-system-x86) or name a build with `qemu=PATH`"
+                        .into(),
+                )
+                })
+            }
+        }
+    }
 }
 
 impl FromStr for SutSpec {
     type Err = SutSpecError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("qemu") {
+            // `qemu`, `qemu,OPTIONS`, `qemu=PATH`, `qemu=PATH,OPTIONS`.
+            let (binary, options) = match rest.strip_prefix('=') {
+                Some(after) => match after.split_once(',') {
+                    Some((path, options)) => (Some(path), Some(options)),
+                    None => (Some(after), None),
+                },
+                None if rest.is_empty() => (None, None),
+                None => match rest.strip_prefix(',') {
+                    Some(options) => (None, Some(options)),
+                    None => return Err(SutSpecError::UnknownKind(s.to_string())),
+                },
+            };
+            return QemuSpec::parse(s, binary, options).map(SutSpec::Qemu);
+        }
         let (kind, model) = match s.split_once(':') {
             Some((k, m)) => (k, Some(m)),
             None => (s, None),
@@ -74,25 +278,142 @@ impl fmt::Display for SutSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SutSpec::Vnetbed { model } => write!(f, "vnetbed:{model}"),
+            SutSpec::Qemu(q) => {
+                match &q.binary {
+                    Some(path) => write!(f, "qemu={}", path.display())?,
+                    None => write!(f, "qemu")?,
+                }
+                write!(
+                    f,
+                    ",machine={},device={}",
+                    q.machine.name(),
+                    q.device.name()
+                )?;
+                if let Some(m) = q.modern {
+                    write!(f, ",modern={}", if m { "on" } else { "off" })?;
+                }
+                if !q.extra.is_empty() {
+                    write!(f, ",extra={}", q.extra.join(" "))?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl SutSpec {
-    /// The notify model the VMM runs with.
-    pub fn notify_model(&self) -> NotifyModel {
+    /// vnetbed's notify model, for a vnetbed system under test.
+    pub fn notify_model(&self) -> Option<NotifyModel> {
         match self {
-            SutSpec::Vnetbed { model } => *model,
+            SutSpec::Vnetbed { model } => Some(*model),
+            SutSpec::Qemu(_) => None,
         }
     }
 
-    /// What exactly runs: the queue implementation, with the `virtio-queue` crate's version
-    /// and source when that is the backend.
+    /// A short name for directories and headings: the notify model for vnetbed
+    /// (`unfenced`, `fenced`, `virtio-queue`), `qemu` for QEMU.
+    pub fn label(&self) -> String {
+        match self {
+            SutSpec::Vnetbed { model } => model.to_string(),
+            SutSpec::Qemu(_) => "qemu".into(),
+        }
+    }
+
+    /// Whether vnetbed's own device runs, so that the device's watchdog and counters are in
+    /// the record (for QEMU only the guest's detector and counters are).
+    pub fn is_vnetbed(&self) -> bool {
+        matches!(self, SutSpec::Vnetbed { .. })
+    }
+
+    /// What can be checked before anything starts: the QEMU binary is there.
+    pub fn check(&self) -> Result<(), SutSpecError> {
+        match self {
+            SutSpec::Vnetbed { .. } => Ok(()),
+            SutSpec::Qemu(q) => q.resolve_binary().map(|_| ()),
+        }
+    }
+
+    /// What exactly runs, in one line: the queue implementation for vnetbed, with the
+    /// `virtio-queue` crate's version and source when that is the backend; the machine and
+    /// device for QEMU.
     pub fn identity(&self) -> String {
         match self {
             SutSpec::Vnetbed { model } => format!("vnetbed ({})", queue_backend_identity(*model)),
+            SutSpec::Qemu(q) => format!(
+                "QEMU {} ({}, {}{})",
+                q.binary.as_deref().map_or_else(
+                    || crate::qemu::DEFAULT_BINARY.to_string(),
+                    |p| p.display().to_string()
+                ),
+                q.machine.name(),
+                q.device.name(),
+                match q.modern {
+                    Some(true) => ", modern only",
+                    Some(false) => ", legacy only",
+                    None => "",
+                }
+            ),
         }
     }
+
+    /// The identity of the VMM binary that runs this spec: its path, SHA-256, version, the
+    /// machine and the device. Fields that cannot be read stay empty; nothing here fails.
+    pub fn vmm_identity(&self) -> VmmIdentity {
+        match self {
+            SutSpec::Vnetbed { model } => {
+                let path = std::env::current_exe().ok();
+                VmmIdentity {
+                    spec: self.to_string(),
+                    sha256: path.as_deref().and_then(sha256_of),
+                    path: path.map(|p| p.display().to_string()),
+                    version: Some(crate::build_info::version_line()),
+                    machine: "vnetbed".into(),
+                    device: format!(
+                        "virtio-net on virtio-mmio, {} notify model, {}",
+                        model,
+                        queue_backend_identity(*model)
+                    ),
+                }
+            }
+            SutSpec::Qemu(q) => {
+                let path = q.resolve_binary().ok();
+                VmmIdentity {
+                    spec: self.to_string(),
+                    sha256: path.as_deref().and_then(sha256_of),
+                    version: path.as_deref().and_then(|p| {
+                        crate::build_info::first_line_of(&p.display().to_string(), &["--version"])
+                    }),
+                    path: path.map(|p| p.display().to_string()),
+                    machine: q.machine.name().into(),
+                    device: format!(
+                        "{}{}",
+                        q.device.name(),
+                        match q.modern {
+                            Some(true) => " (modern=on)",
+                            Some(false) => " (modern=off)",
+                            None => "",
+                        }
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The SHA-256 of the file at `path`, lower-case hex (`sha256sum`'s).
+pub fn sha256_of(path: &Path) -> Option<String> {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let hex = text.split_whitespace().next()?;
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| hex.to_string())
+}
+
+/// Parse a spec for clap.
+pub fn parse_arg(s: &str) -> Result<SutSpec, String> {
+    s.parse::<SutSpec>().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -104,11 +425,12 @@ mod tests {
         let fenced = SutSpec::Vnetbed {
             model: NotifyModel::Fenced,
         };
-        assert_eq!("vnetbed".parse::<SutSpec>(), Ok(fenced));
-        assert_eq!("vnetbed:fenced".parse::<SutSpec>(), Ok(fenced));
+        assert_eq!("vnetbed".parse::<SutSpec>(), Ok(fenced.clone()));
+        assert_eq!("vnetbed:fenced".parse::<SutSpec>(), Ok(fenced.clone()));
         let vq: SutSpec = "vnetbed:virtio-queue".parse().unwrap();
-        assert_eq!(vq.notify_model(), NotifyModel::VirtioQueue);
+        assert_eq!(vq.notify_model(), Some(NotifyModel::VirtioQueue));
         assert_eq!(vq.to_string(), "vnetbed:virtio-queue");
+        assert_eq!(vq.label(), "virtio-queue");
         assert!(
             vq.identity().starts_with("vnetbed (virtio-queue 0."),
             "{}",
@@ -120,18 +442,95 @@ mod tests {
                 .parse::<SutSpec>()
                 .unwrap()
                 .notify_model(),
-            NotifyModel::Unfenced
+            Some(NotifyModel::Unfenced)
         );
     }
 
     #[test]
+    fn parses_qemu_specs_with_defaults_and_options() {
+        let SutSpec::Qemu(q) = "qemu".parse::<SutSpec>().unwrap() else {
+            panic!("not qemu")
+        };
+        assert_eq!(
+            (q.binary, q.machine, q.device, q.modern, q.extra.len()),
+            (None, Machine::Q35, Device::VirtioNetPci, None, 0)
+        );
+        let s: SutSpec = "qemu=/opt/q11/bin/qemu-system-x86_64,machine=pc,modern=off"
+            .parse()
+            .unwrap();
+        let SutSpec::Qemu(q) = &s else { panic!() };
+        assert_eq!(
+            q.binary.as_deref(),
+            Some(Path::new("/opt/q11/bin/qemu-system-x86_64"))
+        );
+        assert_eq!((q.machine, q.modern), (Machine::Pc, Some(false)));
+        assert_eq!(s.label(), "qemu");
+        assert!(!s.is_vnetbed());
+        let s: SutSpec = "qemu,machine=microvm,device=virtio-net-device,extra=-smp 2,cores=2"
+            .parse()
+            .unwrap();
+        let SutSpec::Qemu(q) = &s else { panic!() };
+        assert_eq!(q.device, Device::VirtioNetDevice);
+        assert_eq!(q.extra, ["-smp", "2,cores=2"]);
+    }
+
+    #[test]
+    fn a_spec_prints_as_it_parses() {
+        for text in [
+            "vnetbed:fenced",
+            "vnetbed:missing-notify-fence",
+            "qemu,machine=q35,device=virtio-net-pci",
+            "qemu=/x/qemu,machine=pc,device=virtio-net-pci,modern=off,extra=-smp 2",
+            "qemu,machine=microvm,device=virtio-net-device",
+        ] {
+            let spec: SutSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+            assert_eq!(spec.to_string().parse::<SutSpec>(), Ok(spec));
+        }
+    }
+
+    #[test]
     fn refuses_bad_specs_with_a_clear_message() {
-        let e = "qemu".parse::<SutSpec>().unwrap_err();
+        let e = "xen".parse::<SutSpec>().unwrap_err();
         assert!(e.to_string().contains("use `vnetbed`"), "{e}");
         let e = "vnetbed:fast".parse::<SutSpec>().unwrap_err();
         assert!(matches!(e, SutSpecError::BadModel { .. }));
         assert!(e.to_string().contains("virtio-queue"), "{e}");
         assert!("".parse::<SutSpec>().is_err());
         assert!("vnetbed:".parse::<SutSpec>().is_err());
+        assert!("qemux".parse::<SutSpec>().is_err());
+        for (spec, words) in [
+            ("qemu=", "needs a path"),
+            ("qemu,machine=virt", "use q35, pc or microvm"),
+            ("qemu,device=e1000", "virtio-net-pci or virtio-net-device"),
+            ("qemu,modern=maybe", "on or off"),
+            ("qemu,machine=pc,machine=q35", "given twice"),
+            ("qemu,vhost=on", "unknown option `vhost`"),
+            ("qemu,pc", "not KEY=VALUE"),
+            ("qemu,device=virtio-net-device", "needs machine=microvm"),
+            ("qemu,machine=microvm,modern=off", "PCI I/O space"),
+            (
+                "qemu,machine=microvm,device=virtio-net-device,modern=off",
+                "only modern",
+            ),
+            ("qemu,extra=", "needs QEMU arguments"),
+        ] {
+            let e = spec.parse::<SutSpec>().unwrap_err().to_string();
+            assert!(e.contains(words), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_binary_is_found_before_anything_starts() {
+        let spec: SutSpec = "qemu=/nonexistent/qemu-system-x86_64".parse().unwrap();
+        let e = spec.check().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/qemu-system-x86_64"), "{e}");
+        let plain = std::env::temp_dir().join(format!("vnetbed-sut-test-{}", std::process::id()));
+        std::fs::write(&plain, "not a program").unwrap();
+        let spec: SutSpec = format!("qemu={}", plain.display()).parse().unwrap();
+        let e = spec.check().unwrap_err().to_string();
+        let _ = std::fs::remove_file(&plain);
+        assert!(e.contains("not an executable"), "{e}");
+        assert!("vnetbed".parse::<SutSpec>().unwrap().check().is_ok());
     }
 }

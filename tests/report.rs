@@ -123,6 +123,8 @@ impl World {
                 interrupts: u64::from(second) * 1200,
                 polls: u64::from(second) * 1500,
                 ring_empty: u64::from(second) * 10,
+                rx_cb_enables: u64::from(second) * 1400,
+                rx_rechecks: u64::from(second),
             }),
             // Every 10 s, as the orchestrator reads them: flat, with a little wobble.
             resources: if second % 10 == 0 {
@@ -250,6 +252,9 @@ fn write_lost_kick(dir: &Path) {
                 .push(exchange(at, DhcpPhase::Renew, Some("ack"), Some(true))),
             43 => {
                 let stall = Stall {
+                    source: vnetbed::record::StallSource::Device,
+                    guest_last_used_idx: None,
+                    host_evidence: None,
                     queue: "rx".into(),
                     kind: StallKind::LostKick,
                     detected_at: 42.3,

@@ -60,6 +60,9 @@ fn write_run(verify: &Path, r: &Run) {
             .filter(|at| (elapsed - 1.0..elapsed).contains(at))
         {
             w.append(&Record::Stall(Stall {
+                source: vnetbed::record::StallSource::Device,
+                guest_last_used_idx: None,
+                host_evidence: None,
                 queue: "rx".into(),
                 kind: StallKind::LostKick,
                 detected_at: at + 1.0,
@@ -292,7 +295,7 @@ fn an_interrupted_verify_still_has_a_summary_that_report_rebuilds() {
 }
 
 #[test]
-fn b_duration_is_what_b_recorded_and_a_control_run_without_a_stall_fails() {
+fn b_duration_is_what_b_recorded_and_a_control_run_without_a_stall_leaves_no_verdict() {
     let dir = verify_dir("short-b");
     write_plan(&dir, 1);
     write_run(&dir, &control("A1-unfenced", None, 60));
@@ -322,15 +325,20 @@ fn b_duration_is_what_b_recorded_and_a_control_run_without_a_stall_fails() {
         assert_eq!(found["top_failures"], 1, "{found:#}");
     }
 
-    // With B complete, the control run that did not stall fails verify.
+    // With B complete, the control run that did not stall still leaves verify without a
+    // verdict on the fix (exit 2): this run could not have caught the bug.
     std::fs::remove_dir_all(dir.join("B-fenced")).expect("remove B");
     write_run(&dir, &fix(60, 60.0, RunOutcome::Completed));
     let (status, text) = vnetbed_report(&dir);
-    assert_eq!(status, 1, "{text}");
-    assert!(verify_json(&dir)["reason"]
-        .as_str()
-        .unwrap()
-        .contains("A1-unfenced did not stall"));
+    assert_eq!(status, 2, "{text}");
+    let v = verify_json(&dir);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("A1-unfenced (vnetbed:unfenced) did not stall")
+            && reason.contains("could not have caught the bug"),
+        "{reason}"
+    );
+    assert_eq!(v["verdict"], "error");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use vnetbed::report::incident;
 use vnetbed::soak::capture::{self as capture_mod, CaptureMode};
 use vnetbed::soak::load::LoadKind;
 use vnetbed::soak::{self, SoakPlan, StopWhen};
+use vnetbed::sut::SutSpec;
 
 use super::args::{self, Rate};
 use super::image::{BuildArgs, ImageName};
@@ -58,10 +59,12 @@ pub struct CommonArgs {
     /// Length of each bounded iperf3 run (e.g. 60s, 5m; a bare number is seconds).
     #[arg(long, default_value = "60s", value_parser = args::positive_duration)]
     pub run_length: Duration,
-    /// Race window of the buggy models (`vnetbed run --race-window`, at most 10s).
+    /// Race window of vnetbed's buggy models (`vnetbed run --race-window`, at most 10s).
     #[arg(long, value_parser = |s: &str| args::bounded_duration(s, vmm::duration::MAX_RACE_WINDOW))]
     pub race_window: Option<Duration>,
-    /// Stall watchdog timeout (`vnetbed run --stall-timeout`, at most 1h).
+    /// Stall timeout (at most 1h): vnetbed's device watchdog's (`vnetbed run
+    /// --stall-timeout`), or, for another VMM, the probe guest's detector's
+    /// (`probe.stall_timeout`). Default 1 s.
     #[arg(long, value_parser = |s: &str| args::bounded_duration(s, vmm::duration::MAX_STALL_TIMEOUT))]
     pub stall_timeout: Option<Duration>,
     /// DHCP T1 (renew) sent by the testbed's dnsmasq; default 30 s (one-minute leases).
@@ -96,11 +99,15 @@ pub struct SoakArgs {
     /// How long to run (e.g. 60s, 30m, 48h; a bare number is seconds).
     #[arg(long, value_parser = args::positive_duration)]
     pub duration: Duration,
-    /// Notification model of the device: fenced, unfenced (qemu-kvm-1.0), no-recheck,
-    /// missing-enable-fence, missing-notify-fence, or virtio-queue (rust-vmm's virtio-queue
-    /// crate runs the queues).
-    #[arg(long, default_value = "fenced", value_parser = args::notify_model)]
-    pub notify_model: NotifyModel,
+    /// The system under test: `vnetbed[:MODEL]` (vnetbed's VMM; MODEL fenced, unfenced,
+    /// no-recheck, missing-enable-fence, missing-notify-fence or virtio-queue) or
+    /// `qemu[=PATH][,machine=q35|pc|microvm][,device=virtio-net-pci|virtio-net-device][,modern=on|off][,extra=ARGS]`.
+    /// Default: vnetbed:fenced.
+    #[arg(long, value_name = "SPEC", value_parser = vnetbed::sut::parse_arg, conflicts_with = "notify_model")]
+    pub sut: Option<SutSpec>,
+    /// Shorthand for `--sut vnetbed:MODEL`.
+    #[arg(long, value_parser = args::notify_model)]
+    pub notify_model: Option<NotifyModel>,
     /// Run directory (default vnetbed-runs/soak-<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -112,9 +119,13 @@ pub struct SoakArgs {
 /// Arguments of `vnetbed reproduce`.
 #[derive(Debug, Args)]
 pub struct ReproduceArgs {
-    /// The buggy model to reproduce with.
-    #[arg(long, default_value = "unfenced", value_parser = args::notify_model)]
-    pub notify_model: NotifyModel,
+    /// The system under test to reproduce the incident on (a spec as for `soak --sut`).
+    /// Default: vnetbed:unfenced.
+    #[arg(long, value_name = "SPEC", value_parser = vnetbed::sut::parse_arg, conflicts_with = "notify_model")]
+    pub sut: Option<SutSpec>,
+    /// Shorthand for `--sut vnetbed:MODEL`.
+    #[arg(long, value_parser = args::notify_model)]
+    pub notify_model: Option<NotifyModel>,
     /// Give up after this long.
     #[arg(long, default_value = "10m", value_parser = args::positive_duration)]
     pub timeout: Duration,
@@ -132,6 +143,9 @@ pub enum SetupError {
     /// `--capture` without tcpdump.
     #[error(transparent)]
     Capture(#[from] capture_mod::CaptureError),
+    /// The system under test cannot run (a QEMU binary that is not there).
+    #[error(transparent)]
+    Sut(#[from] vnetbed::sut::SutSpecError),
     /// The guest image.
     #[error("cannot get the {guest} guest image: {detail}; build it with `vnetbed image build {guest}` or pass --kernel")]
     Image {
@@ -173,10 +187,17 @@ fn testbed_name(common: &CommonArgs) -> String {
         .unwrap_or_else(|| format!("s{}", std::process::id() % 10_000_000))
 }
 
+/// The system under test from `--sut` or `--notify-model`, or `default`.
+pub fn sut_or(sut: &Option<SutSpec>, model: Option<NotifyModel>, default: NotifyModel) -> SutSpec {
+    sut.clone().unwrap_or(SutSpec::Vnetbed {
+        model: model.unwrap_or(default),
+    })
+}
+
 /// Build a plan from the shared options.
 pub fn plan(
     common: &CommonArgs,
-    notify_model: NotifyModel,
+    sut: &SutSpec,
     duration: Duration,
     out: PathBuf,
     stop_when: StopWhen,
@@ -184,6 +205,8 @@ pub fn plan(
     if common.capture != CaptureMode::None && capture_mod::find_tcpdump().is_none() {
         return Err(capture_mod::CaptureError::NoTcpdump.into());
     }
+    // Before anything starts: the QEMU binary is there.
+    sut.check()?;
     let (kernel, initrd) = guest_image(common)?;
     Ok(SoakPlan {
         duration,
@@ -195,13 +218,9 @@ pub fn plan(
             Guest::Linux => 512,
             Guest::Probe => 64,
         }),
-        notify_model: notify_model.to_string(),
-        race_window: common
-            .race_window
-            .map(|d| humantime::format_duration(d).to_string()),
-        stall_timeout: common
-            .stall_timeout
-            .map(|d| humantime::format_duration(d).to_string()),
+        sut: sut.clone(),
+        race_window: common.race_window,
+        stall_timeout: common.stall_timeout,
         load: common.load,
         rate: common.rate.text.clone(),
         run_length: common.run_length,
@@ -261,13 +280,8 @@ pub fn soak_main(args: SoakArgs) -> i32 {
         .out
         .clone()
         .unwrap_or_else(|| soak::default_out_dir("soak"));
-    let plan = match plan(
-        &args.common,
-        args.notify_model,
-        args.duration,
-        out,
-        StopWhen::Duration,
-    ) {
+    let sut = sut_or(&args.sut, args.notify_model, NotifyModel::Fenced);
+    let plan = match plan(&args.common, &sut, args.duration, out, StopWhen::Duration) {
         Ok(p) => p,
         Err(e) => {
             report_error("vnetbed soak", &e);
@@ -298,9 +312,10 @@ pub fn reproduce_main(args: ReproduceArgs) -> i32 {
         .out
         .clone()
         .unwrap_or_else(|| soak::default_out_dir("reproduce"));
+    let sut = sut_or(&args.sut, args.notify_model, NotifyModel::Unfenced);
     let plan = match plan(
         &args.common,
-        args.notify_model,
+        &sut,
         args.timeout,
         out,
         StopWhen::IncidentComplete,

@@ -1,11 +1,14 @@
 //! `vnetbed verify`: A/B regression verification of the notification fix.
 //!
-//! - A: the buggy model, `--runs` times, each until its first stall (or `--timeout`). Every
-//!   run must stall: that shows the setup can see the bug at all. These are control runs:
-//!   their reports judge that they stalled.
+//! - A: the positive control (`--control`, by default `vnetbed:unfenced`; any spec, e.g. an
+//!   old QEMU build), `--runs` times, each until its first stall (or `--timeout`). Every run
+//!   must stall: that shows this harness, guest and load catch the bug here and now. A
+//!   control that does not stall makes the verdict `error` (exit 2): the run could not have
+//!   caught the bug.
 //! - B: the system under test (`--sut`, by default vnetbed's `fenced` model; e.g.
-//!   `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate), for the same total time and
-//!   load as A (at least `--duration`). There must be no stall and no failed renewal.
+//!   `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate, or `qemu=PATH,...`), for the
+//!   same total time and load as A (at least `--duration`). There must be no stall and no
+//!   failed renewal.
 //!
 //! One verdict. `verify.json`, a top-level `junit.xml` and `report.html` are written at the
 //! start and after every run (so an interrupted or failed verify leaves them too), next to
@@ -24,6 +27,11 @@ use super::args;
 use super::run::report_error;
 use super::soak::{guest_image, plan, CommonArgs};
 
+/// The default positive control.
+const DEFAULT_CONTROL: SutSpec = SutSpec::Vnetbed {
+    model: NotifyModel::Unfenced,
+};
+
 /// Arguments of `vnetbed verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -37,13 +45,20 @@ pub struct VerifyArgs {
     /// Give up on one A run after this long without a stall (that run, and verify, then fail).
     #[arg(long, default_value = "60s", value_parser = args::positive_duration)]
     pub timeout: Duration,
-    /// The buggy model of the A runs (the positive control): unfenced (alias qemu-kvm-1.0),
-    /// no-recheck, or a mutant of the fix: missing-enable-fence, missing-notify-fence.
-    #[arg(long, default_value = "unfenced", value_parser = args::buggy_model)]
-    pub buggy_model: NotifyModel,
-    /// The system under test of B: `vnetbed` (vnetbed's own queue, fenced) or
-    /// `vnetbed:MODEL`, e.g. `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate.
-    #[arg(long, default_value = "vnetbed", value_parser = |s: &str| s.parse::<SutSpec>().map_err(|e| e.to_string()))]
+    /// The positive control of the A runs, a spec as for `--sut`: by default vnetbed:unfenced
+    /// (qemu-kvm 1.0's race); any spec is allowed, e.g. an old QEMU build. Every control run
+    /// must stall.
+    #[arg(long, value_name = "SPEC", value_parser = vnetbed::sut::parse_arg, conflicts_with = "buggy_model")]
+    pub control: Option<SutSpec>,
+    /// Shorthand for `--control vnetbed:MODEL` with a buggy model: unfenced (alias
+    /// qemu-kvm-1.0), no-recheck, or a mutant of the fix: missing-enable-fence,
+    /// missing-notify-fence.
+    #[arg(long, value_parser = args::buggy_model)]
+    pub buggy_model: Option<NotifyModel>,
+    /// The system under test of B: `vnetbed` (vnetbed's own queue, fenced),
+    /// `vnetbed:MODEL` (e.g. `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate), or
+    /// `qemu[=PATH][,machine=q35|pc|microvm][,device=...][,modern=on|off][,extra=ARGS]`.
+    #[arg(long, value_name = "SPEC", default_value = "vnetbed", value_parser = vnetbed::sut::parse_arg)]
     pub sut: SutSpec,
     /// Run directory (default vnetbed-runs/verify-<time>).
     #[arg(long)]
@@ -97,7 +112,18 @@ pub fn main(args: VerifyArgs) -> i32 {
     let say = Say {
         json: args.common.json,
     };
-    let buggy = args.buggy_model.to_string();
+    let control = args.control.clone().unwrap_or(match args.buggy_model {
+        Some(model) => SutSpec::Vnetbed { model },
+        None => DEFAULT_CONTROL,
+    });
+    let label = control.label();
+    // Both VMMs must be there before anything starts.
+    for spec in [&control, &args.sut] {
+        if let Err(e) = spec.check() {
+            report_error("vnetbed verify", &e);
+            return 2;
+        }
+    }
     let kernel = match guest_image(&args.common) {
         Ok((k, _)) => k,
         Err(e) => {
@@ -111,11 +137,14 @@ pub fn main(args: VerifyArgs) -> i32 {
             runs: args.runs as usize,
             timeout_s: args.timeout.as_secs_f64(),
             min_b_duration_s: args.duration.as_secs_f64(),
-            buggy_model: buggy.clone(),
+            buggy_model: label.clone(),
+            control: control.to_string(),
             sut: args.sut.to_string(),
         },
         identity: Identity {
             sut: Some(args.sut.identity()),
+            sut_vmm: Some(args.sut.vmm_identity()),
+            control_vmm: Some(control.vmm_identity()),
             ..identity::gather(Some(&kernel))
         },
     };
@@ -123,10 +152,10 @@ pub fn main(args: VerifyArgs) -> i32 {
     outputs.write();
     let mut a_time = Duration::ZERO;
     for i in 1..=outputs.plan.runs {
-        let name = verify::a_dir_name(i, &buggy);
+        let name = outputs.plan.a_dir(i);
         let mut p = match plan(
             &args.common,
-            args.buggy_model,
+            &control,
             args.timeout,
             out.join(&name),
             StopWhen::FirstStall,
@@ -140,7 +169,7 @@ pub fn main(args: VerifyArgs) -> i32 {
         p.phase = Some(name.clone());
         p.expect_stall = true;
         say.line(&format!(
-            "{name}: {buggy} until the first stall (at most {} s)",
+            "{name}: {control} until the first stall (at most {} s)",
             args.timeout.as_secs()
         ));
         let started = Instant::now();
@@ -182,7 +211,7 @@ pub fn main(args: VerifyArgs) -> i32 {
     ));
     let mut p = match plan(
         &args.common,
-        args.sut.notify_model(),
+        &args.sut,
         b_duration,
         out.join(&b_dir),
         StopWhen::Duration,
@@ -230,9 +259,11 @@ fn print_summary(v: &VerifySummary, outputs: &Outputs) {
     );
     if let Some(b) = &v.b {
         outln!(
-            "fenced: {:.1} s recorded; exposure {} ring-empty -> enable cycles (lost-kick chances), {} rx \
+            "{}: {:.1} s recorded; exposure, counted by the {}: {} ring-empty -> enable cycles (lost-kick chances), {} rx \
              interrupt decisions (lost-interrupt chances), ~{:.4} h of 2012-style 1-Gbit/s iperf; verdict {}",
+            v.sut,
             b.duration_s,
+            b.exposure_source,
             b.exposure_cycles,
             b.rx_interrupt_decisions,
             b.equivalent_2012_iperf_hours,

@@ -83,6 +83,7 @@ impl RunHeader {
             started_at: rfc3339_utc(started_unix),
             config,
             host: HostInfo::detect(),
+            identity: None,
         }
     }
 }
@@ -209,6 +210,9 @@ mod tests {
     #[test]
     fn every_record_kind_round_trips() {
         let stall = Stall {
+            source: crate::record::StallSource::Device,
+            guest_last_used_idx: None,
+            host_evidence: None,
             queue: "rx".into(),
             kind: StallKind::LostKick,
             detected_at: 2.5,

@@ -51,6 +51,65 @@ pub struct RunHeader {
     pub config: RunConfig,
     /// The host it ran on.
     pub host: HostInfo,
+    /// What exactly ran: vnetbed's build, the guest image's digest, the host tools' versions.
+    /// Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Box<Identity>>,
+}
+
+/// What was tested: vnetbed's build, the guest image, the host tools, and the VMMs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// vnetbed's version.
+    pub vnetbed_version: String,
+    /// The git revision vnetbed was built from, when known.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Whether that build had uncommitted changes to tracked files, when known.
+    #[serde(default)]
+    pub dirty: Option<bool>,
+    /// The guest kernel image.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// Its SHA-256, when it could be read.
+    #[serde(default)]
+    pub kernel_sha256: Option<String>,
+    /// `dnsmasq`'s and `iperf3`'s first version line, by program.
+    #[serde(default)]
+    pub tools: std::collections::BTreeMap<String, String>,
+    /// The host: kernel and CPU.
+    #[serde(default)]
+    pub host: Option<HostInfo>,
+    /// verify: the system under test in one line (`vnetbed (virtio-queue 0.18.0 (crates.io))`,
+    /// `QEMU /usr/bin/qemu-system-x86_64 (q35, virtio-net-pci)`).
+    #[serde(default)]
+    pub sut: Option<String>,
+    /// verify: the system under test's VMM binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sut_vmm: Option<VmmIdentity>,
+    /// verify: the positive control's VMM binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_vmm: Option<VmmIdentity>,
+}
+
+/// The VMM binary a run used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VmmIdentity {
+    /// The system-under-test spec (`vnetbed:fenced`, `qemu=/opt/q/bin/qemu-system-x86_64,...`).
+    pub spec: String,
+    /// The binary's path.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Its SHA-256.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The first line of its `--version` (vnetbed: its version and git revision).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The machine (`vnetbed`, `q35`, `pc`, `microvm`).
+    pub machine: String,
+    /// The virtio-net device and its options.
+    pub device: String,
 }
 
 /// The run's configuration, as the user asked for it.
@@ -58,8 +117,16 @@ pub struct RunHeader {
 pub struct RunConfig {
     /// The guest image (`probe`, `linux`).
     pub guest: String,
-    /// The device's notify model (`fenced`, `unfenced`, `no-recheck`, `virtio-queue`).
+    /// The device's notify model (`fenced`, `unfenced`, `no-recheck`, `virtio-queue`), or
+    /// `qemu` when QEMU's own device runs.
     pub notify_model: String,
+    /// The system under test's spec (`vnetbed:fenced`, `qemu,machine=q35,...`); absent in
+    /// records from before `--sut` (then vnetbed with `notify_model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sut: Option<String>,
+    /// The VMM binary that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm: Option<Box<VmmIdentity>>,
     /// The queue implementation under test: `vnetbed` (vnetbed's own queue), or
     /// `virtio-queue VERSION (SOURCE)`, the rust-vmm crate linked into this build, with where
     /// Cargo took it from (`crates.io`, `path` for a `[patch.crates-io]` checkout, a git URL).
@@ -344,9 +411,18 @@ pub struct GuestCounters {
     /// Poll passes over the used rings.
     #[serde(default)]
     pub polls: u64,
-    /// Times the driver found its rx ring without buffers.
+    /// Times the driver found its rx ring without buffers: the device had run dry, and
+    /// asked for a kick (one chance for the lost-kick race, seen from the guest).
     #[serde(default)]
     pub ring_empty: u64,
+    /// Times the driver re-enabled rx interrupts after a poll round (`enable_cb`): each is
+    /// one rx interrupt decision the device must get right (one chance for the lost-interrupt
+    /// race, seen from the guest).
+    #[serde(default)]
+    pub rx_cb_enables: u64,
+    /// `enable_cb` re-checks that found work raced in (the fix's re-check at work).
+    #[serde(default)]
+    pub rx_rechecks: u64,
 }
 
 /// The kind of a lost notification.
@@ -357,6 +433,20 @@ pub enum StallKind {
     LostKick,
     /// The device published used entries and did not interrupt; the guest sleeps.
     LostInterrupt,
+    /// The device owes progress (buffers pending) and makes none, without either signature
+    /// (seen by the guest's detector: a hung device, not a lost notification).
+    NoProgress,
+}
+
+/// Who detected a stall.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StallSource {
+    /// vnetbed's device watchdog, which sees the device's own state.
+    #[default]
+    Device,
+    /// The probe guest's stall detector, confirmed by host evidence (any VMM).
+    Guest,
 }
 
 impl StallKind {
@@ -365,25 +455,37 @@ impl StallKind {
         match self {
             StallKind::LostKick => "lost_kick",
             StallKind::LostInterrupt => "lost_interrupt",
+            StallKind::NoProgress => "no_progress",
         }
     }
 }
 
-/// A stall signature from the VMM's watchdog.
+/// A stall signature, from vnetbed's device watchdog or the guest's detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stall {
+    /// Who detected it; absent in older records: the device.
+    #[serde(default)]
+    pub source: StallSource,
     /// The queue (`rx`, `tx`).
     pub queue: String,
     /// Lost kick or lost interrupt.
     pub kind: StallKind,
-    /// When the watchdog detected it (run-elapsed seconds).
+    /// When it was detected (run-elapsed seconds).
     pub detected_at: f64,
     /// Since when the queue has not progressed (run-elapsed seconds).
     pub stalled_since: f64,
-    /// The device's `next_avail`.
+    /// The device's `next_avail`. From the guest's detector: the device's `avail_event` as the
+    /// guest read it (with EVENT_IDX, where the device says it is).
     pub device_next_avail: u16,
-    /// The device's `next_used`.
+    /// The device's `next_used`. From the guest's detector: `used->idx` as the guest read it.
     pub device_next_used: u16,
+    /// From the guest's detector: the used index the driver had consumed up to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_last_used_idx: Option<u16>,
+    /// From the guest's detector: what the host saw that confirms it (the tap's counters
+    /// while the stall held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_evidence: Option<String>,
     /// The guest's `avail->idx`, read when detected.
     pub guest_avail_idx: u16,
     /// The guest's `used_event`, read when detected (absent without EVENT_IDX).
@@ -405,8 +507,12 @@ impl Stall {
         let used_event = self
             .guest_used_event
             .map_or_else(|| "-".to_string(), |v| v.to_string());
+        let source = match self.source {
+            StallSource::Device => "",
+            StallSource::Guest => " (guest detector)",
+        };
         format!(
-            "{} on {}: device next_avail={} next_used={}, guest avail_idx={} used_event={} flags={:#x}",
+            "{}{source} on {}: device next_avail={} next_used={}, guest avail_idx={} used_event={} flags={:#x}",
             self.kind.as_str(),
             self.queue,
             self.device_next_avail,

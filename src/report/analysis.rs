@@ -54,8 +54,10 @@ pub struct Analysis {
     pub throughput: ThroughputStats,
     /// Ping statistics.
     pub ping: PingStats,
-    /// Exposure to the lost-kick race.
+    /// Exposure to the lost-kick race, from the device's counters (vnetbed's VMM only).
     pub exposure: Exposure,
+    /// Exposure to both races from the guest's side (any VMM), from its driver's counters.
+    pub guest_exposure: GuestExposure,
     /// Every exit of the VMM, in order.
     pub vmm_exits: Vec<VmmExit>,
     /// Notes, from note records and samples, by time.
@@ -157,6 +159,19 @@ pub struct Exposure {
     pub per_minute: Option<f64>,
 }
 
+/// Exposure seen from the guest's driver, for any VMM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct GuestExposure {
+    /// Refills that found the rx ring empty: the device had run dry and asked for a kick
+    /// (chances for the lost kick).
+    pub ring_empty_refills: u64,
+    /// rx callback re-enables after a poll round: rx interrupt decisions the device had to
+    /// get right (chances for the lost interrupt).
+    pub rx_cb_enables: u64,
+    /// Whether the guest reported its counters at all.
+    pub reported: bool,
+}
+
 /// Builds an [`Analysis`] one record at a time, keeping only what the reports need (see
 /// [`Second`]): the record is read as a stream, never held whole in memory.
 #[derive(Debug, Default)]
@@ -170,6 +185,8 @@ pub struct AnalysisBuilder {
     duration_s: f64,
     previous_rx: std::collections::HashMap<String, u64>,
     rx_interrupt_decisions: u64,
+    previous_guest: Option<(u64, u64)>,
+    guest_exposure: GuestExposure,
 }
 
 impl AnalysisBuilder {
@@ -213,6 +230,13 @@ impl AnalysisBuilder {
             }
             cycles
         });
+        if let Some(g) = &s.guest {
+            let (empty, enables) = self.previous_guest.unzip();
+            self.guest_exposure.ring_empty_refills += counter_delta(empty, g.ring_empty);
+            self.guest_exposure.rx_cb_enables += counter_delta(enables, g.rx_cb_enables);
+            self.guest_exposure.reported = true;
+            self.previous_guest = Some((g.ring_empty, g.rx_cb_enables));
+        }
         self.seconds.push(Second {
             elapsed: s.elapsed,
             throughput: s.throughput.clone(),
@@ -234,6 +258,7 @@ impl AnalysisBuilder {
             mut notes,
             duration_s,
             rx_interrupt_decisions,
+            guest_exposure,
             ..
         } = self;
         seconds.sort_by(|a, b| a.elapsed.total_cmp(&b.elapsed));
@@ -252,6 +277,7 @@ impl AnalysisBuilder {
             throughput: throughput_stats(&seconds),
             ping: ping_stats(&seconds),
             exposure: exposure(&seconds, duration_s),
+            guest_exposure,
             resources: super::resources::trends(&seconds, duration_s),
             rx_interrupt_decisions,
             seconds,
@@ -399,7 +425,7 @@ fn exposure(samples: &[Second], duration_s: f64) -> Exposure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{DeviceCounters, DhcpPhase, QueueCounters, StallKind};
+    use crate::record::{DeviceCounters, DhcpPhase, QueueCounters, StallKind, StallSource};
 
     fn renewal(at: f64, reply: Option<&str>, received: Option<bool>) -> DhcpExchange {
         DhcpExchange {
@@ -521,6 +547,9 @@ mod tests {
     #[test]
     fn duplicate_stalls_count_once() {
         let stall = Stall {
+            source: StallSource::Device,
+            guest_last_used_idx: None,
+            host_evidence: None,
             queue: "rx".into(),
             kind: StallKind::LostKick,
             detected_at: 5.0,

@@ -116,7 +116,7 @@ fn clock(seconds: f64) -> String {
 mod tests {
     use super::*;
     use crate::record::{
-        DhcpExchange, DhcpPhase, Ping, RunConfig, Sample, Stall, StallKind, Throughput,
+        DhcpExchange, DhcpPhase, Ping, RunConfig, Sample, Stall, StallKind, StallSource, Throughput,
     };
 
     #[test]
@@ -146,6 +146,9 @@ mod tests {
             host_dropped: None,
         };
         let stall = Stall {
+            source: StallSource::Device,
+            guest_last_used_idx: None,
+            host_evidence: None,
             queue: "rx".into(),
             kind: StallKind::LostKick,
             detected_at: 62.0,

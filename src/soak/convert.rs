@@ -44,6 +44,9 @@ pub fn stall(ev: &Value, started_unix: f64) -> Option<Stall> {
     };
     let small = |k: &str| ev.get(k).and_then(Value::as_u64).map(|x| x as u16);
     Some(Stall {
+        source: crate::record::StallSource::Device,
+        guest_last_used_idx: None,
+        host_evidence: None,
         queue: ev.get("queue")?.as_str()?.to_string(),
         kind,
         detected_at: run_time(ev.get("detected_at"), started_unix)?,
@@ -71,6 +74,8 @@ pub fn guest_counters(line: &Value) -> GuestCounters {
         interrupts: u(line, &["interrupts", "irqs"]),
         polls: u(line, &["polls"]),
         ring_empty: u(line, &["ring_empty", "rx_ring_empty"]),
+        rx_cb_enables: u(line, &["rx_cb_enables"]),
+        rx_rechecks: u(line, &["rx_rechecks"]),
     }
 }
 

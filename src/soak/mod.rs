@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! testbed (netns, bridge, tap, dnsmasq) ─ DHCP events ─┐
-//! vnetbed run (child process: the VMM) ── serial @probe lines, event stream file ─┤
+//! the VMM (child: `vnetbed run` or QEMU) ── serial @probe lines, vnetbed's event stream ─┤
 //! iperf3 client runs (children, in the netns) ── per-second throughput ──────────┼─> one Sample a second
 //! ping (child, in the netns) ── RTT / loss ──────────────────────────────────────┘   -> timeline.jsonl
 //! ```
 //!
 //! The system under test runs in its own process, so a VMM that crashes or hangs is recorded
-//! (as a `vmm_exit`) and never takes the record with it. Every record reaches the disk before
+//! (as a `vmm_exit`) and never takes the record with it. vnetbed's own VMM reports stalls from
+//! its device watchdog; any VMM (QEMU) has the probe guest's stall detector, whose findings
+//! count once the host confirms them ([`guest_stall`]). Every record reaches the disk before
 //! the next one is written; the reports are rebuilt from the record at the end.
 
 pub mod capture;
@@ -17,6 +19,7 @@ pub mod convert;
 pub mod dhcp_track;
 pub mod disk;
 pub mod event_pipe;
+pub mod guest_stall;
 pub mod load;
 pub mod logfile;
 pub mod parse;
@@ -38,9 +41,11 @@ use crate::record::{
     RunOutcome, Sample, Throughput, TimelineWriter, VmmExit, TIMELINE_FILE,
 };
 use crate::report::{self, Progress, RunReport};
+use crate::sut::SutSpec;
 use children::{in_netns, Line, LineChild};
 use dhcp_track::{lease_state_from_word, parse_xid, DhcpTracker};
 use event_pipe::EventPipe;
+use guest_stall::{GuestStalls, Settled, TapStats};
 use load::{LoadKind, LoadMsg, LoadPlan};
 use logfile::RotatingLog;
 use parse::{ping_line, probe_line, PingLine};
@@ -70,12 +75,12 @@ pub struct SoakPlan {
     pub initrd: Option<PathBuf>,
     /// Guest memory in MiB.
     pub mem_mib: u64,
-    /// Notification model (`fenced`, `unfenced`, `no-recheck`).
-    pub notify_model: String,
-    /// Race window, as given (`--race-window`).
-    pub race_window: Option<String>,
-    /// Stall timeout, as given.
-    pub stall_timeout: Option<String>,
+    /// The system under test: vnetbed's VMM with a notify model, or a QEMU build.
+    pub sut: SutSpec,
+    /// Race window of vnetbed's buggy models (`--race-window`).
+    pub race_window: Option<Duration>,
+    /// Stall timeout: vnetbed's device watchdog's, or (for another VMM) the guest detector's.
+    pub stall_timeout: Option<Duration>,
     /// Load.
     pub load: LoadKind,
     /// UDP rate (iperf3 `-b`).
@@ -125,8 +130,11 @@ pub enum SoakError {
     #[error("cannot bring up the testbed network: {0}")]
     Testbed(#[from] crate::net::error::NetError),
     /// The VMM process.
-    #[error("cannot start the VMM (vnetbed run): {0}")]
+    #[error("cannot start the VMM: {0}")]
     Vmm(#[source] std::io::Error),
+    /// The system under test cannot run (its QEMU binary is missing).
+    #[error(transparent)]
+    Sut(#[from] crate::sut::SutSpecError),
     /// The reports.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
@@ -231,15 +239,78 @@ pub fn own_process_group(cmd: &mut Command) {
 struct Vmm {
     child: LineChild,
     serial: Receiver<Line>,
-    events: EventPipe,
+    /// vnetbed's event stream (absent for another VMM).
+    events: Option<EventPipe>,
     last_events: Vec<Value>,
     last_event_at: Instant,
+    /// Whether the VMM has printed anything yet (a firmware may boot silently for a while).
+    spoke: bool,
+}
+
+impl Vmm {
+    fn poll_events(&mut self) -> Vec<String> {
+        self.events
+            .as_mut()
+            .map(EventPipe::poll)
+            .unwrap_or_default()
+    }
 }
 
 fn start_vmm(plan: &SoakPlan, testbed: &Testbed, mac: &str) -> Result<Vmm, SoakError> {
-    let exe = std::env::current_exe().map_err(SoakError::Vmm)?;
     let info = testbed.info();
     let tap = info.taps.first().cloned().unwrap_or_default();
+    let (mut cmd, events) = match &plan.sut {
+        SutSpec::Vnetbed { model } => {
+            let (cmd, events) = vnetbed_command(plan, *model, &info.netns, &tap, mac)?;
+            (cmd, Some(events))
+        }
+        SutSpec::Qemu(q) => {
+            let binary = q.resolve_binary()?;
+            let append = match plan.stall_timeout {
+                Some(t) => format!("probe.stall_timeout={}ms", t.as_millis()),
+                None => String::new(),
+            };
+            let launch = crate::qemu::QemuLaunch {
+                binary: &binary,
+                machine: q.machine,
+                device: q.device,
+                modern: q.modern,
+                extra: &q.extra,
+                mem_mib: plan.mem_mib,
+                kernel: &plan.kernel,
+                initrd: plan.initrd.as_deref(),
+                append: &append,
+                tap: Some(&tap),
+                mac: Some(mac),
+            };
+            (launch.in_netns(&info.netns), None)
+        }
+    };
+    own_process_group(&mut cmd);
+    let (child, serial) = LineChild::spawn(&plan.sut.label(), cmd).map_err(SoakError::Vmm)?;
+    let mut events = events;
+    if let Some(e) = events.as_mut() {
+        e.spawned();
+    }
+    Ok(Vmm {
+        child,
+        serial,
+        events,
+        last_events: Vec::new(),
+        last_event_at: Instant::now(),
+        spoke: false,
+    })
+}
+
+/// `vnetbed run` for the soak, with its event stream through a pipe.
+fn vnetbed_command(
+    plan: &SoakPlan,
+    model: vmm::devices::virtio::net::NotifyModel,
+    netns: &str,
+    tap: &str,
+    mac: &str,
+) -> Result<(Command, EventPipe), SoakError> {
+    let exe = std::env::current_exe().map_err(SoakError::Vmm)?;
     let mut cmd = Command::new(exe);
     // The event stream comes through a pipe, and its reader keeps vmm-events.jsonl bounded.
     let (events, events_path) =
@@ -249,29 +320,17 @@ fn start_vmm(plan: &SoakPlan, testbed: &Testbed, mac: &str) -> Result<Vmm, SoakE
         cmd.arg("--initrd").arg(i);
     }
     cmd.args(["--mem", &plan.mem_mib.to_string()]);
-    cmd.args([
-        "--net",
-        &format!("tap={tap},netns={},mac={mac}", info.netns),
-    ]);
-    cmd.args(["--notify-model", &plan.notify_model, "--on-stall", "report"]);
-    if let Some(w) = &plan.race_window {
-        cmd.args(["--race-window", w]);
+    cmd.args(["--net", &format!("tap={tap},netns={netns},mac={mac}")]);
+    cmd.args(["--notify-model", &model.to_string(), "--on-stall", "report"]);
+    let text = |d: Duration| humantime::format_duration(d).to_string();
+    if let Some(w) = plan.race_window {
+        cmd.args(["--race-window", &text(w)]);
     }
-    if let Some(t) = &plan.stall_timeout {
-        cmd.args(["--stall-timeout", t]);
+    if let Some(t) = plan.stall_timeout {
+        cmd.args(["--stall-timeout", &text(t)]);
     }
     cmd.args(["--events", &events_path, "--serial", "stdout"]);
-    own_process_group(&mut cmd);
-    let (child, serial) = LineChild::spawn("vnetbed run", cmd).map_err(SoakError::Vmm)?;
-    let mut events = events;
-    events.spawned();
-    Ok(Vmm {
-        child,
-        serial,
-        events,
-        last_events: Vec::new(),
-        last_event_at: Instant::now(),
-    })
+    Ok((cmd, events))
 }
 
 fn start_ping(netns: &str, guest: &str) -> std::io::Result<(LineChild, Receiver<Line>)> {
@@ -306,6 +365,14 @@ pub const SERIAL_LOG_FILE: &str = "serial.log";
 /// Seconds the VMM may stay silent (no event, no serial line) before it counts as hung.
 pub const HANG_AFTER_S: u64 = 15;
 
+/// Seconds a VMM may stay silent before its first line (a firmware such as SeaBIOS boots
+/// without a word, slowly where guest real mode is emulated).
+pub const BOOT_SILENCE_S: u64 = 60;
+
+/// Seconds apart within which a guest detector's stall and a device watchdog's stall on the
+/// same queue are one stall (recorded once, as the device's, which sees more).
+const SAME_STALL_S: f64 = 5.0;
+
 /// Run a soak; the verdict is in the result.
 pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     // Before anything is created: will the record and its logs fit?
@@ -334,15 +401,17 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         path: plan.out.clone(),
         source,
     })?;
+    plan.sut.check()?;
+    let model = plan.sut.notify_model();
     let config = RunConfig {
         guest: plan.guest.clone(),
-        notify_model: plan.notify_model.clone(),
-        queue_backend: plan
-            .notify_model
-            .parse::<vmm::devices::virtio::net::NotifyModel>()
-            .ok()
-            .map(vmm::devices::virtio::net::device::queue_backend_identity),
-        race_window: plan.race_window.clone(),
+        notify_model: model.map_or_else(|| plan.sut.label(), |m| m.to_string()),
+        sut: Some(plan.sut.to_string()),
+        vmm: Some(Box::new(plan.sut.vmm_identity())),
+        queue_backend: model.map(vmm::devices::virtio::net::device::queue_backend_identity),
+        race_window: plan
+            .race_window
+            .map(|d| humantime::format_duration(d).to_string()),
         load: plan.load.name().to_string(),
         rate: (plan.load != LoadKind::None).then(|| plan.rate.clone()),
         duration_s: Some(plan.duration.as_secs_f64()),
@@ -350,7 +419,10 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         phase: plan.phase.clone(),
         expect_stall: plan.expect_stall,
     };
-    let header = RunHeader::new(config);
+    let mut header = RunHeader::new(config);
+    header.identity = Some(Box::new(crate::verify::identity::gather(Some(
+        &plan.kernel,
+    ))));
     let mut writer = TimelineWriter::create(&plan.out.join(TIMELINE_FILE), &header)?;
     let started = Instant::now();
     match drive(plan, &header, &mut writer) {
@@ -391,19 +463,12 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
     }
 }
 
-/// Frames the kernel dropped on their way into the tap (toward the guest) because the tap's
-/// queue was full: `ip -s -j link show dev TAP` in the namespace, `stats64.tx.dropped`.
-fn tap_tx_dropped(ip: &crate::net::ip::Ip, netns: &str, tap: &str) -> Option<u64> {
+/// The guest tap's counters: `ip -s -j link show dev TAP` in the namespace.
+fn tap_stats(ip: &crate::net::ip::Ip, netns: &str, tap: &str) -> Option<TapStats> {
     let json = ip
         .run_in(netns, &["-s", "-j", "link", "show", "dev", tap])
         .ok()?;
-    let links: Value = serde_json::from_str(&json).ok()?;
-    links
-        .get(0)?
-        .get("stats64")?
-        .get("tx")?
-        .get("dropped")?
-        .as_u64()
+    TapStats::from_ip_json(&json)
 }
 
 /// Sets the flag when dropped: the load thread stops on every way out of [`drive`].
@@ -443,6 +508,13 @@ fn drive(
     let mut capture = capture::Capture::start(plan.capture, &netns, &tap, &plan.out)?;
     let mut failed_renewals = 0usize;
     let mut vmm = start_vmm(plan, &testbed, &mac)?;
+    // The guest detector's findings wait here for the host's word.
+    let mut guest_stalls = GuestStalls::new();
+    // The device watchdog's stalls: (queue, stalled_since), to keep one stall from being
+    // recorded twice when the guest's detector sees it too.
+    let mut device_stalls: Vec<(String, f64)> = Vec::new();
+    // When iperf3 last reported sending to the guest (run-elapsed seconds).
+    let mut last_to_guest_at: Option<f64> = None;
     let mut serial_log = RotatingLog::create(&plan.out.join(SERIAL_LOG_FILE));
     writer.append(&Record::Note(Note {
         at: 0.0,
@@ -478,6 +550,7 @@ fn drive(
         // The guest's serial output.
         while let Ok(line) = vmm.serial.try_recv() {
             vmm.last_event_at = Instant::now();
+            vmm.spoke = true;
             serial_log.line(&line.text);
             let Some(v) = probe_line(&line.text) else {
                 continue;
@@ -566,11 +639,25 @@ fn drive(
                     last_guest_rx = Some((counters.rx_bytes, t_us));
                     guest_counters = Some(counters);
                 }
+                // The guest's own stall detector: it counts once the host confirms it.
+                Some("stall") => match guest_stall::from_line(&v, at) {
+                    Some(s) => {
+                        acc.notes.push(format!(
+                            "the guest's stall detector reported {}; the host is checking it",
+                            s.signature()
+                        ));
+                        guest_stalls.report(s);
+                    }
+                    None => acc.notes.push(format!(
+                        "unreadable stall line from the guest: {}",
+                        line.text
+                    )),
+                },
                 _ => {}
             }
         }
         // The VMM's event stream.
-        for text in vmm.events.poll() {
+        for text in vmm.poll_events() {
             let Ok(ev) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
@@ -583,6 +670,7 @@ fn drive(
                 }
                 Some("stall") => {
                     if let Some(s) = convert::stall(&ev, started_unix) {
+                        device_stalls.push((s.queue.clone(), s.stalled_since));
                         tracker.note_stall();
                         if let Some(c) = capture.as_mut() {
                             let label = format!("stall-{}", progress.stalls() + 1);
@@ -645,6 +733,7 @@ fn drive(
                 }
                 LoadMsg::Interval { to_guest, bps, .. } => {
                     if to_guest {
+                        last_to_guest_at = Some(elapsed(Instant::now()));
                         acc.to_guest.push(bps);
                     } else {
                         acc.from_guest.push(bps);
@@ -664,9 +753,14 @@ fn drive(
         // The VMM process itself.
         let now = Instant::now();
         if vmm_exit.is_none() {
+            let silence_limit = if vmm.spoke {
+                HANG_AFTER_S
+            } else {
+                BOOT_SILENCE_S
+            };
             if let Some(status) = vmm.child.try_wait() {
                 use std::os::unix::process::ExitStatusExt;
-                for text in vmm.events.poll() {
+                for text in vmm.poll_events() {
                     if let Ok(ev) = serde_json::from_str::<Value>(&text) {
                         vmm.last_events.push(ev);
                     }
@@ -684,14 +778,14 @@ fn drive(
                     expected: false,
                     last_events: vmm.last_events.clone(),
                 });
-            } else if now.duration_since(vmm.last_event_at) > Duration::from_secs(HANG_AFTER_S) {
+            } else if now.duration_since(vmm.last_event_at) > Duration::from_secs(silence_limit) {
                 vmm.child.stop(libc::SIGKILL, Duration::from_secs(2));
                 vmm_exit = Some(VmmExit {
                     at: elapsed(now),
                     status: None,
                     signal: Some(libc::SIGKILL),
                     cause: format!(
-                        "the VMM hung: no event and no serial output for {HANG_AFTER_S} s; killed"
+                        "the VMM hung: no event and no serial output for {silence_limit} s; killed"
                     ),
                     expected: false,
                     last_events: vmm.last_events.clone(),
@@ -707,9 +801,24 @@ fn drive(
         // One sample per second.
         let el = elapsed(now);
         if el >= next_sample as f64 {
-            if let Some(dropped) = ip.as_ref().and_then(|ip| tap_tx_dropped(ip, &netns, &tap)) {
-                tracker.note_tap_dropped(dropped);
+            if let Some(stats) = ip.as_ref().and_then(|ip| tap_stats(ip, &netns, &tap)) {
+                tracker.note_tap_dropped(stats.tx_dropped);
+                guest_stalls.observe_tap(el, stats);
             }
+            let load_to_guest =
+                last_to_guest_at.is_some_and(|t| t >= el - guest_stall::CONFIRM_S - 1.0);
+            let settled = guest_stalls.settle(el, load_to_guest);
+            record_guest_stalls(
+                settled,
+                &device_stalls,
+                GuestStallSinks {
+                    writer,
+                    progress: &mut progress,
+                    tracker: &mut tracker,
+                    capture: &mut capture,
+                    notes: &mut acc.notes,
+                },
+            )?;
             tracker.tick(el);
             // dnsmasq deaths: the supervisor restarts it; the record says so.
             let testbed_status = testbed.status();
@@ -812,7 +921,11 @@ fn drive(
             ));
             break;
         }
-        if now.duration_since(t0) >= plan.duration {
+        // A guest report still being checked when the time is up gets its watch first.
+        let watching = guest_stalls.has_pending()
+            && now.duration_since(t0)
+                < plan.duration + Duration::from_secs_f64(guest_stall::CONFIRM_S + 2.0);
+        if now.duration_since(t0) >= plan.duration && !watching {
             break;
         }
         if plan.stop_when == StopWhen::IncidentComplete
@@ -839,13 +952,36 @@ fn drive(
     if let Some(c) = capture.take() {
         c.stop();
     }
+    // Guest reports still being checked are decided from what the tap showed so far.
+    let settled = guest_stalls.settle_all(last_to_guest_at.is_some());
+    record_guest_stalls(
+        settled,
+        &device_stalls,
+        GuestStallSinks {
+            writer,
+            progress: &mut progress,
+            tracker: &mut tracker,
+            capture: &mut capture,
+            notes: &mut acc.notes,
+        },
+    )?;
+    if !acc.notes.is_empty() {
+        let at = t0.elapsed().as_secs_f64();
+        for text in std::mem::take(&mut acc.notes) {
+            writer.append(&Record::Note(Note { at, text }))?;
+        }
+    }
     tracker.finish();
     let events_total;
     let end_at = t0.elapsed().as_secs_f64();
     if vmm_exit.is_none() {
         let status = vmm.child.stop(libc::SIGTERM, Duration::from_secs(5));
         // The VMM is gone: the rest of its stream (its `exit` event) is in the pipe.
-        let (rest, total) = vmm.events.finish();
+        let (rest, total) = vmm
+            .events
+            .as_mut()
+            .map(EventPipe::finish)
+            .unwrap_or_default();
         events_total = total;
         vmm.last_events.extend(
             rest.iter()
@@ -864,7 +1000,7 @@ fn drive(
         });
         writer.append(&rec)?;
     } else {
-        events_total = vmm.events.finish().1;
+        events_total = vmm.events.as_mut().and_then(|e| e.finish().1);
     }
     // A last sample: exchanges closed at the end, and the lease state the run ended in (the
     // loop may stop on the very line that reported the lease lost).
@@ -891,6 +1027,53 @@ fn drive(
             .collect(),
     }))?;
     Ok(testbed)
+}
+
+/// Where a settled guest report goes.
+struct GuestStallSinks<'a> {
+    writer: &'a mut TimelineWriter,
+    progress: &'a mut Progress,
+    tracker: &'a mut DhcpTracker,
+    capture: &'a mut Option<capture::Capture>,
+    notes: &'a mut Vec<String>,
+}
+
+/// Record what the host decided about the guest's reports: a confirmed one is a stall
+/// (unless the device watchdog already recorded the same one), the rest are notes.
+fn record_guest_stalls(
+    settled: Vec<Settled>,
+    device_stalls: &[(String, f64)],
+    sinks: GuestStallSinks<'_>,
+) -> Result<(), SoakError> {
+    for s in settled {
+        match s {
+            Settled::Confirmed(stall) => {
+                let seen_by_device = device_stalls.iter().any(|(queue, since)| {
+                    *queue == stall.queue && (since - stall.stalled_since).abs() < SAME_STALL_S
+                });
+                if seen_by_device {
+                    sinks.notes.push(format!(
+                        "the guest's detector saw the device watchdog's stall too: {}",
+                        stall.signature()
+                    ));
+                    continue;
+                }
+                sinks.tracker.note_stall();
+                if let Some(c) = sinks.capture.as_mut() {
+                    let label = format!("stall-{}", sinks.progress.stalls() + 1);
+                    sinks.notes.push(c.keep(&label, stall.detected_at));
+                }
+                let rec = Record::Stall(stall);
+                sinks.writer.append(&rec)?;
+                sinks.progress.observe(&rec);
+            }
+            Settled::Unconfirmed(stall, why) => sinks.notes.push(format!(
+                "the guest's stall report was not confirmed by the host ({why}), so it does not count: {}",
+                stall.signature()
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// A default run directory under `./vnetbed-runs/`.

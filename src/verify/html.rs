@@ -63,10 +63,21 @@ pub fn render(v: &VerifySummary) -> String {
     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let mut rows = vec![
         ("vnetbed", id.vnetbed_version.clone()),
-        ("revision", dash(&id.revision)),
+        (
+            "revision",
+            format!(
+                "{}{}",
+                dash(&id.revision),
+                match id.dirty {
+                    Some(true) => " (uncommitted changes)",
+                    Some(false) => " (clean)",
+                    None => "",
+                }
+            ),
+        ),
         ("guest kernel", dash(&id.kernel)),
         ("guest kernel sha256", dash(&id.kernel_sha256)),
-        ("buggy model (A)", v.buggy_model.clone()),
+        ("control (A)", v.plan.control_spec()),
         ("system under test (B)", v.sut.clone()),
         ("system under test, exactly", dash(&id.sut)),
         (
@@ -77,6 +88,30 @@ pub fn render(v: &VerifySummary) -> String {
             ),
         ),
     ];
+    for (role, vmm) in [
+        ("control VMM", &id.control_vmm),
+        ("system under test VMM", &id.sut_vmm),
+    ] {
+        if let Some(vmm) = vmm {
+            rows.push((
+                role,
+                format!(
+                    "{} ({}, {}); sha256 {}; {}",
+                    vmm.path.as_deref().unwrap_or("-"),
+                    vmm.machine,
+                    vmm.device,
+                    vmm.sha256.as_deref().unwrap_or("-"),
+                    vmm.version.as_deref().unwrap_or("-")
+                ),
+            ));
+        }
+    }
+    if let Some(h) = &id.host {
+        rows.push((
+            "host",
+            format!("{}, {} CPUs, kernel {}", h.cpu_model, h.nproc, h.kernel),
+        ));
+    }
     rows.extend(
         id.tools
             .iter()

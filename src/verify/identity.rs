@@ -1,48 +1,28 @@
-//! What was tested, as far as vnetbed knows it by itself: its version, the git revision of
-//! the tree it runs from, the guest image's SHA-256 and the host tools' versions.
+//! What was tested, as far as vnetbed knows it by itself: its version, the git revision it
+//! was built from (with a dirty flag), the guest image's SHA-256, the host tools' versions
+//! and the host.
 
 use std::path::Path;
-use std::process::Command;
 
-use super::summary::Identity;
+use crate::build_info;
+use crate::record::{HostInfo, Identity};
 
-/// The first line a command prints, if it runs.
-fn first_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(str::to_string)
-}
-
-/// The identity of a verify of `kernel`.
+/// The identity of a run of `kernel` on this host.
 pub fn gather(kernel: Option<&Path>) -> Identity {
-    let revision = first_line(
-        "git",
-        &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"],
-    )
-    .filter(|r| r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit()));
-    let kernel_sha256 = kernel.and_then(|k| {
-        let k = k.to_str()?;
-        first_line("sha256sum", &[k])?
-            .split_whitespace()
-            .next()
-            .map(str::to_string)
-    });
     let mut tools = std::collections::BTreeMap::new();
-    for (name, args) in [("dnsmasq", ["--version"]), ("iperf3", ["--version"])] {
-        if let Some(v) = first_line(name, &args) {
+    for name in ["dnsmasq", "iperf3"] {
+        if let Some(v) = build_info::first_line_of(name, &["--version"]) {
             tools.insert(name.to_string(), v);
         }
     }
     Identity {
         vnetbed_version: env!("CARGO_PKG_VERSION").into(),
-        revision,
+        revision: build_info::revision().map(str::to_string),
+        dirty: build_info::dirty(),
         kernel: kernel.map(|k| k.display().to_string()),
-        kernel_sha256,
+        kernel_sha256: kernel.and_then(crate::sut::sha256_of),
         tools,
-        sut: None,
+        host: Some(HostInfo::detect()),
+        ..Identity::default()
     }
 }

@@ -114,9 +114,22 @@ pub fn render(v: &VerifySummary) -> String {
             ("verdict", v.verdict.as_str().to_string()),
             ("reason", v.reason.clone()),
             ("buggy_model", v.buggy_model.clone()),
+            ("control", v.plan.control_spec()),
             ("sut", v.sut.clone()),
             ("sut_identity", v.identity.sut.clone().unwrap_or_default()),
             ("vnetbed_version", v.identity.vnetbed_version.clone()),
+            (
+                "vnetbed_revision",
+                v.identity.revision.clone().unwrap_or_default(),
+            ),
+            (
+                "sut_sha256",
+                v.identity
+                    .sut_vmm
+                    .as_ref()
+                    .and_then(|m| m.sha256.clone())
+                    .unwrap_or_default(),
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -131,14 +131,18 @@ fn inferred_plan(dir: &Path) -> Option<VerifyPlan> {
     let timeout_s = header(&dir.join(a_dir_name(1, &model)))
         .and_then(|h| h.config.duration_s)
         .unwrap_or(0.0);
+    // Without verify.json a QEMU spec's binary and options are unknown; its header has it.
+    let spec_of = |d: &str| header(&dir.join(d)).and_then(|h| h.config.sut);
     let sut = b_dir_in(dir)
-        .and_then(|b| b.strip_prefix("B-").map(|m| format!("vnetbed:{m}")))
+        .and_then(|b| spec_of(&b).or_else(|| b.strip_prefix("B-").map(|m| format!("vnetbed:{m}"))))
         .unwrap_or_else(|| "vnetbed:fenced".into());
+    let control = spec_of(&a_dir_name(1, &model)).unwrap_or_default();
     Some(VerifyPlan {
         runs: runs.iter().map(|(i, _)| *i).max().unwrap_or(0),
         timeout_s,
         min_b_duration_s: 0.0,
         buggy_model: model,
+        control,
         sut,
     })
 }
@@ -167,9 +171,7 @@ pub fn rebuild(dir: &Path) -> Result<(VerifySummary, Vec<PathBuf>), VerifyError>
         ),
     };
     let mut files = Vec::new();
-    let names = (1..=plan.runs)
-        .map(|i| a_dir_name(i, &plan.buggy_model))
-        .chain([plan.b_dir()]);
+    let names = (1..=plan.runs).map(|i| plan.a_dir(i)).chain([plan.b_dir()]);
     for name in names {
         let run = dir.join(&name);
         if run.join(TIMELINE_FILE).exists() {

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::record::TIMELINE_FILE;
+use crate::report::analysis::{Analysis, GuestExposure};
 use crate::report::{self, percentile, Check, CheckStatus, Verdict};
 
 /// The schema name and version of `verify.json`.
@@ -30,15 +31,30 @@ fn default_sut() -> String {
     "vnetbed:fenced".to_string()
 }
 
-/// The directory of B for the system under test `sut` (`vnetbed:MODEL`): `B-MODEL`.
+/// The directory of B for the system under test `sut`: `B-MODEL` for `vnetbed:MODEL`,
+/// `B-qemu` for a QEMU spec.
 pub fn b_dir_name(sut: &str) -> String {
-    let model = sut.split_once(':').map_or("fenced", |(_, m)| m);
-    format!("B-{model}")
+    format!("B-{}", spec_label(sut))
 }
 
-/// The directory of A run `i` (1-based) with the buggy model `model`: `A1-unfenced`.
-pub fn a_dir_name(i: usize, model: &str) -> String {
-    format!("A{i}-{model}")
+/// A spec's short name: `fenced` for `vnetbed` and `vnetbed:fenced`, MODEL for
+/// `vnetbed:MODEL`, `qemu` for any QEMU spec. A spec that does not parse (from a newer
+/// vnetbed) keeps the part after `:`, or the whole text.
+pub fn spec_label(spec: &str) -> String {
+    match spec.parse::<crate::sut::SutSpec>() {
+        Ok(s) => s.label(),
+        Err(_) => spec.split_once(':').map_or(spec, |(_, m)| m).to_string(),
+    }
+}
+
+/// The directory of A run `i` (1-based) with the control labelled `label` (a buggy model's
+/// name, or `qemu`): `A1-unfenced`.
+pub fn a_dir_name(i: usize, label: &str) -> String {
+    format!("A{i}-{label}")
+}
+
+fn default_control() -> String {
+    String::new()
 }
 
 /// What verify was asked to do; kept in `verify.json` so that `vnetbed report` can rebuild it.
@@ -50,9 +66,14 @@ pub struct VerifyPlan {
     pub timeout_s: f64,
     /// B's minimum length (`--duration`), seconds.
     pub min_b_duration_s: f64,
-    /// The buggy model of the A runs.
+    /// The short name of the A runs' control: the buggy model (`unfenced`), or `qemu`.
     pub buggy_model: String,
-    /// The system under test of B (`--sut`, e.g. `vnetbed:fenced`, `vnetbed:virtio-queue`).
+    /// The positive control of the A runs (`--control`, e.g. `vnetbed:unfenced` or a QEMU
+    /// spec); empty in files from before `--control`: then `vnetbed:` + `buggy_model`.
+    #[serde(default = "default_control", skip_serializing_if = "String::is_empty")]
+    pub control: String,
+    /// The system under test of B (`--sut`, e.g. `vnetbed:fenced`, `vnetbed:virtio-queue`,
+    /// `qemu,machine=q35,device=virtio-net-pci`).
     #[serde(default = "default_sut")]
     pub sut: String,
 }
@@ -62,31 +83,23 @@ impl VerifyPlan {
     pub fn b_dir(&self) -> String {
         b_dir_name(&self.sut)
     }
+
+    /// A run `i`'s directory name.
+    pub fn a_dir(&self, i: usize) -> String {
+        a_dir_name(i, &self.buggy_model)
+    }
+
+    /// The control's spec.
+    pub fn control_spec(&self) -> String {
+        if self.control.is_empty() {
+            format!("vnetbed:{}", self.buggy_model)
+        } else {
+            self.control.clone()
+        }
+    }
 }
 
-/// What was tested, as far as it is known without #9's identity: vnetbed's version and
-/// revision, the guest image's digest, the host tools' versions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Identity {
-    /// vnetbed's version.
-    pub vnetbed_version: String,
-    /// The git revision of the source tree vnetbed was run from, when known.
-    #[serde(default)]
-    pub revision: Option<String>,
-    /// The guest kernel image.
-    #[serde(default)]
-    pub kernel: Option<String>,
-    /// Its SHA-256, when it could be read.
-    #[serde(default)]
-    pub kernel_sha256: Option<String>,
-    /// `dnsmasq`'s and `iperf3`'s first version line, by program.
-    #[serde(default)]
-    pub tools: std::collections::BTreeMap<String, String>,
-    /// The system under test exactly: the queue implementation, with the `virtio-queue`
-    /// crate's version and source when that is it (`vnetbed (virtio-queue 0.18.0 (crates.io))`).
-    #[serde(default)]
-    pub sut: Option<String>,
-}
+pub use crate::record::Identity;
 
 /// How one A (control) run turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -174,6 +187,11 @@ pub struct BRun {
     pub exposure_per_minute: Option<f64>,
     /// rx interrupt decisions, sent and suppressed (lost-interrupt chances).
     pub rx_interrupt_decisions: u64,
+    /// Where the two counts above come from: `device` (vnetbed's device counts them) or
+    /// `guest` (the probe's driver counts them, for a VMM vnetbed cannot see inside).
+    pub exposure_source: &'static str,
+    /// The guest's side of the exposure, for every system under test.
+    pub guest_exposure: GuestExposure,
     /// The larger of the two races' 2012 equivalences.
     pub equivalent_2012_iperf_hours: f64,
     /// Each race's exposure: `lost_kick`, `lost_interrupt`.
@@ -229,6 +247,20 @@ pub fn rx_interrupt_decisions_in(dir: &Path) -> u64 {
     report::analyse_file(&dir.join(TIMELINE_FILE)).map_or(0, |(_, a)| a.rx_interrupt_decisions)
 }
 
+/// The run's exposure to both races: (lost-kick chances, lost-interrupt chances, source).
+/// From the device's counters where vnetbed's device ran; otherwise from the guest's.
+fn exposure_counts(a: &Analysis) -> (u64, u64, &'static str) {
+    if a.seconds.iter().any(|s| s.exposure.is_some()) {
+        (a.exposure.cycles, a.rx_interrupt_decisions, "device")
+    } else {
+        (
+            a.guest_exposure.ring_empty_refills,
+            a.guest_exposure.rx_cb_enables,
+            "guest",
+        )
+    }
+}
+
 fn per_minute(count: u64, seconds: f64) -> Option<f64> {
     (seconds > 0.0).then(|| count as f64 * 60.0 / seconds)
 }
@@ -259,8 +291,9 @@ fn a_run(dir: &Path, name: String) -> ARun {
         }
     };
     run.duration_s = Some(analysis.duration_s);
-    run.exposure_cycles = Some(analysis.exposure.cycles);
-    run.rx_interrupt_decisions = Some(analysis.rx_interrupt_decisions);
+    let (cycles, decisions, _) = exposure_counts(&analysis);
+    run.exposure_cycles = Some(cycles);
+    run.rx_interrupt_decisions = Some(decisions);
     match analysis.first_stall() {
         Some(s) => {
             run.status = AStatus::Stalled;
@@ -297,8 +330,7 @@ fn b_run(dir: &Path, b_dir: &str) -> Option<BRun> {
             })
         }
     };
-    let cycles = analysis.exposure.cycles;
-    let decisions = analysis.rx_interrupt_decisions;
+    let (cycles, decisions, exposure_source) = exposure_counts(&analysis);
     let seconds = analysis.duration_s;
     let race = |chance, count: u64, rate: f64| RaceExposure {
         chance,
@@ -333,8 +365,10 @@ fn b_run(dir: &Path, b_dir: &str) -> Option<BRun> {
         planned_duration_s: timeline.header.config.duration_s,
         duration_s: seconds,
         exposure_cycles: cycles,
-        exposure_per_minute: analysis.exposure.per_minute,
+        exposure_per_minute: per_minute(cycles, seconds),
         rx_interrupt_decisions: decisions,
+        exposure_source,
+        guest_exposure: analysis.guest_exposure,
         equivalent_2012_iperf_hours: races
             .lost_kick
             .equivalent_2012_iperf_hours
@@ -362,6 +396,8 @@ fn empty_b(b_dir: &str) -> BRun {
         exposure_cycles: 0,
         exposure_per_minute: None,
         rx_interrupt_decisions: 0,
+        exposure_source: "device",
+        guest_exposure: GuestExposure::default(),
         equivalent_2012_iperf_hours: 0.0,
         races: Races {
             lost_kick: race("an rx ring-empty -> notification-enable cycle", CYCLES_PER_SECOND_2012),
@@ -382,9 +418,7 @@ fn empty_b(b_dir: &str) -> BRun {
 /// The verdict of the runs in `dir` under `plan`. Every planned run is judged from its
 /// record; a run that is missing or cannot be judged makes the verdict `error`.
 pub fn summarize(dir: &Path, plan: &VerifyPlan, identity: &Identity) -> VerifySummary {
-    let a_runs: Vec<ARun> = (1..=plan.runs)
-        .map(|i| a_run(dir, a_dir_name(i, &plan.buggy_model)))
-        .collect();
+    let a_runs: Vec<ARun> = (1..=plan.runs).map(|i| a_run(dir, plan.a_dir(i))).collect();
     let mut values: Vec<f64> = a_runs.iter().filter_map(|r| r.time_to_stall_s).collect();
     values.sort_by(f64::total_cmp);
     let time_to_stall_s = StallTimes {
@@ -412,11 +446,15 @@ pub fn summarize(dir: &Path, plan: &VerifyPlan, identity: &Identity) -> VerifySu
             Verdict::Error,
             format!("a run could not be judged, so there is no verdict on the fix: {why}"),
         ),
+        // The positive control failed: not a verdict on the system under test, but on the
+        // run itself, which could not have caught the bug.
         (None, Some(r), _) => (
-            Verdict::Fail,
+            Verdict::Error,
             format!(
-                "{} did not stall ({}): this setup cannot show the bug, so it cannot vouch for the fix",
+                "the control {} ({}) did not stall ({}): this run could not have caught the bug, \
+                 so it says nothing about the system under test",
                 r.dir,
+                plan.control_spec(),
                 r.detail.as_deref().unwrap_or("")
             ),
         ),

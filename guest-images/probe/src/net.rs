@@ -392,6 +392,7 @@ fn report_counters(net: &VirtioNet, stall_watch: &StallWatch) {
         .u64("polls", c.polls)
         .u64("rx_ring_empty", c.rx_ring_empty)
         .u64("rx_rechecks", c.rx_rechecks)
+        .u64("rx_cb_enables", c.rx_cb_enables)
         .u64("rx_merged", c.rx_merged)
         .u64("rx_errors", c.rx_errors)
         .u64("tx_ring_full", c.tx_ring_full)

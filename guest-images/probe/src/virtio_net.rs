@@ -83,6 +83,9 @@ pub struct Counters {
     pub polls: u64,
     /// `enable_cb` found work that raced in (poll again).
     pub rx_rechecks: u64,
+    /// Times rx callbacks were re-enabled after a short poll round (`enable_cb`): each is an
+    /// rx interrupt decision the device must get right, one chance for the lost interrupt.
+    pub rx_cb_enables: u64,
     /// Frames that came in more than one buffer (MRG_RXBUF).
     pub rx_merged: u64,
     /// Malformed rx completions dropped (bad length, missing merge buffers).
@@ -432,6 +435,7 @@ impl VirtioNet {
     pub fn end_poll_round(&mut self) -> Result<(), NetError> {
         self.refill_rx();
         if self.rx_scheduled && self.round_received < NAPI_BUDGET {
+            self.counters.rx_cb_enables += 1;
             if self.rx.enable_cb() {
                 self.rx_scheduled = false;
             } else {

@@ -14,6 +14,7 @@ use serde_json::json;
 use vnetbed::net::veth::{VethPair, VETH_B_ADDRESS};
 use vnetbed::soak::load::LoadKind;
 use vnetbed::soak::{self, StopWhen};
+use vnetbed::sut::SutSpec;
 
 use super::iperf::{self, Test};
 use super::{summarize, BenchError};
@@ -29,9 +30,16 @@ pub struct StallArgs {
     /// Give up on one buggy run after this long.
     #[arg(long, default_value = "60s", value_parser = crate::commands::args::positive_duration)]
     pub timeout: Duration,
-    /// The buggy model.
-    #[arg(long, default_value = "unfenced", value_parser = crate::commands::args::buggy_model)]
-    pub buggy_model: vmm::devices::virtio::net::NotifyModel,
+    /// The buggy runs' system under test (a spec as for `soak --sut`); default
+    /// vnetbed:unfenced.
+    #[arg(long, value_name = "SPEC", value_parser = vnetbed::sut::parse_arg, conflicts_with = "buggy_model")]
+    pub control: Option<SutSpec>,
+    /// Shorthand for `--control vnetbed:MODEL`.
+    #[arg(long, value_parser = crate::commands::args::buggy_model)]
+    pub buggy_model: Option<vmm::devices::virtio::net::NotifyModel>,
+    /// The system under test of the exposure soak (default vnetbed, fenced).
+    #[arg(long, value_name = "SPEC", default_value = "vnetbed", value_parser = vnetbed::sut::parse_arg)]
+    pub sut: SutSpec,
     /// Length of the fenced soak.
     #[arg(long, default_value = "60s", value_parser = crate::commands::args::positive_duration)]
     pub soak: Duration,
@@ -62,13 +70,18 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         |d| humantime::format_duration(d).to_string(),
     );
 
+    let control = crate::commands::soak::sut_or(
+        &args.control,
+        args.buggy_model,
+        vmm::devices::virtio::net::NotifyModel::Unfenced,
+    );
     // 1. Time to stall of the buggy model.
     let mut stalls = Vec::new();
     let mut runs_json = Vec::new();
     for i in 1..=args.runs.max(1) {
         let p = plan(
             &args.common,
-            args.buggy_model,
+            &control,
             args.timeout,
             out.join(format!("stall-{i:02}")),
             StopWhen::FirstStall,
@@ -79,7 +92,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
             Some(s) => {
                 eprintln!(
                     "{} run {i}: stalled at {:.2} s ({})",
-                    args.buggy_model,
+                    control,
                     s.stalled_since,
                     s.signature()
                 );
@@ -87,7 +100,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
             }
             None => eprintln!(
                 "{} run {i}: no stall within {} s",
-                args.buggy_model,
+                control,
                 args.timeout.as_secs()
             ),
         }
@@ -104,7 +117,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
     // 2. A fenced soak: exposure and throughput.
     let p = plan(
         &args.common,
-        vmm::devices::virtio::net::NotifyModel::Fenced,
+        &args.sut,
         args.soak,
         out.join("fenced"),
         StopWhen::Duration,
@@ -138,8 +151,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
 
     outln!();
     outln!(
-        "time to the first stall: {} model, race window {window}, load {} {} ({} runs, seconds from the start of each record)",
-        args.buggy_model,
+        "time to the first stall: {control}, race window {window}, load {} {} ({} runs, seconds from the start of each record)",
         args.common.load.name(),
         args.common.rate.text,
         args.runs.max(1)
@@ -159,7 +171,8 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         );
     }
     outln!(
-        "fenced soak, {:.0} s, verdict {}:",
+        "{} soak, {:.0} s, verdict {}:",
+        args.sut,
         a.duration_s,
         fenced.report.verdict.as_str()
     );
@@ -183,7 +196,9 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
     );
     let doc = json!({
         "schema": "vnetbed.bench.stall/1",
-        "buggy_model": args.buggy_model.to_string(),
+        "buggy_model": control.label(),
+        "control": control.to_string(),
+        "sut": args.sut.to_string(),
         "race_window": window,
         "load": args.common.load.name(),
         "rate": args.common.rate.text,
