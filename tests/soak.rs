@@ -7,11 +7,15 @@ mod common;
 mod probe_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::reports::{check_with_python_cases, python_with_modules, Expect, CHECKS, PLOTS};
+use common::reports::python_with_modules;
+use common::soak::{
+    check, no_testbed_left, out_dir, pid_of, report, reports_are_valid, text, wait_elapsed,
+    wait_for_samples,
+};
 use common::{require, vnetbed, Capability};
 use serde_json::Value;
 
@@ -29,12 +33,6 @@ const CAPS: &[Capability] = &[
     Capability::Program("tcpdump"),
 ];
 
-fn out_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vnetbed-soak-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 fn soak_cmd(sub: &str, out: &Path, name: &str) -> Command {
     let mut c = vnetbed();
     c.arg(sub)
@@ -43,71 +41,6 @@ fn soak_cmd(sub: &str, out: &Path, name: &str) -> Command {
         .args(["--quiet", "--name", name]);
     c.arg("--kernel").arg(probe_support::probe_image());
     c
-}
-
-fn report(out: &Path) -> Value {
-    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report.json parses")
-}
-
-fn check(report: &Value, name: &str) -> String {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .map(|c| c["status"].as_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
-/// The report files are valid for their consumers (JSON schema, a JUnit parser, XML) and say
-/// what report.json says: each check's status in junit.xml, the first stall, the plots.
-fn reports_are_valid(test: &str, out: &Path) {
-    let Some(python) = python_with_modules(test) else {
-        return;
-    };
-    let r = report(out);
-    // A control run (verify's A runs) has stalled_as_expected in place of no_stall.
-    let cases: Vec<&str> = r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    let expected_cases: Vec<&str> = CHECKS
-        .iter()
-        .map(|&c| match c {
-            "no_stall" if r["run"]["config"]["expect_stall"] == true => "stalled_as_expected",
-            c => c,
-        })
-        .collect();
-    assert_eq!(cases, expected_cases, "{}", out.display());
-    let with = |status: &str| -> Vec<&str> {
-        cases
-            .iter()
-            .copied()
-            .filter(|c| check(&r, c) == status)
-            .collect()
-    };
-    let (failures, errors, skipped) = (with("fail"), with("error"), with("skipped"));
-    let first_stall = match r["first_stall"].is_object() {
-        true => {
-            serde_json::json!({"kind": r["first_stall"]["kind"], "queue": r["first_stall"]["queue"]})
-        }
-        false => Value::Null,
-    };
-    let e = Expect {
-        verdict: r["verdict"].as_str().unwrap(),
-        failures: &failures,
-        errors: &errors,
-        skipped: &skipped,
-        first_stall,
-    };
-    // A control run stops at its first stall, which may come within a second or two of the
-    // load's start: too few samples for the plots to hold data.
-    let control = r["run"]["config"]["expect_stall"] == true;
-    let plots: &[&str] = if control { &[] } else { &PLOTS };
-    check_with_python_cases(&python, out, &e, &cases, plots);
 }
 
 /// DHCP packets in a pcap file (tcpdump's classic format): (to the server, to the client).
@@ -145,22 +78,6 @@ fn dhcp_packets(path: &Path) -> (usize, usize) {
         }
     }
     (to_server, to_client)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn no_testbed_left(name: &str) {
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&ns.stdout).contains(&format!("vnetbed-{name}")),
-        "testbed {name} left behind"
-    );
 }
 
 #[test]
@@ -360,22 +277,6 @@ fn spawn_soak(out: &Path, name: &str, duration: &str) -> std::process::Child {
         .unwrap()
 }
 
-fn wait_for_samples(out: &Path, n: usize, limit: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        let t = std::fs::read_to_string(out.join("timeline.jsonl")).unwrap_or_default();
-        if t.lines()
-            .filter(|l| l.contains("\"record\":\"sample\""))
-            .count()
-            >= n
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("fewer than {n} samples after {limit:?}");
-}
-
 #[test]
 fn sigterm_mid_soak_yields_complete_reports() {
     if !require("soak_sigterm", CAPS) {
@@ -423,16 +324,6 @@ fn sigkill_then_report_rebuilds_and_gc_cleans_up() {
     let o = vnetbed().args(["net", "gc"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     no_testbed_left("sk");
-}
-
-fn pid_of(pattern: &str) -> Option<i32> {
-    let o = Command::new("pgrep").args(["-f", pattern]).output().ok()?;
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -528,14 +419,6 @@ fn killing_dnsmasq_mid_soak_restarts_it_and_renewals_continue() {
         "no dnsmasq restart note in the timeline:\n{timeline}"
     );
     no_testbed_left("sd");
-}
-
-fn wait_elapsed(out: &Path) -> f64 {
-    let t = std::fs::read_to_string(out.join("timeline.jsonl")).unwrap_or_default();
-    t.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v["elapsed"].as_f64())
-        .fold(0.0, f64::max)
 }
 
 /// The main job, shortened: `vnetbed verify` A/B. Every unfenced run must stall, and the fenced
@@ -716,8 +599,14 @@ fn verify_with_virtio_queue_as_the_system_under_test_passes() {
 fn verify_refuses_an_unknown_system_under_test_at_once() {
     let out = out_dir("verify-bad-sut");
     for (spec, says) in [
-        ("qemu", "unknown system under test"),
+        ("xen", "unknown system under test"),
         ("vnetbed:fast", "unknown notify model"),
+        ("qemu,machine=virt", "use q35, pc or microvm"),
+        ("qemu,device=virtio-net-device", "needs machine=microvm"),
+        (
+            "qemu=/nonexistent/qemu-system-x86_64",
+            "cannot use QEMU binary",
+        ),
     ] {
         let o = vnetbed()
             .args(["verify", "--sut", spec, "--out"])

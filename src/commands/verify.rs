@@ -184,7 +184,16 @@ pub fn main(args: VerifyArgs) -> i32 {
                 )),
                 None => match r.report.analysis.not_judgeable() {
                     Some(why) => say.line(&format!("  no stall, and the run cannot tell: {why}")),
-                    None => say.line(&format!("  no stall within {} s", args.timeout.as_secs())),
+                    None => {
+                        // The positive control failed: nothing this run does can vouch for
+                        // the system under test, so it stops here.
+                        say.line(&format!(
+                            "  no stall within {} s: this run could not have caught the bug; \
+                             the system under test is not run",
+                            args.timeout.as_secs()
+                        ));
+                        return finish(&outputs, &say, 2);
+                    }
                 },
             },
             Err(e) => {

@@ -24,6 +24,9 @@ pub struct Second {
     /// rx queues' `notify_enables` since the previous sample with device counters); `None`
     /// without device counters.
     pub exposure: Option<u64>,
+    /// The guest's side in this sample: (refills that found the rx ring empty, rx callback
+    /// re-enables) since the previous sample with guest counters; `None` without them.
+    pub guest_exposure: Option<(u64, u64)>,
     /// The processes' resources, when read in this second.
     pub resources: Vec<ProcessResources>,
 }
@@ -230,19 +233,25 @@ impl AnalysisBuilder {
             }
             cycles
         });
-        if let Some(g) = &s.guest {
+        let guest_exposure = s.guest.as_ref().map(|g| {
             let (empty, enables) = self.previous_guest.unzip();
-            self.guest_exposure.ring_empty_refills += counter_delta(empty, g.ring_empty);
-            self.guest_exposure.rx_cb_enables += counter_delta(enables, g.rx_cb_enables);
+            let delta = (
+                counter_delta(empty, g.ring_empty),
+                counter_delta(enables, g.rx_cb_enables),
+            );
+            self.guest_exposure.ring_empty_refills += delta.0;
+            self.guest_exposure.rx_cb_enables += delta.1;
             self.guest_exposure.reported = true;
             self.previous_guest = Some((g.ring_empty, g.rx_cb_enables));
-        }
+            delta
+        });
         self.seconds.push(Second {
             elapsed: s.elapsed,
             throughput: s.throughput.clone(),
             ping: s.ping.clone(),
             lease: s.lease,
             exposure,
+            guest_exposure,
             resources: s.resources.clone(),
         });
     }

@@ -334,14 +334,25 @@ fn stats_table(s: &mut String, a: &Analysis) {
                 opt(a.ping.rtt_ms.p99, &ms)
             ),
         ),
-        (
-            "exposure (rx ring-empty → notify-enable cycles)",
-            format!(
-                "{} in total, {} per minute",
-                a.exposure.cycles,
-                opt(a.exposure.per_minute, &|v| format!("{v:.0}"))
-            ),
-        ),
+        if device_counted(a) {
+            (
+                "exposure (rx ring-empty → notify-enable cycles)",
+                format!(
+                    "{} in total, {} per minute",
+                    a.exposure.cycles,
+                    opt(a.exposure.per_minute, &|v| format!("{v:.0}"))
+                ),
+            )
+        } else {
+            (
+                "exposure, counted by the guest",
+                format!(
+                    "{} rx ring-empty refills (lost-kick chances), {} rx callback re-enables \
+                     (lost-interrupt chances)",
+                    a.guest_exposure.ring_empty_refills, a.guest_exposure.rx_cb_enables
+                ),
+            )
+        },
         (
             "VMM exit",
             a.vmm_exit().map_or("-".to_string(), |e| {
@@ -410,7 +421,11 @@ fn plots(timeline: &Timeline, a: &Analysis, markers: &[Marker]) -> Vec<(Plot, &'
         (throughput_plot(timeline, a, x_max, markers), "iperf3 throughput per second in each direction; dashed lines mark stalls and their consequences (hover for the signature)."),
         (ping_plot(a, x_max, markers), "Ping round-trip time each second; red crosses are pings without a reply."),
         (dhcp_plot(a, x_max, markers), "Lease state of the guest, and every DHCP exchange: renewals answered and received (green), failed (red cross), undecided (grey)."),
-        (exposure_plot(a, x_max, markers), "rx ring-empty → notification-enable cycles per second: each one is a chance for the lost-kick race."),
+        if device_counted(a) {
+            (exposure_plot(a, x_max, markers), "rx ring-empty → notification-enable cycles per second: each one is a chance for the lost-kick race.")
+        } else {
+            (guest_exposure_plot(a, x_max, markers), "Counted by the guest's driver (the VMM's device is not vnetbed's): rx refills that found the ring empty (chances for the lost kick) and rx callback re-enables (chances for the lost interrupt), per second.")
+        },
     ]
 }
 
@@ -633,6 +648,41 @@ fn lease_color(state: LeaseState) -> &'static str {
         LeaseState::Init | LeaseState::Selecting | LeaseState::Requesting | LeaseState::Expired => {
             "#ef9a9a"
         }
+    }
+}
+
+/// Whether vnetbed's device counted the exposure (else only the guest did).
+fn device_counted(a: &Analysis) -> bool {
+    a.seconds.iter().any(|s| s.exposure.is_some())
+}
+
+fn guest_exposure_plot(a: &Analysis, x_max: f64, markers: &[Marker]) -> Plot {
+    let series = |pick: fn((u64, u64)) -> u64| -> Vec<(f64, Option<f64>)> {
+        a.seconds
+            .iter()
+            .filter_map(|s| s.guest_exposure.map(|g| (s.elapsed, Some(pick(g) as f64))))
+            .collect()
+    };
+    Plot {
+        id: "exposure",
+        title: "Exposure, counted by the guest".into(),
+        y_label: "per second".into(),
+        height: 220.0,
+        x_max,
+        lines: vec![
+            Line {
+                name: "rx callback re-enables/s".into(),
+                color: "#6d4c41",
+                points: series(|g| g.1),
+            },
+            Line {
+                name: "rx ring-empty refills/s".into(),
+                color: "#1e88e5",
+                points: series(|g| g.0),
+            },
+        ],
+        markers: markers.to_vec(),
+        ..Plot::default()
     }
 }
 

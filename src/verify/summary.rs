@@ -442,13 +442,9 @@ pub fn summarize(dir: &Path, plan: &VerifyPlan, identity: &Identity) -> VerifySu
         });
     let no_stall = a_runs.iter().find(|r| r.status == AStatus::NoStall);
     let (verdict, reason) = match (&unjudged, no_stall, &b) {
-        (Some(why), ..) => (
-            Verdict::Error,
-            format!("a run could not be judged, so there is no verdict on the fix: {why}"),
-        ),
         // The positive control failed: not a verdict on the system under test, but on the
-        // run itself, which could not have caught the bug.
-        (None, Some(r), _) => (
+        // run itself, which could not have caught the bug (whatever else is missing).
+        (_, Some(r), _) => (
             Verdict::Error,
             format!(
                 "the control {} ({}) did not stall ({}): this run could not have caught the bug, \
@@ -457,6 +453,10 @@ pub fn summarize(dir: &Path, plan: &VerifyPlan, identity: &Identity) -> VerifySu
                 plan.control_spec(),
                 r.detail.as_deref().unwrap_or("")
             ),
+        ),
+        (Some(why), None, _) => (
+            Verdict::Error,
+            format!("a run could not be judged, so there is no verdict on the fix: {why}"),
         ),
         (None, None, Some(b)) if b.verdict != Verdict::Pass => {
             let failed = b

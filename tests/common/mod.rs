@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod reports;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
