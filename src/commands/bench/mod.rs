@@ -70,7 +70,7 @@ pub enum BenchError {
     #[error("probe guest on {vmm}: {detail}")]
     Guest {
         /// Which VMM.
-        vmm: &'static str,
+        vmm: String,
         /// What happened, with the console's last lines.
         detail: String,
     },

@@ -1,6 +1,7 @@
-//! `vnetbed bench network`: the probe guest's network on vnetbed (on its own queue and on
-//! rust-vmm's virtio-queue), on QEMU microvm (virtio-net-device) and on QEMU q35
-//! (virtio-net-pci), next to a veth pair between two namespaces, all from one run:
+//! `vnetbed bench network`: the probe guest's network on each system under test (by default
+//! vnetbed on its own queue and on rust-vmm's virtio-queue, QEMU microvm's
+//! virtio-net-device and QEMU q35's virtio-net-pci; or the `--sut` specs given), next to a
+//! veth pair between two namespaces, all from one run:
 //! - boot -> DHCP bound (process start to the `bound` line; and the guest's own clock);
 //! - iperf3 TCP and UDP, both directions, with the real `iperf3` client in the testbed's
 //!   namespace and the probe's iperf3 server (or `iperf3 -s` on the veth pair's far side).
@@ -14,8 +15,9 @@ use vnetbed::net::veth::{VethPair, VETH_B_ADDRESS};
 use vnetbed::net::{Testbed, TestbedConfig};
 
 use super::iperf::{self, Outcome, Test};
-use super::probe::{ProbeGuest, Vmm};
+use super::probe::{setup_name, ProbeGuest};
 use super::{probe_image, summarize, BenchError};
+use vnetbed::sut::SutSpec;
 
 /// Arguments of `vnetbed bench network`.
 #[derive(Debug, Args)]
@@ -32,6 +34,24 @@ pub struct NetworkArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// A system under test to measure (repeatable), a spec as for `soak --sut`. Default:
+    /// vnetbed, vnetbed:virtio-queue, qemu,machine=microvm,device=virtio-net-device and qemu
+    /// (q35, virtio-net-pci).
+    #[arg(long = "sut", value_name = "SPEC", value_parser = vnetbed::sut::parse_arg)]
+    pub suts: Vec<SutSpec>,
+}
+
+/// The systems measured without `--sut`.
+fn default_suts() -> Vec<SutSpec> {
+    [
+        "vnetbed",
+        "vnetbed:virtio-queue",
+        "qemu,machine=microvm,device=virtio-net-device",
+        "qemu",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect()
 }
 
 /// One row of the throughput table.
@@ -42,7 +62,7 @@ struct Row {
 
 /// Boot -> bound of one VMM.
 struct Boots {
-    vmm: Vmm,
+    vmm: String,
     wall_ms: Vec<f64>,
     guest_ms: Vec<f64>,
 }
@@ -79,11 +99,12 @@ fn veth_reference(args: &NetworkArgs) -> Result<Row, BenchError> {
 }
 
 fn probe_on(
-    vmm: Vmm,
+    sut: &SutSpec,
     args: &NetworkArgs,
     image: &std::path::Path,
 ) -> Result<(Row, Boots), BenchError> {
-    eprintln!("probe guest on {}", vmm.name());
+    let name = setup_name(sut);
+    eprintln!("probe guest on {name}");
     let testbed = Testbed::up(TestbedConfig {
         name: format!("bn{}", std::process::id() % 100_000),
         taps: 1,
@@ -91,13 +112,13 @@ fn probe_on(
     })?;
     let netns = testbed.info().netns.clone();
     let mut boots = Boots {
-        vmm,
+        vmm: name.clone(),
         wall_ms: Vec::new(),
         guest_ms: Vec::new(),
     };
     let mut cells = Vec::new();
     for i in 0..args.boots.max(1) {
-        let mut guest = ProbeGuest::start(vmm, image, &testbed)?;
+        let mut guest = ProbeGuest::start(sut, image, &testbed)?;
         let bound = guest.wait_ready(Duration::from_secs(30))?;
         eprintln!(
             "  boot {}: bound {} after {:.1} ms (guest clock {:.1} ms)",
@@ -118,7 +139,7 @@ fn probe_on(
     }
     Ok((
         Row {
-            setup: format!("probe guest on {}", vmm.name()),
+            setup: format!("probe guest on {name}"),
             cells,
         },
         boots,
@@ -145,23 +166,22 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
     let image = probe_image()?;
     let mut rows = vec![veth_reference(args)?];
     let mut boots = Vec::new();
-    for vmm in [
-        Vmm::Vnetbed,
-        Vmm::VnetbedVirtioQueue,
-        Vmm::Qemu,
-        Vmm::QemuPci,
-    ] {
+    let suts = if args.suts.is_empty() {
+        default_suts()
+    } else {
+        args.suts.clone()
+    };
+    for sut in &suts {
         if vnetbed::soak::stop_signal().is_some() {
             return Err(BenchError::Interrupted);
         }
-        if matches!(vmm, Vmm::Qemu | Vmm::QemuPci)
-            && vnetbed::net::preflight::find_program("qemu-system-x86_64").is_none()
-        {
-            outln!("{}: not measured: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)", vmm.name());
+        let name = setup_name(sut);
+        if let Err(e) = sut.check() {
+            outln!("{name}: not measured: {e}");
             continue;
         }
         // A VMM that cannot be measured leaves its row failed; the other rows still print.
-        match probe_on(vmm, args, &image) {
+        match probe_on(sut, args, &image) {
             Ok((row, b)) => {
                 rows.push(row);
                 boots.push(b);
@@ -170,7 +190,7 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
             Err(e) => {
                 eprintln!("{e}");
                 rows.push(Row {
-                    setup: format!("probe guest on {}", vmm.name()),
+                    setup: format!("probe guest on {name}"),
                     cells: Test::ALL.iter().map(|_| Err(e.to_string())).collect(),
                 });
             }
@@ -189,7 +209,7 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
         let g = summarize(&b.guest_ms);
         outln!(
             "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
-            b.vmm.name(),
+            b.vmm,
             w.min,
             w.p50,
             w.p90,
@@ -231,7 +251,7 @@ pub fn run(args: &NetworkArgs) -> Result<(), BenchError> {
             "seconds": args.seconds,
             "udp_rate": args.udp_rate.text,
             "boot_to_bound_ms": boots.iter().map(|b| json!({
-                "vmm": b.vmm.name(), "wall": b.wall_ms, "guest_clock": b.guest_ms})).collect::<Vec<_>>(),
+                "vmm": b.vmm, "wall": b.wall_ms, "guest_clock": b.guest_ms})).collect::<Vec<_>>(),
             "iperf3": rows.iter().map(|r| json!({
                 "setup": r.setup,
                 "tcp_to": cell_json(&r.cells[0]),

@@ -1,6 +1,6 @@
-//! The probe guest as a benchmark subject: booted on vnetbed (`vnetbed run --net`), on QEMU
-//! microvm (virtio-net-device) or on QEMU q35 (virtio-net-pci), its NIC on a testbed's tap,
-//! its `@probe` agent lines read as they arrive.
+//! The probe guest as a benchmark subject: booted on any system under test (`--sut`:
+//! vnetbed's VMM with a notify model, or a QEMU build on q35, pc or microvm), its NIC on a
+//! testbed's tap, its `@probe` agent lines read as they arrive.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -9,34 +9,36 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vmm::devices::virtio::net::NotifyModel;
 use vnetbed::net::Testbed;
 use vnetbed::soak::children::{Line, LineChild};
 use vnetbed::soak::own_process_group;
 use vnetbed::soak::parse::probe_line;
+use vnetbed::sut::SutSpec;
 
 use super::BenchError;
 
-/// The VMM a probe runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vmm {
-    /// vnetbed's own virtio-net device, fenced model.
-    Vnetbed,
-    /// vnetbed's virtio-net device with its queues on rust-vmm's virtio-queue crate.
-    VnetbedVirtioQueue,
-    /// QEMU microvm's virtio-net-device.
-    Qemu,
-    /// QEMU q35's virtio-net-pci (modern, MSI-X; SeaBIOS boots the probe).
-    QemuPci,
-}
-
-impl Vmm {
-    /// Name in tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Vmm::Vnetbed => "vnetbed",
-            Vmm::VnetbedVirtioQueue => "vnetbed (virtio-queue)",
-            Vmm::Qemu => "QEMU microvm virtio-net-device",
-            Vmm::QemuPci => "QEMU q35 virtio-net-pci",
+/// The name of a system under test in the benchmark's tables: `vnetbed`,
+/// `vnetbed (virtio-queue)`, `QEMU q35 virtio-net-pci`, `QEMU pc virtio-net-pci legacy
+/// (/opt/q/bin/qemu-system-x86_64)`.
+pub fn setup_name(sut: &SutSpec) -> String {
+    match sut {
+        SutSpec::Vnetbed { model } if *model == NotifyModel::Fenced => "vnetbed".into(),
+        SutSpec::Vnetbed { model } => format!("vnetbed ({model})"),
+        SutSpec::Qemu(q) => {
+            let mut name = format!("QEMU {} {}", q.machine.name(), q.device.name());
+            match q.modern {
+                Some(false) => name.push_str(" legacy"),
+                Some(true) => name.push_str(" modern-only"),
+                None => {}
+            }
+            if let Some(binary) = &q.binary {
+                name.push_str(&format!(" ({})", binary.display()));
+            }
+            if !q.extra.is_empty() {
+                name.push_str(&format!(" [{}]", q.extra.join(" ")));
+            }
+            name
         }
     }
 }
@@ -58,16 +60,17 @@ pub struct ProbeGuest {
     lines: Receiver<Line>,
     started: Instant,
     tail: VecDeque<String>,
-    vmm: Vmm,
+    name: String,
 }
 
 impl ProbeGuest {
-    /// Boot `image` on `vmm`, its NIC on the testbed's first tap.
-    pub fn start(vmm: Vmm, image: &Path, testbed: &Testbed) -> Result<ProbeGuest, BenchError> {
+    /// Boot `image` on `sut`, its NIC on the testbed's first tap.
+    pub fn start(sut: &SutSpec, image: &Path, testbed: &Testbed) -> Result<ProbeGuest, BenchError> {
         let info = testbed.info();
         let tap = info.taps.first().cloned().unwrap_or_default();
-        let mut cmd = match vmm {
-            Vmm::Vnetbed | Vmm::VnetbedVirtioQueue => {
+        let name = setup_name(sut);
+        let mut cmd = match sut {
+            SutSpec::Vnetbed { model } => {
                 let exe = std::env::current_exe().map_err(|e| BenchError::Io {
                     what: "locate the vnetbed binary".into(),
                     source: e,
@@ -82,26 +85,36 @@ impl ProbeGuest {
                     "console=ttyS0",
                     "--net",
                     &format!("tap={tap},netns={}", info.netns),
+                    "--notify-model",
+                    &model.to_string(),
                 ]);
-                if vmm == Vmm::VnetbedVirtioQueue {
-                    cmd.args(["--notify-model", "virtio-queue"]);
-                }
                 cmd
             }
-            Vmm::Qemu => vnetbed::qemu::microvm_in_netns(&info.netns, image, "", &tap),
-            Vmm::QemuPci => vnetbed::qemu::pci_in_netns(
-                &info.netns,
-                vnetbed::qemu::PciMachine::Q35,
-                vnetbed::qemu::PciInterface::Modern,
-                image,
-                "",
-                &tap,
-            ),
+            SutSpec::Qemu(q) => {
+                let binary = q.resolve_binary().map_err(|e| BenchError::Guest {
+                    vmm: name.clone(),
+                    detail: e.to_string(),
+                })?;
+                vnetbed::qemu::QemuLaunch {
+                    binary: &binary,
+                    machine: q.machine,
+                    device: q.device,
+                    modern: q.modern,
+                    extra: &q.extra,
+                    mem_mib: 64,
+                    kernel: image,
+                    initrd: None,
+                    append: "",
+                    tap: Some(&tap),
+                    mac: None,
+                }
+                .in_netns(&info.netns)
+            }
         };
         own_process_group(&mut cmd);
         let started = Instant::now();
-        let (child, lines) = LineChild::spawn(vmm.name(), cmd).map_err(|e| BenchError::Io {
-            what: format!("start the probe on {}", vmm.name()),
+        let (child, lines) = LineChild::spawn(&name, cmd).map_err(|e| BenchError::Io {
+            what: format!("start the probe on {name}"),
             source: e,
         })?;
         Ok(ProbeGuest {
@@ -109,7 +122,7 @@ impl ProbeGuest {
             lines,
             started,
             tail: VecDeque::new(),
-            vmm,
+            name,
         })
     }
 
@@ -159,7 +172,7 @@ impl ProbeGuest {
             .try_wait()
             .map_or("still running".to_string(), |s| s.to_string());
         BenchError::Guest {
-            vmm: self.vmm.name(),
+            vmm: self.name.clone(),
             detail: format!(
                 "no {what}: {why} ({status}); console, last lines:\n{}",
                 Vec::from(self.tail.clone()).join("\n")
@@ -187,7 +200,7 @@ impl ProbeGuest {
             .as_str()
             .and_then(|a| a.split('/').next())
             .ok_or_else(|| BenchError::Guest {
-                vmm: self.vmm.name(),
+                vmm: self.name.clone(),
                 detail: format!("a bound event without an address: {v}"),
             })?
             .to_string();
