@@ -329,7 +329,8 @@ fn spawn_qemu_soak(out: &Path, name: &str) -> std::process::Child {
 }
 
 /// QEMU killed mid-soak is the VMM dying, with its signal; a soak stopped with SIGTERM ends
-/// its record and reports. After either, no QEMU, netns, tap or dnsmasq is left.
+/// its record and reports; a soak killed with SIGKILL takes QEMU with it, and `net gc`
+/// removes its testbed. After each, no QEMU, netns, tap or dnsmasq is left.
 #[test]
 fn qemu_killed_or_the_soak_stopped_leaves_nothing_behind() {
     if !require("sut_qemu_killed", CAPS) {
@@ -372,6 +373,24 @@ fn qemu_killed_or_the_soak_stopped_leaves_nothing_behind() {
     reports_are_valid("sut_qemu_sigterm", &out);
     no_qemu_left("qt");
     no_testbed_left("qt");
+
+    // SIGKILL of the orchestrator: QEMU dies with it (parent-death signal), and `net gc`
+    // removes the testbed it left.
+    let out = out_dir("sut-qemu-sigkill");
+    let mut child = spawn_qemu_soak(&out, "qx");
+    wait_for_samples(&out, 6, Duration::from_secs(90));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pid_of("qemu-system-x86_64.*ifname=vnbqxt0").is_some()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    no_qemu_left("qx");
+    let o = vnetbed().args(["net", "gc"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    no_testbed_left("qx");
 }
 
 /// The guest's stall detector, not the device watchdog (held off with a long timeout),
