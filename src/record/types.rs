@@ -425,18 +425,8 @@ pub struct GuestCounters {
     pub rx_rechecks: u64,
 }
 
-/// The kind of a lost notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StallKind {
-    /// The guest published buffers and did not kick; the device waits for a kick.
-    LostKick,
-    /// The device published used entries and did not interrupt; the guest sleeps.
-    LostInterrupt,
-    /// The device owes progress (buffers pending) and makes none, without either signature
-    /// (seen by the guest's detector: a hung device, not a lost notification).
-    NoProgress,
-}
+/// The kind of a lost notification: the VMM's event type, shared with the record.
+pub use vmm::events::StallKind;
 
 /// Who detected a stall.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -447,17 +437,6 @@ pub enum StallSource {
     Device,
     /// The probe guest's stall detector, confirmed by host evidence (any VMM).
     Guest,
-}
-
-impl StallKind {
-    /// The name used in the record and the reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StallKind::LostKick => "lost_kick",
-            StallKind::LostInterrupt => "lost_interrupt",
-            StallKind::NoProgress => "no_progress",
-        }
-    }
 }
 
 /// A stall signature, from vnetbed's device watchdog or the guest's detector.

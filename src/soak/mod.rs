@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vmm::events::Event;
 
 use crate::net::{Testbed, TestbedConfig};
 use crate::record::{
@@ -515,6 +516,8 @@ fn drive(
     let mut device_stalls: Vec<(String, f64)> = Vec::new();
     // When iperf3 last reported sending to the guest (run-elapsed seconds).
     let mut last_to_guest_at: Option<f64> = None;
+    // Kinds of VMM event this vnetbed could not read, each reported once.
+    let mut unknown_events: std::collections::BTreeSet<String> = Default::default();
     let mut serial_log = RotatingLog::create(&plan.out.join(SERIAL_LOG_FILE));
     writer.append(&Record::Note(Note {
         at: 0.0,
@@ -658,41 +661,60 @@ fn drive(
         }
         // The VMM's event stream.
         for text in vmm.poll_events() {
-            let Ok(ev) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
             vmm.last_event_at = Instant::now();
-            match ev.get("event").and_then(Value::as_str) {
-                Some("counters") => {
-                    if let Some(q) = convert::queue_counters(&ev) {
-                        device.insert(q.queue.clone(), q);
-                    }
-                }
-                Some("stall") => {
-                    if let Some(s) = convert::stall(&ev, started_unix) {
-                        device_stalls.push((s.queue.clone(), s.stalled_since));
-                        tracker.note_stall();
-                        if let Some(c) = capture.as_mut() {
-                            let label = format!("stall-{}", progress.stalls() + 1);
-                            acc.notes.push(c.keep(&label, s.detected_at));
+            let value = match convert::event_line(&text) {
+                convert::EventLine::Known(ev, value) => {
+                    match ev.event {
+                        Event::Counters(c) => {
+                            let q = convert::queue_counters(&c);
+                            device.insert(q.queue.clone(), q);
                         }
-                        let rec = Record::Stall(s);
-                        writer.append(&rec)?;
-                        progress.observe(&rec);
+                        Event::Stall(s) => {
+                            let s = convert::stall(&s, started_unix);
+                            device_stalls.push((s.queue.clone(), s.stalled_since));
+                            tracker.note_stall();
+                            if let Some(c) = capture.as_mut() {
+                                let label = format!("stall-{}", progress.stalls() + 1);
+                                acc.notes.push(c.keep(&label, s.detected_at));
+                            }
+                            let rec = Record::Stall(s);
+                            writer.append(&rec)?;
+                            progress.observe(&rec);
+                        }
+                        Event::Error(e) => acc.notes.push(format!(
+                            "VMM error event: {} ({}{}): {}",
+                            e.kind,
+                            e.device,
+                            e.queue.map_or_else(String::new, |q| format!(", queue {q}")),
+                            e.error
+                        )),
+                        // A reported stall ended by itself (transient): keep what rescued it.
+                        Event::Recovered(r) => acc.notes.push(format!(
+                            "stall on {} ({}) recovered after {} ms, rescued by {}",
+                            r.queue,
+                            r.kind.as_str(),
+                            r.stalled_ms,
+                            r.cause.as_str(),
+                        )),
+                        Event::Start(_) | Event::Exit(_) | Event::DeviceActivated(_) => {}
                     }
+                    value
                 }
-                Some("error") => acc.notes.push(format!("VMM error event: {ev}")),
-                // A reported stall ended by itself (transient): keep what rescued it.
-                Some("recovered") => acc.notes.push(format!(
-                    "stall on {} ({}) recovered after {} ms, rescued by {}",
-                    ev["queue"].as_str().unwrap_or("?"),
-                    ev["kind"].as_str().unwrap_or("?"),
-                    ev["stalled_ms"].as_u64().unwrap_or(0),
-                    ev["cause"].as_str().unwrap_or("?"),
-                )),
-                _ => {}
-            }
-            vmm.last_events.push(ev);
+                // Kept and reported, never dropped: once per kind, the rest is in the log.
+                convert::EventLine::Unknown(name, value) => {
+                    let name = name.unwrap_or_else(|| "(untagged)".into());
+                    if unknown_events.insert(name.clone()) {
+                        acc.notes.push(format!(
+                            "the VMM wrote an event this vnetbed cannot read (kind `{name}`; \
+                             every one is kept in {VMM_EVENTS_FILE}): {}",
+                            value.to_string().chars().take(300).collect::<String>()
+                        ));
+                    }
+                    value
+                }
+                convert::EventLine::Garbage => continue,
+            };
+            vmm.last_events.push(value);
             if vmm.last_events.len() > 10 {
                 vmm.last_events.remove(0);
             }

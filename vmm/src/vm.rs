@@ -28,7 +28,7 @@ use crate::boot::params::{self, InitrdPlacement, ParamsError};
 use crate::devices::bus::{Bus, BusError, SharedDevice};
 use crate::devices::legacy::{DebugExit, I8042};
 use crate::devices::serial::{Discard, SerialDevice};
-use crate::events::EventSink;
+use crate::events::{self, Event, EventSink};
 use crate::exit::{ExitReason, VmExit};
 use crate::layout;
 use crate::memory::{self, MemoryError};
@@ -509,17 +509,14 @@ impl Vm {
                 what: "SIGINT/SIGTERM handlers",
                 source: e.into(),
             })?;
-        self.events.emit(
-            "start",
-            serde_json::json!({
-                "pid": std::process::id(),
-                "vcpus": self.vcpus.len(),
-                "mem_mib": self.mem_mib,
-                "kernel_format": format!("{:?}", self.kernel.format),
-                "entry": self.kernel.entry,
-                "cmdline": self.cmdline,
-            }),
-        );
+        self.events.emit(Event::Start(events::Start {
+            pid: std::process::id(),
+            vcpus: self.vcpus.len(),
+            mem_mib: self.mem_mib,
+            kernel_format: format!("{:?}", self.kernel.format),
+            entry: self.kernel.entry,
+            cmdline: self.cmdline.clone(),
+        }));
         // Opened now: under seccomp the main thread cannot open files any more.
         let smaps = File::open("/proc/self/smaps").ok();
         // Every vCPU thread confines itself, then the main thread, then the guest runs.
@@ -567,15 +564,12 @@ impl Vm {
         }
         signals::clear_stop_fd();
         let rss = smaps.and_then(|f| memory::vmm_rss_from_smaps(f, &self.mem));
-        self.events.emit(
-            "exit",
-            serde_json::json!({
-                "status": exit.reason.status(),
-                "reason": exit.reason.kind(),
-                "message": exit.reason.to_string(),
-                "vmm_rss_kib": rss,
-            }),
-        );
+        self.events.emit(Event::Exit(events::Exit {
+            status: exit.reason.status(),
+            reason: exit.reason.kind().to_string(),
+            message: exit.reason.to_string(),
+            vmm_rss_kib: rss,
+        }));
         Ok(exit)
     }
 }

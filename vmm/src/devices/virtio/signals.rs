@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use serde_json::json;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::events::EventSink;
@@ -110,16 +109,15 @@ impl Signals {
             queue,
             "device needs reset: {error}"
         );
-        self.inner.events.emit(
-            "error",
-            json!({
-                "device": self.inner.device,
-                "kind": kind,
-                "error": error.to_string(),
-                "queue": queue,
-                "needs_reset": true,
-            }),
-        );
+        self.inner
+            .events
+            .emit(crate::events::Event::Error(crate::events::DeviceError {
+                device: self.inner.device.to_string(),
+                kind: kind.to_string(),
+                error: error.to_string(),
+                queue,
+                needs_reset: true,
+            }));
         if first {
             if let Err(e) = self.signal_config() {
                 tracing::warn!("could not raise the config-change interrupt: {e}");

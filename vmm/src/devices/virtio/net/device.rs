@@ -228,22 +228,24 @@ impl VirtioDevice for Net {
                 "the backend was lost by an earlier device thread",
             )));
         };
-        self.events.emit(
-            "device_activated",
-            serde_json::json!({
-                "device": "virtio-net",
-                "features": ctx.features,
-                "feature_names": names(ctx.features),
-                "queue_sizes": [rx_cfg.size, tx_cfg.size],
-                "notify_model": self.options.notify_model.to_string(),
-                "queue_backend": queue_backend_identity(self.options.notify_model),
-                "race_window_us": self.options.race_window.as_micros() as u64,
-                "race_queues": self.options.race_queues.to_string(),
-                "stall_timeout_ms": self.options.stall_timeout.as_millis() as u64,
-                "on_stall": self.options.on_stall.to_string(),
-                "mac": self.mac.to_string(),
-            }),
-        );
+        self.events.emit(crate::events::Event::DeviceActivated(
+            crate::events::DeviceActivated {
+                device: "virtio-net".into(),
+                features: ctx.features,
+                feature_names: names(ctx.features)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+                queue_sizes: [rx_cfg.size, tx_cfg.size],
+                notify_model: self.options.notify_model.to_string(),
+                queue_backend: queue_backend_identity(self.options.notify_model),
+                race_window_us: self.options.race_window.as_micros() as u64,
+                race_queues: self.options.race_queues.to_string(),
+                stall_timeout_ms: self.options.stall_timeout.as_millis() as u64,
+                on_stall: self.options.on_stall.to_string(),
+                mac: self.mac.to_string(),
+            },
+        ));
         let core = NetCore {
             notifier: Notifier::new(
                 self.options.notify_model,

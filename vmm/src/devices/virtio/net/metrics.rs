@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{json, Value};
+use crate::events::QueueCounterValues;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
@@ -14,11 +14,12 @@ macro_rules! counters {
         }
 
         impl QueueMetrics {
-            /// All counters as a JSON object (the `counters` event's fields).
-            pub fn to_json(&self) -> Value {
-                let mut m = serde_json::Map::new();
-                $(m.insert(stringify!($name).into(), json!(self.$name.load(Ordering::Relaxed)));)*
-                Value::Object(m)
+            /// All counters now (the `counters` event's fields). The event's type has a
+            /// field for each counter, so a counter added here without one does not compile.
+            pub fn values(&self) -> QueueCounterValues {
+                QueueCounterValues {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
             }
         }
     };

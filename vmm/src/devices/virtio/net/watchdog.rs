@@ -27,32 +27,12 @@
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
+use crate::events::{RecoveryCause, StallKind};
 
 use super::config::OnStall;
 use super::core::{NetCore, RX};
 use super::metrics::QueueMetrics;
 use crate::devices::virtio::queue::{vring_need_event, QueueError};
-
-/// The kinds of stall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StallKind {
-    /// The guest added buffers and did not kick a device that asked for kicks.
-    LostKick,
-    /// The device published buffers the guest asked to be interrupted for, without an
-    /// interrupt.
-    LostInterrupt,
-}
-
-impl StallKind {
-    /// The name used in events.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            StallKind::LostKick => "lost_kick",
-            StallKind::LostInterrupt => "lost_interrupt",
-        }
-    }
-}
 
 /// What the guest-visible ring looked like at one watchdog look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +56,9 @@ fn same_stall(kind: StallKind, then: &RingSnapshot, now: &RingSnapshot) -> bool 
         StallKind::LostInterrupt => {
             then.used_event == now.used_event && then.avail_idx == now.avail_idx
         }
+        // Only the guest's detector names a stall without a signature; the watchdog never
+        // makes one, so there is nothing of it to continue.
+        StallKind::NoProgress => false,
     }
 }
 
@@ -95,31 +78,6 @@ struct Reported {
     last_kick: Option<Instant>,
     last_interrupt: Option<Instant>,
     other_last_interrupt: Option<Instant>,
-}
-
-/// What ended a reported stall without the watchdog's help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecoveryCause {
-    /// The guest kicked the queue after all (for tx: it transmitted again).
-    Kick,
-    /// An interrupt for this queue.
-    Interrupt,
-    /// An interrupt for the other queue, on the one shared line.
-    SharedLineInterrupt,
-    /// The guest moved on by itself (polling).
-    GuestProgress,
-}
-
-impl RecoveryCause {
-    /// The name used in events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecoveryCause::Kick => "kick",
-            RecoveryCause::Interrupt => "interrupt",
-            RecoveryCause::SharedLineInterrupt => "shared_line_interrupt",
-            RecoveryCause::GuestProgress => "guest_progress",
-        }
-    }
 }
 
 /// Whether `now` is later than `then` (a `None` is earlier than anything).
@@ -236,6 +194,8 @@ impl NetCore {
                     // Deliver the lost kick: serve the queue as if the guest had kicked.
                     StallKind::LostKick => self.kicked(i)?,
                     StallKind::LostInterrupt => self.send_interrupt(i),
+                    // Never made by the watchdog (see `same_stall`): nothing to deliver.
+                    StallKind::NoProgress => {}
                 }
             }
             OnStall::Exit => self.exit_requested = true,
@@ -253,51 +213,53 @@ impl NetCore {
     ) {
         let metrics = self.metrics.clone();
         let c = metrics.queue(i);
-        QueueMetrics::inc(match kind {
-            StallKind::LostKick => &c.stalls_lost_kick,
-            StallKind::LostInterrupt => &c.stalls_lost_interrupt,
-        });
+        match kind {
+            StallKind::LostKick => QueueMetrics::inc(&c.stalls_lost_kick),
+            StallKind::LostInterrupt => QueueMetrics::inc(&c.stalls_lost_interrupt),
+            // Never made by the watchdog (see `same_stall`).
+            StallKind::NoProgress => {}
+        }
         let model = self.notifier.model().to_string();
         let q = self.queue(i);
         let backend = q.queue.backend_name();
         let name = q.name();
         let time = |t: Option<Instant>| t.map(wall_secs);
-        let fields = json!({
-            "device": "virtio-net",
-            "queue": name,
-            "queue_index": i,
-            "kind": kind.as_str(),
-            "detected_at": wall_secs(now),
-            "stalled_since": wall_secs(since),
-            "stalled_ms": now.duration_since(since).as_millis() as u64,
+        let stall = crate::events::Stall {
+            device: "virtio-net".into(),
+            queue: name.to_string(),
+            queue_index: i,
+            kind,
+            detected_at: wall_secs(now),
+            stalled_since: wall_secs(since),
+            stalled_ms: now.duration_since(since).as_millis() as u64,
             // When the race most likely happened: the device's last enable (lost kick) or
             // its last publish of used->idx (lost interrupt). Finer than stalled_since,
             // which is the first watchdog look (every ~100 ms).
-            "race_at": time(match kind {
+            race_at: time(match kind {
                 StallKind::LostKick => q.waiting_since,
-                StallKind::LostInterrupt => q.last_publish,
+                StallKind::LostInterrupt | StallKind::NoProgress => q.last_publish,
             }),
-            "device_next_avail": s.next_avail,
-            "device_next_used": s.next_used,
-            "guest_avail_idx": s.avail_idx,
-            "guest_used_event": s.used_event,
-            "guest_avail_flags": s.avail_flags,
-            "guest_visible_used_idx": s.used_idx,
-            "waiting_for_kick": q.waiting_kick,
-            "last_kick": time(q.last_kick),
-            "last_interrupt": time(q.last_interrupt),
-            "last_interrupt_used_idx": q.notify.last_interrupt_used.0,
-            "notify_model": model,
-            "queue_backend": backend,
-            "on_stall": self.options.on_stall.to_string(),
-            "counters": c.to_json(),
-        });
+            device_next_avail: s.next_avail,
+            device_next_used: s.next_used,
+            guest_avail_idx: s.avail_idx,
+            guest_used_event: s.used_event,
+            guest_avail_flags: s.avail_flags,
+            guest_visible_used_idx: s.used_idx,
+            waiting_for_kick: q.waiting_kick,
+            last_kick: time(q.last_kick),
+            last_interrupt: time(q.last_interrupt),
+            last_interrupt_used_idx: q.notify.last_interrupt_used.0,
+            notify_model: model,
+            queue_backend: backend.to_string(),
+            on_stall: self.options.on_stall.to_string(),
+            counters: c.values(),
+        };
         tracing::warn!(
             queue = name,
             kind = kind.as_str(),
             "virtio-net stall detected"
         );
-        self.events.emit("stall", fields);
+        self.events.emit(crate::events::Event::Stall(stall));
     }
 
     /// A reported stall on queue `i` ended without the watchdog's help: say what rescued it.
@@ -324,20 +286,18 @@ impl NetCore {
             cause = cause.as_str(),
             "virtio-net stall recovered"
         );
-        self.events.emit(
-            "recovered",
-            json!({
-                "device": "virtio-net",
-                "queue": name,
-                "queue_index": i,
-                "kind": r.kind.as_str(),
-                "cause": cause.as_str(),
-                "stalled_since": wall_secs(r.since),
-                "recovered_at": wall_secs(now),
-                "stalled_ms": now.duration_since(r.since).as_millis() as u64,
-                "counters": c.to_json(),
-            }),
-        );
+        self.events
+            .emit(crate::events::Event::Recovered(crate::events::Recovered {
+                device: "virtio-net".into(),
+                queue: name.to_string(),
+                queue_index: i,
+                kind: r.kind,
+                cause,
+                stalled_since: wall_secs(r.since),
+                recovered_at: wall_secs(now),
+                stalled_ms: now.duration_since(r.since).as_millis() as u64,
+                counters: c.values(),
+            }));
     }
 
     /// The guest kicked queue `i` (or the watchdog delivers a lost kick).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use crate::events::{Counters, DeviceError, Event};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
@@ -113,10 +113,13 @@ fn run(
         }
         Err(e) => {
             tracing::error!("virtio-net device thread setup failed: {e}");
-            core.events.emit(
-                "error",
-                json!({"device": "virtio-net", "kind": "device_thread", "error": e.to_string()}),
-            );
+            core.events.emit(Event::Error(DeviceError {
+                device: "virtio-net".into(),
+                kind: "device_thread".into(),
+                error: e.to_string(),
+                queue: None,
+                needs_reset: false,
+            }));
         }
     }
     core.backend
@@ -245,12 +248,11 @@ fn step(
 
 fn emit_counters(core: &NetCore) {
     for (i, name) in [(RX, "rx"), (TX, "tx")] {
-        let mut fields = core.metrics.queue(i).to_json();
-        if let Some(m) = fields.as_object_mut() {
-            m.insert("device".into(), json!("virtio-net"));
-            m.insert("queue".into(), json!(name));
-        }
-        core.events.emit("counters", fields);
+        core.events.emit(Event::Counters(Counters {
+            device: "virtio-net".into(),
+            queue: name.into(),
+            counters: core.metrics.queue(i).values(),
+        }));
     }
 }
 
@@ -301,10 +303,13 @@ fn backend_gone(core: &NetCore, l: &mut Loop, set: EventSet) {
         "reported an error"
     };
     tracing::error!("virtio-net: the backend {what}; no more frames will arrive");
-    core.events.emit(
-        "error",
-        json!({"device": "virtio-net", "kind": "backend_gone", "error": format!("the backend {what}")}),
-    );
+    core.events.emit(Event::Error(DeviceError {
+        device: "virtio-net".into(),
+        kind: "backend_gone".into(),
+        error: format!("the backend {what}"),
+        queue: None,
+        needs_reset: false,
+    }));
 }
 
 /// Arm the one-shot drain timer for the store buffer's next deadline.

@@ -1,13 +1,4 @@
-//! The VMM's event stream: JSON lines written to `--events PATH`.
-//!
-//! Every line is one JSON object with at least:
-//! - `"event"`: the kind (`start`, `exit`, `device_activated`, `counters`, `stall`, `error`, ...);
-//! - `"ts"`: wall-clock time, seconds since the Unix epoch (float);
-//! - `"t_ms"`: milliseconds since the VMM started (monotonic).
-//!
-//! The other fields depend on the kind and are documented where each kind is emitted (the
-//! README's "Event stream" section lists them all). Each line is flushed as it is written, so
-//! a reader (the soak orchestrator) sees it at once and a crash loses nothing already emitted.
+//! Where events go: a file (or any writer), one JSON line per event, flushed as written.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -15,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
+use super::types::{Event, Stamped};
 
 /// A cloneable handle that appends events; a sink made with [`EventSink::none`] drops them.
 #[derive(Clone)]
@@ -65,27 +56,26 @@ impl EventSink {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Emit an event of kind `event` with the fields of `fields` (which must be a JSON object;
-    /// anything else is stored under `"data"`). Write errors are logged, never fatal: losing
-    /// the event stream must not kill the guest.
-    pub fn emit(&self, event: &str, fields: Value) {
+    /// Emit `event`, stamped with the time. Write errors are logged, never fatal: losing the
+    /// event stream must not kill the guest.
+    pub fn emit(&self, event: Event) {
         let Some(out) = &self.out else { return };
-        let mut obj = Map::new();
-        obj.insert("event".into(), Value::from(event));
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        obj.insert("ts".into(), Value::from(ts));
-        obj.insert("t_ms".into(), Value::from(self.elapsed_ms()));
-        match fields {
-            Value::Object(m) => obj.extend(m),
-            Value::Null => {}
-            other => {
-                obj.insert("data".into(), other);
+        let stamped = Stamped {
+            ts,
+            t_ms: self.elapsed_ms(),
+            event,
+        };
+        let mut line = match serde_json::to_string(&stamped) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::warn!("cannot serialize a {} event: {e}", stamped.event.name());
+                return;
             }
-        }
-        let mut line = Value::Object(obj).to_string();
+        };
         line.push('\n');
         let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = w.write_all(line.as_bytes()).and_then(|_| w.flush()) {
@@ -114,10 +104,22 @@ mod tests {
     fn each_event_is_one_json_line_with_common_fields() {
         let buf = Shared::default();
         let sink = EventSink::to_writer(Box::new(buf.clone()));
-        sink.emit("start", serde_json::json!({"vcpus": 1}));
-        sink.emit("exit", serde_json::json!({"status": 0}));
+        sink.emit(Event::Start(crate::events::Start {
+            pid: 1,
+            vcpus: 1,
+            mem_mib: 64,
+            kernel_format: "Elf".into(),
+            entry: 0x10_0000,
+            cmdline: String::new(),
+        }));
+        sink.emit(Event::Exit(crate::events::Exit {
+            status: 0,
+            reason: "reset".into(),
+            message: "the guest reset".into(),
+            vmm_rss_kib: None,
+        }));
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text
+        let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
@@ -132,6 +134,11 @@ mod tests {
     fn a_disabled_sink_is_silent() {
         let sink = EventSink::none();
         assert!(!sink.enabled());
-        sink.emit("start", Value::Null);
+        sink.emit(Event::Exit(crate::events::Exit {
+            status: 0,
+            reason: "reset".into(),
+            message: String::new(),
+            vmm_rss_kib: None,
+        }));
     }
 }
