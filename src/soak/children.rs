@@ -114,6 +114,27 @@ impl Drop for LineChild {
     }
 }
 
+/// Put `cmd` in a process group of its own, and have it killed when this process dies.
+pub fn own_process_group(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // Keep Ctrl-C at the terminal for the orchestrator alone: it stops the children in order.
+    cmd.process_group(0);
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+    // parent; if the orchestrator is SIGKILLed, the child gets SIGKILL instead of running on.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
+}
+
 /// A command that runs `program args...` inside network namespace `netns`.
 pub fn in_netns(netns: &str, program: &str) -> Command {
     let ip = crate::net::preflight::find_program("ip").unwrap_or_else(|| PathBuf::from("ip"));

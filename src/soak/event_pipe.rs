@@ -17,7 +17,8 @@ use crate::record::LogTotal;
 
 /// The reading side of the VMM's event pipe.
 pub struct EventPipe {
-    rx: Receiver<String>,
+    /// The lines, until [`EventPipe::take_lines`] hands them to another reader.
+    rx: Option<Receiver<String>>,
     reader: Option<JoinHandle<LogTotal>>,
     writer: Option<OwnedFd>,
 }
@@ -66,7 +67,7 @@ impl EventPipe {
         });
         Ok((
             Self {
-                rx,
+                rx: Some(rx),
                 reader: Some(reader),
                 writer: Some(write_end),
             },
@@ -80,9 +81,17 @@ impl EventPipe {
         self.writer = None;
     }
 
-    /// The lines that arrived since the last call.
+    /// The lines that arrived since the last call (none once they were taken).
     pub fn poll(&mut self) -> Vec<String> {
-        self.rx.try_iter().collect()
+        self.rx
+            .as_ref()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Hand the lines to another reader: the receiver, which ends when the stream does.
+    pub fn take_lines(&mut self) -> Option<Receiver<String>> {
+        self.rx.take()
     }
 
     /// Wait for the end of the stream (call after the VMM has exited): every line not yet

@@ -13,6 +13,7 @@
 //! count once the host confirms them ([`guest_stall`]). Every record reaches the disk before
 //! the next one is written; the reports are rebuilt from the record at the end.
 
+pub mod accumulate;
 pub mod capture;
 pub mod children;
 pub mod convert;
@@ -20,36 +21,37 @@ pub mod dhcp_track;
 pub mod disk;
 pub mod event_pipe;
 pub mod guest_stall;
+pub mod input;
 pub mod load;
 pub mod logfile;
 pub mod parse;
 pub mod resources;
+pub mod stop;
 
-use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use vmm::events::Event;
-
 use crate::net::{Testbed, TestbedConfig};
 use crate::record::{
-    unix_now, DeviceCounters, GuestCounters, Note, Ping, Record, RunConfig, RunEnd, RunHeader,
-    RunOutcome, Sample, Throughput, TimelineWriter, VmmExit, TIMELINE_FILE,
+    unix_now, LogTotal, Note, Record, RunConfig, RunEnd, RunHeader, RunOutcome, TimelineWriter,
+    VmmExit, TIMELINE_FILE,
 };
 use crate::report::{self, Progress, RunReport};
 use crate::sut::SutSpec;
-use children::{in_netns, Line, LineChild};
-use dhcp_track::{lease_state_from_word, parse_xid, DhcpTracker};
+use accumulate::{Accumulator, Out, Tick};
+pub use children::own_process_group;
+use children::{in_netns, LineChild};
 use event_pipe::EventPipe;
-use guest_stall::{GuestStalls, Settled, TapStats};
+use guest_stall::TapStats;
+use input::Input;
 use load::{LoadKind, LoadMsg, LoadPlan};
 use logfile::RotatingLog;
-use parse::{ping_line, probe_line, PingLine};
+use stop::Stop;
 
 /// When a soak stops.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -216,48 +218,37 @@ fn guest_mac() -> String {
     )
 }
 
-/// Put `cmd` in a process group of its own, and have it killed when this process dies.
-pub fn own_process_group(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // Keep Ctrl-C at the terminal for the orchestrator alone: it stops the children in order.
-    cmd.process_group(0);
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-    // parent; if the orchestrator is SIGKILLed, the child gets SIGKILL instead of running on.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            Ok(())
-        });
-    }
-}
-
+/// The VMM process of a soak: its output and events go to the soak's input channel.
 struct Vmm {
     child: LineChild,
-    serial: Receiver<Line>,
     /// vnetbed's event stream (absent for another VMM).
     events: Option<EventPipe>,
-    last_events: Vec<Value>,
-    last_event_at: Instant,
+    /// The thread forwarding the event stream to the input channel.
+    events_forwarder: Option<std::thread::JoinHandle<()>>,
+    /// When the VMM last said anything (a serial line or an event).
+    last_output: Instant,
     /// Whether the VMM has printed anything yet (a firmware may boot silently for a while).
     spoke: bool,
 }
 
 impl Vmm {
-    fn poll_events(&mut self) -> Vec<String> {
-        self.events
-            .as_mut()
-            .map(EventPipe::poll)
-            .unwrap_or_default()
+    /// After the VMM has ended: wait until every event it wrote is in the input channel, and
+    /// say what `vmm-events.jsonl` wrote and kept.
+    fn finish_events(&mut self) -> Option<LogTotal> {
+        let total = self.events.as_mut().and_then(|e| e.finish().1);
+        if let Some(f) = self.events_forwarder.take() {
+            let _ = f.join();
+        }
+        total
     }
 }
 
-fn start_vmm(plan: &SoakPlan, testbed: &Testbed, mac: &str) -> Result<Vmm, SoakError> {
+fn start_vmm(
+    plan: &SoakPlan,
+    testbed: &Testbed,
+    mac: &str,
+    inputs: &Sender<Input>,
+) -> Result<Vmm, SoakError> {
     let info = testbed.info();
     let tap = info.taps.first().cloned().unwrap_or_default();
     let (mut cmd, events) = match &plan.sut {
@@ -289,16 +280,20 @@ fn start_vmm(plan: &SoakPlan, testbed: &Testbed, mac: &str) -> Result<Vmm, SoakE
     };
     own_process_group(&mut cmd);
     let (child, serial) = LineChild::spawn(&plan.sut.label(), cmd).map_err(SoakError::Vmm)?;
+    input::forward(serial, inputs.clone(), Input::Serial);
     let mut events = events;
+    let mut events_forwarder = None;
     if let Some(e) = events.as_mut() {
         e.spawned();
+        if let Some(lines) = e.take_lines() {
+            events_forwarder = Some(input::forward(lines, inputs.clone(), Input::VmmEvent));
+        }
     }
     Ok(Vmm {
         child,
-        serial,
         events,
-        last_events: Vec::new(),
-        last_event_at: Instant::now(),
+        events_forwarder,
+        last_output: Instant::now(),
         spoke: false,
     })
 }
@@ -334,20 +329,14 @@ fn vnetbed_command(
     Ok((cmd, events))
 }
 
-fn start_ping(netns: &str, guest: &str) -> std::io::Result<(LineChild, Receiver<Line>)> {
+/// Ping the guest once a second from the namespace; its lines go to the input channel.
+fn start_ping(netns: &str, guest: &str, inputs: &Sender<Input>) -> std::io::Result<LineChild> {
     let mut cmd = in_netns(netns, "ping");
     cmd.args(["-n", "-O", "-i", "1", "-W", "1", guest]);
     own_process_group(&mut cmd);
-    LineChild::spawn("ping", cmd)
-}
-
-/// What one second accumulates.
-#[derive(Default)]
-struct SecondAcc {
-    to_guest: Vec<f64>,
-    from_guest: Vec<f64>,
-    ping: Option<Ping>,
-    notes: Vec<String>,
+    let (child, lines) = LineChild::spawn("ping", cmd)?;
+    input::forward(lines, inputs.clone(), Input::Ping);
+    Ok(child)
 }
 
 /// The result of a soak.
@@ -369,10 +358,6 @@ pub const HANG_AFTER_S: u64 = 15;
 /// Seconds a VMM may stay silent before its first line (a firmware such as SeaBIOS boots
 /// without a word, slowly where guest real mode is emulated).
 pub const BOOT_SILENCE_S: u64 = 60;
-
-/// Seconds apart within which a guest detector's stall and a device watchdog's stall on the
-/// same queue are one stall (recorded once, as the device's, which sees more).
-const SAME_STALL_S: f64 = 5.0;
 
 /// Run a soak; the verdict is in the result.
 pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
@@ -481,16 +466,75 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Where the loop's outputs go.
+struct Sinks<'a> {
+    writer: &'a mut TimelineWriter,
+    progress: &'a mut Progress,
+    capture: &'a mut Option<capture::Capture>,
+}
+
+impl Sinks<'_> {
+    /// Carry out what the accumulator asked for; the address the guest was bound to, if it
+    /// was this time (the caller starts ping and the load).
+    fn apply(
+        &mut self,
+        outs: Vec<Out>,
+        soak: &mut Accumulator,
+    ) -> Result<Option<String>, SoakError> {
+        let mut bound = None;
+        for out in outs {
+            match out {
+                Out::Record(rec) => {
+                    let rec = *rec;
+                    self.writer.append(&rec)?;
+                    self.progress.observe(&rec);
+                }
+                Out::GuestBound(ip) => bound = Some(ip),
+                Out::KeepCapture { label, at } => {
+                    if let Some(c) = self.capture.as_mut() {
+                        soak.note(c.keep(&label, at));
+                    }
+                }
+            }
+        }
+        Ok(bound)
+    }
+}
+
+/// The live progress line on stderr.
+struct ProgressLine {
+    terminal: bool,
+    last_len: usize,
+}
+
+impl ProgressLine {
+    fn show(&mut self, line: &str, second: u64) {
+        if self.terminal {
+            // One line, rewritten in place.
+            say_raw!(
+                "\r{line}{}",
+                " ".repeat(self.last_len.saturating_sub(line.len()))
+            );
+            self.last_len = line.len();
+        } else if second % 10 == 0 {
+            // A log file: one line every 10 s.
+            say!("{line}");
+        }
+    }
+}
+
 /// The soak itself: up to and including the record's end. Returns the testbed, still up,
 /// for the caller to tear down after the reports are written.
+///
+/// Every source (the VMM's output and events, dnsmasq, ping, iperf3) feeds one channel; the
+/// [`Accumulator`] makes the record of it, and [`stop::Policy`] says when to stop. What is
+/// left here is starting and stopping processes, the clock, and writing.
 fn drive(
     plan: &SoakPlan,
     header: &RunHeader,
     writer: &mut TimelineWriter,
 ) -> Result<Testbed, SoakError> {
-    let started_unix = header.started_unix;
     let mut progress = Progress::new(header);
-
     let testbed = Testbed::up(TestbedConfig {
         name: plan.testbed_name.clone(),
         renew_after: plan.renew_after,
@@ -498,26 +542,17 @@ fn drive(
         taps: 1,
         ..TestbedConfig::default()
     })?;
-    let dhcp_events = testbed.subscribe();
+    let (inputs_tx, inputs) = channel::<Input>();
+    input::forward(testbed.subscribe(), inputs_tx.clone(), Input::Dhcp);
     let netns = testbed.info().netns.clone();
     let tap = testbed.info().taps.first().cloned().unwrap_or_default();
     let ip = crate::net::ip::Ip::locate().ok();
     let lease_note = testbed.info().lease_note.clone();
     let mac = guest_mac();
-    let mut tracker = DhcpTracker::new(&mac);
+    let mut soak = Accumulator::new(&mac, header.started_unix);
     // The capture starts before the guest, so that its boot's DHCP is in it.
     let mut capture = capture::Capture::start(plan.capture, &netns, &tap, &plan.out)?;
-    let mut failed_renewals = 0usize;
-    let mut vmm = start_vmm(plan, &testbed, &mac)?;
-    // The guest detector's findings wait here for the host's word.
-    let mut guest_stalls = GuestStalls::new();
-    // The device watchdog's stalls: (queue, stalled_since), to keep one stall from being
-    // recorded twice when the guest's detector sees it too.
-    let mut device_stalls: Vec<(String, f64)> = Vec::new();
-    // When iperf3 last reported sending to the guest (run-elapsed seconds).
-    let mut last_to_guest_at: Option<f64> = None;
-    // Kinds of VMM event this vnetbed could not read, each reported once.
-    let mut unknown_events: std::collections::BTreeSet<String> = Default::default();
+    let mut vmm = start_vmm(plan, &testbed, &mac, &inputs_tx)?;
     let mut serial_log = RotatingLog::create(&plan.out.join(SERIAL_LOG_FILE));
     writer.append(&Record::Note(Note {
         at: 0.0,
@@ -527,252 +562,64 @@ fn drive(
     let stop_load = Arc::new(AtomicBool::new(false));
     let _stop_load_on_return = StopOnDrop(stop_load.clone());
     let (load_tx, load_rx) = channel::<LoadMsg>();
+    input::forward(load_rx, inputs_tx.clone(), Input::Load);
     let mut load_thread = None;
-    let mut ping: Option<(LineChild, Receiver<Line>)> = None;
-    let mut guest_ip: Option<String> = None;
-    let mut device: BTreeMap<String, crate::record::QueueCounters> = BTreeMap::new();
-    let mut guest_counters: Option<GuestCounters> = None;
-    let mut current_run: Option<u64> = None;
-    let mut current_kind: Option<LoadKind> = None;
-    // UDP throughput into the guest: its received bytes and the guest's clock (`t_us`) at
-    // its previous counters line, and the rate between the last two lines, not yet sampled.
-    let mut last_guest_rx: Option<(u64, u64)> = None;
-    let mut guest_rx_bps: Option<f64> = None;
-    let mut acc = SecondAcc::default();
-    let mut dnsmasq_restarts = 0u64;
+    let mut ping: Option<LineChild> = None;
     let t0 = Instant::now();
     let elapsed = |at: Instant| at.saturating_duration_since(t0).as_secs_f64();
     let mut next_sample = 1u64;
     let mut vmm_exit: Option<VmmExit> = None;
-    let mut outcome = RunOutcome::Completed;
-    let mut detail: Option<String> = None;
-    let mut last_progress_len = 0usize;
-    let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress_line = ProgressLine {
+        terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        last_len: 0,
+    };
+    let policy = stop::Policy {
+        stop_when: plan.stop_when,
+        duration: plan.duration,
+        dhcp_timeout: plan.dhcp_timeout,
+    };
+    let mut sinks = Sinks {
+        writer,
+        progress: &mut progress,
+        capture: &mut capture,
+    };
 
-    loop {
-        // The guest's serial output.
-        while let Ok(line) = vmm.serial.try_recv() {
-            vmm.last_event_at = Instant::now();
-            vmm.spoke = true;
-            serial_log.line(&line.text);
-            let Some(v) = probe_line(&line.text) else {
-                continue;
-            };
-            let at = elapsed(line.at);
-            match v.get("event").and_then(Value::as_str) {
-                Some("dhcp_state") => {
-                    let Some(state) = v
-                        .get("state")
-                        .and_then(Value::as_str)
-                        .and_then(lease_state_from_word)
-                    else {
-                        continue;
-                    };
-                    tracker.guest_state(state, at);
-                    if state == crate::record::LeaseState::Bound && guest_ip.is_none() {
-                        guest_ip = v
-                            .get("address")
-                            .or_else(|| v.get("ip"))
-                            .and_then(Value::as_str)
-                            .map(|a| a.split('/').next().unwrap_or(a).to_string());
-                        if let Some(ip) = &guest_ip {
-                            acc.notes.push(format!("guest bound {ip} at {at:.1} s"));
-                            match start_ping(&netns, ip) {
-                                Ok(p) => ping = Some(p),
-                                Err(e) => acc.notes.push(format!("cannot start ping: {e}")),
-                            }
-                            if plan.load != LoadKind::None {
-                                let lp = LoadPlan {
-                                    netns: netns.clone(),
-                                    guest: ip.clone(),
-                                    kind: plan.load,
-                                    rate: plan.rate.clone(),
-                                    run_length: plan.run_length,
-                                };
-                                load_thread =
-                                    Some(load::spawn(lp, stop_load.clone(), load_tx.clone()));
-                            }
-                        }
+    let stopped = loop {
+        // Wait for inputs, at most until the next sample is due (and never long, so that a
+        // signal is seen at once).
+        let due = t0 + Duration::from_secs(next_sample);
+        let wait = due
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        if let Ok(first) = inputs.recv_timeout(wait) {
+            for input in std::iter::once(first).chain(inputs.try_iter()) {
+                let bound = handle_input(
+                    input,
+                    &mut soak,
+                    &mut vmm,
+                    &mut serial_log,
+                    &mut sinks,
+                    elapsed,
+                )?;
+                if let Some(ip) = bound {
+                    match start_ping(&netns, &ip, &inputs_tx) {
+                        Ok(p) => ping = Some(p),
+                        Err(e) => soak.note(format!("cannot start ping: {e}")),
                     }
-                }
-                // Every DHCP message on the guest's wire: what it sent tells its state, what
-                // it received is the proof that an answer reached it.
-                Some("dhcp") => {
-                    let xid = v.get("xid").and_then(|x| match x {
-                        Value::String(s) => parse_xid(s),
-                        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-                        _ => None,
-                    });
-                    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-                    match v.get("dir").and_then(Value::as_str) {
-                        Some("tx") => {
-                            if let Some(state) = v
-                                .get("state")
-                                .and_then(Value::as_str)
-                                .and_then(lease_state_from_word)
-                            {
-                                if kind == "request" {
-                                    tracker.guest_sent_request(xid, state, at);
-                                } else {
-                                    tracker.guest_state(state, at);
-                                }
-                            }
-                        }
-                        Some("rx") => tracker.guest_received(kind, xid, at),
-                        _ => {}
-                    }
-                }
-                Some("counters") => {
-                    let counters = convert::guest_counters(&v);
-                    // The guest's own clock times its counters (a line that reaches the host
-                    // late on a busy host still gives the right rate over the right interval);
-                    // a guest agent without `t_us` is timed by the line's arrival.
-                    let t_us = v
-                        .get("t_us")
-                        .and_then(Value::as_u64)
-                        .unwrap_or((at * 1e6) as u64);
-                    if let Some((bytes, then_us)) = last_guest_rx {
-                        if t_us > then_us {
-                            guest_rx_bps = Some(
-                                counters.rx_bytes.saturating_sub(bytes) as f64 * 8.0
-                                    / ((t_us - then_us) as f64 / 1e6),
-                            );
-                        }
-                    }
-                    last_guest_rx = Some((counters.rx_bytes, t_us));
-                    guest_counters = Some(counters);
-                }
-                // The guest's own stall detector: it counts once the host confirms it.
-                Some("stall") => match guest_stall::from_line(&v, at) {
-                    Some(s) => {
-                        acc.notes.push(format!(
-                            "the guest's stall detector reported {}; the host is checking it",
-                            s.signature()
-                        ));
-                        guest_stalls.report(s);
-                    }
-                    None => acc.notes.push(format!(
-                        "unreadable stall line from the guest: {}",
-                        line.text
-                    )),
-                },
-                _ => {}
-            }
-        }
-        // The VMM's event stream.
-        for text in vmm.poll_events() {
-            vmm.last_event_at = Instant::now();
-            let value = match convert::event_line(&text) {
-                convert::EventLine::Known(ev, value) => {
-                    match ev.event {
-                        Event::Counters(c) => {
-                            let q = convert::queue_counters(&c);
-                            device.insert(q.queue.clone(), q);
-                        }
-                        Event::Stall(s) => {
-                            let s = convert::stall(&s, started_unix);
-                            device_stalls.push((s.queue.clone(), s.stalled_since));
-                            tracker.note_stall();
-                            if let Some(c) = capture.as_mut() {
-                                let label = format!("stall-{}", progress.stalls() + 1);
-                                acc.notes.push(c.keep(&label, s.detected_at));
-                            }
-                            let rec = Record::Stall(s);
-                            writer.append(&rec)?;
-                            progress.observe(&rec);
-                        }
-                        Event::Error(e) => acc.notes.push(format!(
-                            "VMM error event: {} ({}{}): {}",
-                            e.kind,
-                            e.device,
-                            e.queue.map_or_else(String::new, |q| format!(", queue {q}")),
-                            e.error
-                        )),
-                        // A reported stall ended by itself (transient): keep what rescued it.
-                        Event::Recovered(r) => acc.notes.push(format!(
-                            "stall on {} ({}) recovered after {} ms, rescued by {}",
-                            r.queue,
-                            r.kind.as_str(),
-                            r.stalled_ms,
-                            r.cause.as_str(),
-                        )),
-                        Event::Start(_) | Event::Exit(_) | Event::DeviceActivated(_) => {}
-                    }
-                    value
-                }
-                // Kept and reported, never dropped: once per kind, the rest is in the log.
-                convert::EventLine::Unknown(name, value) => {
-                    let name = name.unwrap_or_else(|| "(untagged)".into());
-                    if unknown_events.insert(name.clone()) {
-                        acc.notes.push(format!(
-                            "the VMM wrote an event this vnetbed cannot read (kind `{name}`; \
-                             every one is kept in {VMM_EVENTS_FILE}): {}",
-                            value.to_string().chars().take(300).collect::<String>()
-                        ));
-                    }
-                    value
-                }
-                convert::EventLine::Garbage => continue,
-            };
-            vmm.last_events.push(value);
-            if vmm.last_events.len() > 10 {
-                vmm.last_events.remove(0);
-            }
-        }
-        // The DHCP server.
-        while let Ok(ev) = dhcp_events.try_recv() {
-            let at = (ev.time_unix_ms as f64 / 1000.0 - started_unix).max(0.0);
-            tracker.server_event(&ev, at);
-        }
-        // Ping.
-        if let Some((_, rx)) = &ping {
-            while let Ok(l) = rx.try_recv() {
-                match ping_line(&l.text) {
-                    Some(PingLine::Reply { rtt_ms, .. }) => {
-                        acc.ping = Some(Ping {
-                            rtt_ms: Some(rtt_ms),
-                            lost: false,
-                        })
-                    }
-                    Some(PingLine::NoAnswer { .. }) => {
-                        acc.ping = Some(Ping {
-                            rtt_ms: None,
-                            lost: true,
-                        })
-                    }
-                    None => {}
-                }
-            }
-        }
-        // Load.
-        while let Ok(m) = load_rx.try_recv() {
-            match m {
-                LoadMsg::Started { run, kind } => {
-                    current_run = Some(run);
-                    current_kind = Some(kind);
-                    acc.notes
-                        .push(format!("iperf3 run {run} ({}) started", kind.name()));
-                }
-                LoadMsg::Interval { to_guest, bps, .. } => {
-                    if to_guest {
-                        last_to_guest_at = Some(elapsed(Instant::now()));
-                        acc.to_guest.push(bps);
-                    } else {
-                        acc.from_guest.push(bps);
-                    }
-                }
-                LoadMsg::Ended { run, status, tail } => {
-                    current_run = None;
-                    if status != Some(0) {
-                        acc.notes.push(format!(
-                            "iperf3 run {run} ended with {status:?}: {}",
-                            tail.join(" | ")
-                        ));
+                    if plan.load != LoadKind::None {
+                        let lp = LoadPlan {
+                            netns: netns.clone(),
+                            guest: ip,
+                            kind: plan.load,
+                            rate: plan.rate.clone(),
+                            run_length: plan.run_length,
+                        };
+                        load_thread = Some(load::spawn(lp, stop_load.clone(), load_tx.clone()));
                     }
                 }
             }
         }
-        // The VMM process itself.
+        // The VMM process itself: ended, or hung.
         let now = Instant::now();
         if vmm_exit.is_none() {
             let silence_limit = if vmm.spoke {
@@ -780,190 +627,125 @@ fn drive(
             } else {
                 BOOT_SILENCE_S
             };
-            if let Some(status) = vmm.child.try_wait() {
-                use std::os::unix::process::ExitStatusExt;
-                for text in vmm.poll_events() {
-                    if let Ok(ev) = serde_json::from_str::<Value>(&text) {
-                        vmm.last_events.push(ev);
-                    }
+            let ended = match vmm.child.try_wait() {
+                Some(status) => Some((status, None)),
+                None if now.duration_since(vmm.last_output)
+                    > Duration::from_secs(silence_limit) =>
+                {
+                    let status = vmm.child.stop(libc::SIGKILL, Duration::from_secs(2));
+                    Some((
+                        status.unwrap_or_else(|| std::process::ExitStatus::from_raw(libc::SIGKILL)),
+                        Some(format!(
+                            "the VMM hung: no event and no serial output for {silence_limit} s; killed"
+                        )),
+                    ))
                 }
-                let cause = match (status.code(), status.signal()) {
+                None => None,
+            };
+            if let Some((status, hung)) = ended {
+                // Everything it wrote before it ended is in the record's last events.
+                vmm.finish_events();
+                for input in inputs.try_iter() {
+                    handle_input(
+                        input,
+                        &mut soak,
+                        &mut vmm,
+                        &mut serial_log,
+                        &mut sinks,
+                        elapsed,
+                    )?;
+                }
+                let cause = hung.unwrap_or_else(|| match (status.code(), status.signal()) {
                     (Some(c), _) => format!("the VMM exited with status {c}"),
                     (None, Some(s)) => format!("the VMM was killed by signal {s}"),
                     _ => "the VMM ended".to_string(),
-                };
-                vmm_exit = Some(VmmExit {
+                });
+                let e = VmmExit {
                     at: elapsed(now),
                     status: status.code(),
                     signal: status.signal(),
                     cause,
                     expected: false,
-                    last_events: vmm.last_events.clone(),
-                });
-            } else if now.duration_since(vmm.last_event_at) > Duration::from_secs(silence_limit) {
-                vmm.child.stop(libc::SIGKILL, Duration::from_secs(2));
-                vmm_exit = Some(VmmExit {
-                    at: elapsed(now),
-                    status: None,
-                    signal: Some(libc::SIGKILL),
-                    cause: format!(
-                        "the VMM hung: no event and no serial output for {silence_limit} s; killed"
-                    ),
-                    expected: false,
-                    last_events: vmm.last_events.clone(),
-                });
-            }
-            if let Some(e) = &vmm_exit {
+                    last_events: soak.last_events().to_vec(),
+                };
                 let rec = Record::VmmExit(e.clone());
-                writer.append(&rec)?;
-                progress.observe(&rec);
-                detail = Some(format!("ended early: {}", e.cause));
+                sinks.writer.append(&rec)?;
+                sinks.progress.observe(&rec);
+                vmm_exit = Some(e);
             }
         }
         // One sample per second.
         let el = elapsed(now);
         if el >= next_sample as f64 {
-            if let Some(stats) = ip.as_ref().and_then(|ip| tap_stats(ip, &netns, &tap)) {
-                tracker.note_tap_dropped(stats.tx_dropped);
-                guest_stalls.observe_tap(el, stats);
-            }
-            let load_to_guest =
-                last_to_guest_at.is_some_and(|t| t >= el - guest_stall::CONFIRM_S - 1.0);
-            let settled = guest_stalls.settle(el, load_to_guest);
-            record_guest_stalls(
-                settled,
-                &device_stalls,
-                GuestStallSinks {
-                    writer,
-                    progress: &mut progress,
-                    tracker: &mut tracker,
-                    capture: &mut capture,
-                    notes: &mut acc.notes,
-                },
-            )?;
-            tracker.tick(el);
-            // dnsmasq deaths: the supervisor restarts it; the record says so.
-            let testbed_status = testbed.status();
-            let restarts = testbed_status.dnsmasq_restarts;
-            if restarts > dnsmasq_restarts {
-                acc.notes.push(format!(
-                    "dnsmasq exited; the testbed's supervisor restarted it ({restarts} restart{} so far)",
-                    if restarts == 1 { "" } else { "s" }
-                ));
-                dnsmasq_restarts = restarts;
-            }
-            let mut s = Sample {
-                t: unix_now(),
-                elapsed: next_sample as f64,
-                ..Default::default()
-            };
-            let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-            // UDP: iperf3's client reports what it sent, not what arrived, so the rate into the
-            // guest is the guest's own received-bytes counter between its last two counters
-            // lines. A second in which no new line arrived has no measurement (not a zero).
-            let guest_rx_bps = guest_rx_bps.take();
-            let udp_in = current_run.is_some() && current_kind == Some(LoadKind::Udp);
-            if current_run.is_some() || !acc.to_guest.is_empty() || !acc.from_guest.is_empty() {
-                s.throughput = Some(Throughput {
-                    // Before the guest's first counters there is no rate yet: not measured,
-                    // rather than a zero that would drag the median down.
-                    to_guest_bps: if udp_in {
-                        guest_rx_bps
-                    } else {
-                        mean(&acc.to_guest)
-                    },
-                    from_guest_bps: mean(&acc.from_guest),
-                    iperf_run: current_run,
-                });
-            }
-            s.ping = acc.ping.take();
-            s.dhcp = tracker.take_closed();
-            if let Some(c) = capture.as_mut() {
-                for d in s.dhcp.iter().filter(|d| {
-                    d.phase.is_renewal() && report::analysis::RenewalOutcome::of(d).failed()
-                }) {
-                    failed_renewals += 1;
-                    let label = format!("failed-renewal-{failed_renewals}");
-                    acc.notes.push(c.keep(&label, d.at));
-                }
-            }
-            s.lease = tracker.lease();
-            if !device.is_empty() {
-                s.device = Some(DeviceCounters {
-                    queues: device.values().cloned().collect(),
-                });
-            }
-            s.guest = guest_counters.clone();
-            s.notes = std::mem::take(&mut acc.notes);
-            if next_sample % resources::PERIOD_S == 0 {
+            let status = testbed.status();
+            let resources = if next_sample % resources::PERIOD_S == 0 {
                 let vmm_pid = Some(vmm.child.pid()).filter(|_| vmm_exit.is_none());
-                s.resources = [
+                [
                     ("vmm", vmm_pid),
-                    ("dnsmasq", testbed_status.dnsmasq_pid),
+                    ("dnsmasq", status.dnsmasq_pid),
                     ("orchestrator", Some(std::process::id())),
                 ]
                 .into_iter()
                 .filter_map(|(name, pid)| resources::read(name, pid?))
-                .collect();
+                .collect()
+            } else {
+                Vec::new()
+            };
+            let outs = soak.tick(Tick {
+                now: el,
+                second: next_sample as f64,
+                t: unix_now(),
+                tap: ip.as_ref().and_then(|ip| tap_stats(ip, &netns, &tap)),
+                dnsmasq_restarts: status.dnsmasq_restarts,
+                resources,
+            });
+            sinks.apply(outs, &mut soak)?;
+            if let Some(rec) = soak.take_sample() {
+                sinks.writer.append(&rec)?;
+                sinks.progress.observe(&rec);
             }
-            acc = SecondAcc::default();
-            let rec = Record::Sample(s);
-            writer.append(&rec)?;
-            progress.observe(&rec);
             next_sample += 1;
             if !plan.quiet {
-                let line = progress.line();
-                if stderr_is_terminal {
-                    // One line, rewritten in place.
-                    say_raw!(
-                        "\r{line}{}",
-                        " ".repeat(last_progress_len.saturating_sub(line.len()))
-                    );
-                    last_progress_len = line.len();
-                } else if next_sample % 10 == 0 {
-                    // A log file: one line every 10 s.
-                    say!("{line}");
-                }
+                progress_line.show(&sinks.progress.line(), next_sample);
             }
         }
         // Stop?
-        if let Some(sig) = stop_signal() {
-            outcome = RunOutcome::Interrupted;
-            detail = Some(format!("stopped by signal {sig}"));
-            break;
+        let state = stop::State {
+            elapsed: now.duration_since(t0),
+            signal: stop_signal(),
+            vmm_ended: vmm_exit.is_some(),
+            guest_bound: soak.guest_bound(),
+            stalls: soak.stalls(),
+            lease: soak.lease(),
+            guest_reports_pending: soak.guest_reports_pending(),
+        };
+        if let Some(stop) = policy.decide(&state) {
+            break stop;
         }
-        if vmm_exit.is_some() {
-            break;
-        }
-        if guest_ip.is_none() && now.duration_since(t0) > plan.dhcp_timeout {
-            outcome = RunOutcome::Error;
-            detail = Some(format!(
-                "the guest got no DHCP lease within {} s",
-                plan.dhcp_timeout.as_secs()
-            ));
-            break;
-        }
-        // A guest report still being checked when the time is up gets its watch first.
-        let watching = guest_stalls.has_pending()
-            && now.duration_since(t0)
-                < plan.duration + Duration::from_secs_f64(guest_stall::CONFIRM_S + 2.0);
-        if now.duration_since(t0) >= plan.duration && !watching {
-            break;
-        }
-        if plan.stop_when == StopWhen::IncidentComplete
-            && progress.stalls() > 0
-            && tracker.lease() == Some(crate::record::LeaseState::Expired)
-        {
-            break;
-        }
-        if plan.stop_when == StopWhen::FirstStall && progress.stalls() > 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !plan.quiet && stderr_is_terminal {
+    };
+    if !plan.quiet && progress_line.terminal {
         say!("");
     }
+    let (outcome, detail) = match stopped {
+        Stop::Signal(sig) => (
+            RunOutcome::Interrupted,
+            Some(format!("stopped by signal {sig}")),
+        ),
+        Stop::VmmEnded => (
+            RunOutcome::Completed,
+            vmm_exit
+                .as_ref()
+                .map(|e| format!("ended early: {}", e.cause)),
+        ),
+        Stop::NoLease => (
+            RunOutcome::Error,
+            Some(format!(
+                "the guest got no DHCP lease within {} s",
+                plan.dhcp_timeout.as_secs()
+            )),
+        ),
+        Stop::Duration | Stop::IncidentComplete | Stop::FirstStall => (RunOutcome::Completed, None),
+    };
 
     // Teardown, in order: load and ping, the VMM, then the testbed.
     stop_load.store(true, Ordering::SeqCst);
@@ -971,74 +753,54 @@ fn drive(
         let _ = t.join();
     }
     drop(ping);
-    if let Some(c) = capture.take() {
+    if let Some(c) = sinks.capture.take() {
         c.stop();
     }
     // Guest reports still being checked are decided from what the tap showed so far.
-    let settled = guest_stalls.settle_all(last_to_guest_at.is_some());
-    record_guest_stalls(
-        settled,
-        &device_stalls,
-        GuestStallSinks {
-            writer,
-            progress: &mut progress,
-            tracker: &mut tracker,
-            capture: &mut capture,
-            notes: &mut acc.notes,
-        },
-    )?;
-    if !acc.notes.is_empty() {
-        let at = t0.elapsed().as_secs_f64();
-        for text in std::mem::take(&mut acc.notes) {
-            writer.append(&Record::Note(Note { at, text }))?;
-        }
-    }
-    tracker.finish();
-    let events_total;
+    let outs = soak.settle_all();
+    sinks.apply(outs, &mut soak)?;
     let end_at = t0.elapsed().as_secs_f64();
-    if vmm_exit.is_none() {
+    let events_total = if vmm_exit.is_none() {
         let status = vmm.child.stop(libc::SIGTERM, Duration::from_secs(5));
-        // The VMM is gone: the rest of its stream (its `exit` event) is in the pipe.
-        let (rest, total) = vmm
-            .events
-            .as_mut()
-            .map(EventPipe::finish)
-            .unwrap_or_default();
-        events_total = total;
-        vmm.last_events.extend(
-            rest.iter()
-                .filter_map(|t| serde_json::from_str::<Value>(t).ok()),
-        );
-        let skip = vmm.last_events.len().saturating_sub(10);
-        vmm.last_events.drain(..skip);
-        use std::os::unix::process::ExitStatusExt;
+        // The VMM is gone: the rest of its output and its stream (its `exit` event) follow.
+        let total = vmm.finish_events();
+        for input in inputs.try_iter() {
+            handle_input(
+                input,
+                &mut soak,
+                &mut vmm,
+                &mut serial_log,
+                &mut sinks,
+                elapsed,
+            )?;
+        }
         let rec = Record::VmmExit(VmmExit {
             at: end_at,
             status: status.and_then(|s| s.code()),
             signal: status.and_then(|s| s.signal()),
             cause: "stopped by the orchestrator at the end of the run".into(),
             expected: true,
-            last_events: vmm.last_events.clone(),
+            last_events: soak.last_events().to_vec(),
         });
-        writer.append(&rec)?;
+        sinks.writer.append(&rec)?;
+        total
     } else {
-        events_total = vmm.events.as_mut().and_then(|e| e.finish().1);
+        vmm.finish_events()
+    };
+    // Notes of the last, unsampled moments.
+    for text in soak.take_notes() {
+        sinks
+            .writer
+            .append(&Record::Note(Note { at: end_at, text }))?;
     }
     // A last sample: exchanges closed at the end, and the lease state the run ended in (the
     // loop may stop on the very line that reported the lease lost).
-    let closed = tracker.take_closed();
-    writer.append(&Record::Sample(Sample {
-        t: unix_now(),
-        elapsed: end_at,
-        dhcp: closed,
-        lease: tracker.lease(),
-        ..Default::default()
-    }))?;
+    sinks.writer.append(&soak.last_sample(unix_now(), end_at))?;
     let _ = std::fs::write(
         plan.out.join("dnsmasq.log"),
         testbed.dnsmasq_output().join("\n"),
     );
-    writer.append(&Record::End(RunEnd {
+    sinks.writer.append(&Record::End(RunEnd {
         t: unix_now(),
         elapsed: end_at,
         outcome,
@@ -1051,51 +813,41 @@ fn drive(
     Ok(testbed)
 }
 
-/// Where a settled guest report goes.
-struct GuestStallSinks<'a> {
-    writer: &'a mut TimelineWriter,
-    progress: &'a mut Progress,
-    tracker: &'a mut DhcpTracker,
-    capture: &'a mut Option<capture::Capture>,
-    notes: &'a mut Vec<String>,
-}
-
-/// Record what the host decided about the guest's reports: a confirmed one is a stall
-/// (unless the device watchdog already recorded the same one), the rest are notes.
-fn record_guest_stalls(
-    settled: Vec<Settled>,
-    device_stalls: &[(String, f64)],
-    sinks: GuestStallSinks<'_>,
-) -> Result<(), SoakError> {
-    for s in settled {
-        match s {
-            Settled::Confirmed(stall) => {
-                let seen_by_device = device_stalls.iter().any(|(queue, since)| {
-                    *queue == stall.queue && (since - stall.stalled_since).abs() < SAME_STALL_S
-                });
-                if seen_by_device {
-                    sinks.notes.push(format!(
-                        "the guest's detector saw the device watchdog's stall too: {}",
-                        stall.signature()
-                    ));
-                    continue;
-                }
-                sinks.tracker.note_stall();
-                if let Some(c) = sinks.capture.as_mut() {
-                    let label = format!("stall-{}", sinks.progress.stalls() + 1);
-                    sinks.notes.push(c.keep(&label, stall.detected_at));
-                }
-                let rec = Record::Stall(stall);
-                sinks.writer.append(&rec)?;
-                sinks.progress.observe(&rec);
-            }
-            Settled::Unconfirmed(stall, why) => sinks.notes.push(format!(
-                "the guest's stall report was not confirmed by the host ({why}), so it does not count: {}",
-                stall.signature()
-            )),
+/// Take one input: log the serial console, feed the accumulator, carry out what it asks.
+/// The guest's address when this input bound it.
+fn handle_input(
+    input: Input,
+    soak: &mut Accumulator,
+    vmm: &mut Vmm,
+    serial_log: &mut RotatingLog,
+    sinks: &mut Sinks<'_>,
+    elapsed: impl Fn(Instant) -> f64,
+) -> Result<Option<String>, SoakError> {
+    let outs = match input {
+        Input::Serial(line) => {
+            vmm.last_output = Instant::now();
+            vmm.spoke = true;
+            serial_log.line(&line.text);
+            soak.serial(&line.text, elapsed(line.at))
         }
-    }
-    Ok(())
+        Input::VmmEvent(text) => {
+            vmm.last_output = Instant::now();
+            soak.vmm_event(&text)
+        }
+        Input::Dhcp(ev) => {
+            soak.dhcp(&ev);
+            Vec::new()
+        }
+        Input::Ping(line) => {
+            soak.ping(&line.text);
+            Vec::new()
+        }
+        Input::Load(msg) => {
+            soak.load(msg, elapsed(Instant::now()));
+            Vec::new()
+        }
+    };
+    sinks.apply(outs, soak)
 }
 
 /// A default run directory under `./vnetbed-runs/`.
