@@ -10,10 +10,10 @@ use vmm::events::Event;
 
 use super::convert::{self, EventLine};
 use super::dhcp_track::{lease_state_from_word, parse_xid, DhcpTracker};
+use super::event_pipe::VMM_EVENTS_FILE;
 use super::guest_stall::{self, GuestStalls, Settled, TapStats};
 use super::load::{LoadKind, LoadMsg};
 use super::parse::{ping_line, probe_line, PingLine};
-use super::VMM_EVENTS_FILE;
 use crate::net::DhcpEvent;
 use crate::record::{
     DeviceCounters, GuestCounters, LeaseState, Ping, ProcessResources, QueueCounters, Record,

@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::children::{in_netns, LineChild};
-use super::own_process_group;
+use super::children::{in_netns, own_process_group, LineChild};
 
 /// What to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

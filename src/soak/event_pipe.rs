@@ -15,6 +15,9 @@ use std::thread::JoinHandle;
 use super::logfile::RotatingLog;
 use crate::record::LogTotal;
 
+/// The VMM's event stream in a run directory (size-bounded; its older part is `.1`).
+pub const VMM_EVENTS_FILE: &str = "vmm-events.jsonl";
+
 /// The reading side of the VMM's event pipe.
 pub struct EventPipe {
     /// The lines, until [`EventPipe::take_lines`] hands them to another reader.

@@ -3,8 +3,19 @@
 use std::time::Duration;
 
 use super::guest_stall::CONFIRM_S;
-use super::StopWhen;
 use crate::record::LeaseState;
+
+/// When a soak stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StopWhen {
+    /// After the planned duration.
+    Duration,
+    /// When the 2012 incident has fully unfolded (stall, failed renewals, lease lost), or the
+    /// duration (the timeout) passes.
+    IncidentComplete,
+    /// At the first stall, or when the duration (the timeout) passes.
+    FirstStall,
+}
 
 /// What the loop knows when it asks.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
