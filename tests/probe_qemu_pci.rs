@@ -74,6 +74,14 @@ fn probe_on_qemu_pci_modern_serves_iperf3_tcp_both_directions() {
 }
 
 #[test]
+fn probe_on_qemu_pci_modern_ends_iperf3_tcp_reverse_tests_with_1m_blocks() {
+    let test = "probe_on_qemu_pci_modern_ends_iperf3_tcp_reverse_tests_with_1m_blocks";
+    if require(test, &MODERN.caps()) {
+        acceptance::iperf3_tcp_reverse_with_large_blocks_ends(MODERN);
+    }
+}
+
+#[test]
 fn probe_on_qemu_pci_modern_serves_iperf3_udp_200m_with_under_1_percent_loss() {
     let test = "probe_on_qemu_pci_modern_serves_iperf3_udp_200m_with_under_1_percent_loss";
     if require(test, &MODERN.caps()) {

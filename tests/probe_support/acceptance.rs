@@ -360,6 +360,31 @@ pub fn iperf3_tcp_both_directions(vmm: Vmm) {
     assert_no_guest_stall(&guest);
 }
 
+/// TCP `-R` tests with 1 MiB blocks (`-l 1M`) all end. The iperf3 3.12 client, once its
+/// time is up, reads its now blocking data sockets a whole block at a time until it has
+/// read EXCHANGE_RESULTS; a server that stopped sending mid block without ending the
+/// stream left it blocked in read() for good (guest-images/probe/README.md, "Ending a
+/// reverse test"). With 1 MiB blocks the 256 KiB the guest still has queued at TEST_END
+/// rarely completes a block, so nearly every run hung (11 of 12); with the default 128
+/// KiB it was about 1 run in 10 to 50.
+pub fn iperf3_tcp_reverse_with_large_blocks_ends(vmm: Vmm) {
+    let _serial = exclusive();
+    let testbed = Testbed::up(None);
+    let mut guest = vmm.start(&testbed, "");
+    let bound = guest.wait_for("DHCP binding", vmm.boot_limit(), is_bound);
+    let server = address(&bound);
+    guest.wait_for("iperf3 server", Duration::from_secs(5), |e| {
+        e["event"] == "iperf3" && e["state"] == "listening"
+    });
+    for _ in 0..5 {
+        let report = iperf3(&testbed, &guest, &server, &["-t", "2", "-R", "-l", "1M"]);
+        check_report(&report, "TCP", true, 2);
+        let received = &report["end"]["sum_received"];
+        assert!(received["bytes"].as_u64().unwrap() > 0, "{received}");
+    }
+    assert_no_guest_stall(&guest);
+}
+
 /// The guest's stall detector saw nothing (a correct device under load and idle).
 fn assert_no_guest_stall(guest: &RunningGuest) {
     let stalls: Vec<Value> = guest
