@@ -74,6 +74,14 @@ fn probe_on_qemu_pci_modern_serves_iperf3_tcp_both_directions() {
 }
 
 #[test]
+fn probe_on_qemu_pci_modern_ends_iperf3_tcp_reverse_tests_with_1m_blocks() {
+    let test = "probe_on_qemu_pci_modern_ends_iperf3_tcp_reverse_tests_with_1m_blocks";
+    if require(test, &MODERN.caps()) {
+        acceptance::iperf3_tcp_reverse_with_large_blocks_ends(MODERN);
+    }
+}
+
+#[test]
 fn probe_on_qemu_pci_modern_serves_iperf3_udp_200m_with_under_1_percent_loss() {
     let test = "probe_on_qemu_pci_modern_serves_iperf3_udp_200m_with_under_1_percent_loss";
     if require(test, &MODERN.caps()) {
@@ -211,5 +219,70 @@ fn probe_on_qemu_pci_reports_a_virtio_function_that_is_not_a_nic_and_exits() {
             .contains("is not a network card"),
         "{}",
         fatal[0]
+    );
+}
+
+/// Bad input: a device that does not accept FEATURES_OK. QEMU's modern-only
+/// virtio-net-pci with `iommu_platform=on` offers VIRTIO_F_ACCESS_PLATFORM (bit 33),
+/// which the probe does not take, and QEMU refuses such a feature set (it clears
+/// FEATURES_OK). The probe says so and ends through the debug-exit port (status 9).
+/// On `microvm,pcie=on`: no firmware, so it takes well under a second.
+#[test]
+fn probe_on_qemu_pci_reports_a_device_that_refuses_features_ok_and_exits() {
+    let test = "probe_on_qemu_pci_reports_a_device_that_refuses_features_ok_and_exits";
+    if !require(
+        test,
+        &[
+            common::Capability::Kvm,
+            common::Capability::Program("qemu-system-x86_64"),
+        ],
+    ) {
+        return;
+    }
+    let mut command = std::process::Command::new("qemu-system-x86_64");
+    command
+        .args([
+            "-M",
+            "microvm,pcie=on,x-option-roms=off,isa-serial=on,rtc=off",
+        ])
+        .args(["-accel", "kvm", "-m", "64", "-nographic"])
+        .args(["-no-reboot", "-nodefaults", "-serial", "stdio"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+        .args([
+            "-device",
+            "virtio-net-pci,romfile=,disable-legacy=on,iommu_platform=on",
+        ])
+        .arg("-kernel")
+        .arg(probe_support::probe_image())
+        .args(["-append", "console=ttyS0"]);
+    let run = probe_support::run_bounded(command, std::time::Duration::from_secs(120));
+    assert_eq!(
+        run.code(),
+        probe_support::debug_exit_status(4),
+        "console:\n{}",
+        run.serial
+    );
+    let nic = run.events_named("pci_nic");
+    assert!(
+        nic.iter().any(|e| e["transport"] == "virtio-pci-modern"),
+        "console:\n{}",
+        run.serial
+    );
+    let fatal = run.events_named("fatal");
+    assert_eq!(fatal.len(), 1, "console:\n{}", run.serial);
+    assert_eq!(fatal[0]["reason"], "nic");
+    assert!(
+        fatal[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did not accept our features"),
+        "{}",
+        fatal[0]
+    );
+    // The probe never brought the NIC up.
+    assert!(
+        run.events_named("nic").is_empty(),
+        "console:\n{}",
+        run.serial
     );
 }

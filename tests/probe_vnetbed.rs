@@ -46,6 +46,16 @@ fn probe_on_vnetbed_serves_iperf3_tcp_both_directions() {
 }
 
 #[test]
+fn probe_on_vnetbed_ends_iperf3_tcp_reverse_tests_with_1m_blocks() {
+    if require(
+        "probe_on_vnetbed_ends_iperf3_tcp_reverse_tests_with_1m_blocks",
+        &VMM.caps(),
+    ) {
+        acceptance::iperf3_tcp_reverse_with_large_blocks_ends(VMM);
+    }
+}
+
+#[test]
 fn probe_on_vnetbed_serves_iperf3_udp_200m_with_under_1_percent_loss() {
     if require(
         "probe_on_vnetbed_serves_iperf3_udp_200m_with_under_1_percent_loss",

@@ -400,8 +400,14 @@ impl Server {
                 state::TEST_END => {
                     self.end_us = now_us;
                     self.idle_at_end = idle::idle_ticks();
-                    // Drain what already arrived, then report.
-                    self.move_data(sockets, params, now_us);
+                    if params.reverse {
+                        // Like `iperf3 -s`, close the data connections before the
+                        // exchange (see `finish_sending`).
+                        self.finish_sending(sockets, params);
+                    } else {
+                        // Drain what already arrived, then report.
+                        self.move_data(sockets, params, now_us);
+                    }
                     self.send_state(sockets, state::EXCHANGE_RESULTS);
                     self.phase = Phase::ClientResults;
                     return;
@@ -422,6 +428,30 @@ impl Server {
             return;
         }
         self.move_data(sockets, params, now_us);
+    }
+
+    /// End a reverse test's data: send FIN on each TCP data connection after what is
+    /// already queued (UDP has nothing to end).
+    ///
+    /// The client (iperf3 3.12 at least) makes its data sockets blocking when its test
+    /// time is up, sends TEST_END, and until it reads EXCHANGE_RESULTS goes on reading
+    /// each readable data socket with a read loop that returns only once a whole `-l`
+    /// block (128 KiB by default) has arrived, or at end of stream. Its block boundaries
+    /// are not the server's to know: while the test ran, the sockets were non-blocking
+    /// and each read returned whatever had arrived. A data stream that just stops mid
+    /// block therefore leaves the client blocked in read() for good, never reading
+    /// EXCHANGE_RESULTS. The end of stream ends that read at any length, as it does
+    /// against `iperf3 -s`, which closes its data sockets on TEST_END.
+    fn finish_sending(&mut self, sockets: &mut SocketSet<'static>, params: TestParams) {
+        if params.protocol != Protocol::Tcp {
+            return;
+        }
+        for stream in self.streams.iter().take(self.stream_count) {
+            let Some(index) = stream.tcp else { continue };
+            // close() sends FIN once the queued bytes are out; the socket still
+            // receives, and `reset` aborts it after the test.
+            sockets.get_mut::<tcp::Socket>(self.data[index]).close();
+        }
     }
 
     fn move_data(&mut self, sockets: &mut SocketSet<'static>, params: TestParams, now_us: u64) {
