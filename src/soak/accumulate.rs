@@ -512,7 +512,7 @@ impl Accumulator {
     /// The last sample, at run-elapsed `end_at`: exchanges closed at the end, and the lease
     /// state the run ended in.
     pub fn last_sample(&mut self, t: f64, end_at: f64) -> Record {
-        self.tracker.finish();
+        self.tracker.finish(end_at);
         Record::Sample(Sample {
             t,
             elapsed: end_at,

@@ -293,10 +293,16 @@ impl DhcpTracker {
         }
     }
 
-    /// Close whatever is open (the run ends): an answer the guest never confirmed was not
-    /// received.
-    pub fn finish(&mut self) {
-        self.close(Some(false));
+    /// Close whatever is open (the run ends at run time `end_at`): an answer the guest never
+    /// confirmed was not received, unless it came too late in the run for the guest to say so
+    /// (within [`RECEIPT_GRACE_S`] of the end): that one is unknown, not failed.
+    pub fn finish(&mut self, end_at: f64) {
+        let late = self
+            .open
+            .as_ref()
+            .and_then(|o| o.replied_at)
+            .is_some_and(|at| at > end_at - RECEIPT_GRACE_S);
+        self.close(if late { None } else { Some(false) });
     }
 
     /// Exchanges closed since the last call.
@@ -304,6 +310,9 @@ impl DhcpTracker {
         std::mem::take(&mut self.done)
     }
 }
+
+/// Seconds a guest has, at the end of a run, to report an answer it received.
+pub const RECEIPT_GRACE_S: f64 = 2.0;
 
 /// A transaction id as the record writes it (8 hex digits, or `0x`-prefixed).
 pub fn parse_xid(text: &str) -> Option<u32> {
@@ -483,6 +492,22 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_in_the_runs_last_moments_is_unknown_not_failed() {
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Renewing, 30.0);
+        t.server_event(&ev(DhcpEventKind::Request), 30.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 30.1);
+        t.finish(31.0);
+        assert_eq!(t.take_closed()[0].received_by_guest, None);
+        let mut t = DhcpTracker::new(MAC);
+        t.guest_state(LeaseState::Renewing, 30.0);
+        t.server_event(&ev(DhcpEventKind::Request), 30.0);
+        t.server_event(&ev(DhcpEventKind::Ack), 30.1);
+        t.finish(33.0);
+        assert_eq!(t.take_closed()[0].received_by_guest, Some(false));
+    }
+
+    #[test]
     fn an_unconfirmed_answer_amid_host_tap_drops_without_a_stall_is_congestion() {
         let mut t = DhcpTracker::new(MAC);
         t.note_tap_dropped(10);
@@ -561,7 +586,7 @@ mod tests {
     fn other_macs_are_ignored_and_words_map_to_states() {
         let mut t = DhcpTracker::new("52:54:00:00:00:99");
         t.server_event(&ev(DhcpEventKind::Request), 1.0);
-        t.finish();
+        t.finish(10.0);
         assert!(t.take_closed().is_empty());
         assert_eq!(lease_state_from_word("BOUND"), Some(LeaseState::Bound));
         assert_eq!(

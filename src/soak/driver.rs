@@ -338,6 +338,18 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// After the run's end: the VMM's last output and events (its log, its last events), but
+    /// not what the network said after the end (DHCP, ping, load), which the run does not
+    /// judge.
+    fn take_vmm_output_after_end(&mut self) -> Result<(), SoakError> {
+        while let Ok(input) = self.inputs.try_recv() {
+            if matches!(input, Input::Serial(_) | Input::VmmEvent(_)) {
+                self.take(input)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Has the VMM ended, or hung? Record it once, with everything it wrote until then.
     fn check_vmm(&mut self, now: Instant) -> Result<(), SoakError> {
         if self.vmm_exit.is_some() {
@@ -482,7 +494,7 @@ impl Run<'_> {
             let status = self.vmm.child.stop(libc::SIGTERM, Duration::from_secs(5));
             // The VMM is gone: the rest of its output and its stream (its `exit` event).
             let total = self.vmm.finish_events();
-            self.take_waiting()?;
+            self.take_vmm_output_after_end()?;
             self.writer.append(&Record::VmmExit(VmmExit {
                 at: end_at,
                 status: status.and_then(|s| s.code()),
