@@ -216,3 +216,24 @@ impl ProbeGuest {
         self.child.stop(libc::SIGTERM, Duration::from_secs(3));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_system_under_test_has_a_row_name_of_its_own() {
+        let name = |s: &str| setup_name(&s.parse::<SutSpec>().unwrap());
+        assert_eq!(name("vnetbed"), "vnetbed");
+        assert_eq!(name("vnetbed:virtio-queue"), "vnetbed (virtio-queue)");
+        assert_eq!(name("qemu"), "QEMU q35 virtio-net-pci");
+        assert_eq!(
+            name("qemu,machine=microvm,device=virtio-net-device"),
+            "QEMU microvm virtio-net-device"
+        );
+        assert_eq!(
+            name("qemu=/opt/q/bin/qemu-system-x86_64,machine=pc,modern=off,extra=-smp 2"),
+            "QEMU pc virtio-net-pci legacy (/opt/q/bin/qemu-system-x86_64) [-smp 2]"
+        );
+    }
+}
