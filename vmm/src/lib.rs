@@ -13,6 +13,7 @@ pub mod exit;
 pub mod layout;
 pub mod memory;
 pub mod netdev;
+pub mod netns;
 pub mod seccomp;
 pub mod signals;
 pub mod speedtest;
