@@ -10,6 +10,7 @@ pub mod devices;
 pub mod duration;
 pub mod events;
 pub mod exit;
+pub mod exit_notifier;
 pub mod layout;
 pub mod memory;
 pub mod netdev;

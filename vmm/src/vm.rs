@@ -10,9 +10,9 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
@@ -30,6 +30,7 @@ use crate::devices::legacy::{DebugExit, I8042};
 use crate::devices::serial::{Discard, SerialDevice};
 use crate::events::EventSink;
 use crate::exit::{ExitReason, VmExit};
+use crate::exit_notifier::ExitNotifier;
 use crate::layout;
 use crate::memory::{self, MemoryError};
 use crate::{seccomp, signals, vcpu};
@@ -161,62 +162,6 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 
 fn host_err(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
     move |source| VmError::Host { what, source }
-}
-
-struct ExitInner {
-    exit: Mutex<Option<VmExit>>,
-    stop: AtomicBool,
-    evt: EventFd,
-}
-
-/// Shared by everything that can end the VM (vCPUs, legacy devices, the stall watchdog,
-/// signals). The first reason recorded wins.
-#[derive(Clone)]
-pub struct ExitNotifier {
-    inner: Arc<ExitInner>,
-}
-
-impl ExitNotifier {
-    fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            inner: Arc::new(ExitInner {
-                exit: Mutex::new(None),
-                stop: AtomicBool::new(false),
-                evt: EventFd::new(libc::EFD_CLOEXEC)?,
-            }),
-        })
-    }
-
-    /// Ask the VM to end for `reason` (ignored if it is already ending for another reason).
-    pub fn request(&self, reason: ExitReason) {
-        {
-            let mut slot = self.inner.exit.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(VmExit {
-                    reason,
-                    at: Instant::now(),
-                });
-            }
-        }
-        self.inner.stop.store(true, Ordering::Release);
-        if let Err(e) = self.inner.evt.write(1) {
-            tracing::error!("cannot signal VM exit: {e}");
-        }
-    }
-
-    /// Set once the VM is ending; vCPU loops and device threads poll it.
-    pub fn stop_flag(&self) -> &AtomicBool {
-        &self.inner.stop
-    }
-
-    /// The exit recorded so far.
-    pub fn recorded(&self) -> Option<VmExit> {
-        self.inner
-            .exit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
 }
 
 /// A slot for a virtio-mmio device: where it lives and which GSI it interrupts on.
@@ -504,7 +449,7 @@ impl Vm {
             what: "kick signal handler",
             source: e.into(),
         })?;
-        signals::install_stop_handlers(std::os::fd::AsRawFd::as_raw_fd(&self.exit.inner.evt))
+        signals::install_stop_handlers(std::os::fd::AsRawFd::as_raw_fd(self.exit.event()))
             .map_err(|e| VmError::Host {
                 what: "SIGINT/SIGTERM handlers",
                 source: e.into(),
@@ -545,7 +490,7 @@ impl Vm {
         confined.wait();
         let exit = loop {
             // Blocks until a vCPU, a device or a signal handler writes the eventfd.
-            let _ = self.exit.inner.evt.read();
+            let _ = self.exit.event().read();
             if let Some(e) = self.exit.recorded() {
                 break e;
             }
