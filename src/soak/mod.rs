@@ -28,7 +28,7 @@ pub mod resources;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -175,33 +175,17 @@ macro_rules! say_raw {
     }};
 }
 
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_stop(sig: libc::c_int) {
-    STOP_SIGNAL.store(sig, Ordering::SeqCst);
-}
-
 /// Route SIGINT and SIGTERM to a flag the soak loop checks: it then finishes the record and
 /// the reports from what it has, and tears everything down.
 pub fn install_stop_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_stop` only stores to an atomic, which is async-signal-safe; the
-        // sigaction struct is fully initialised.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+    if let Err(e) = vmm::signals::route_stop_signals(&[libc::SIGINT, libc::SIGTERM]) {
+        tracing::warn!("cannot install the SIGINT/SIGTERM handlers: {e}");
     }
 }
 
 /// The signal that asked the soak to stop, if any.
 pub fn stop_signal() -> Option<i32> {
-    match STOP_SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    }
+    vmm::signals::stop_signal()
 }
 
 /// A MAC address unique to this process (locally administered, QEMU's 52:54:00 prefix).
@@ -220,19 +204,12 @@ pub fn own_process_group(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // Keep Ctrl-C at the terminal for the orchestrator alone: it stops the children in order.
     cmd.process_group(0);
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-    // parent; if the orchestrator is SIGKILLed, the child gets SIGKILL instead of running on.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the hook only makes async-signal-safe system calls (prctl, getppid) and touches
+    // no memory of the parent; if the orchestrator is SIGKILLed, the child gets SIGKILL
+    // instead of running on (and does not start if the orchestrator is already gone).
     unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            Ok(())
-        });
+        cmd.pre_exec(move || vmm::signals::die_with_parent(libc::SIGKILL, parent));
     }
 }
 

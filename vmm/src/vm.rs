@@ -449,11 +449,11 @@ impl Vm {
             what: "kick signal handler",
             source: e.into(),
         })?;
-        signals::install_stop_handlers(std::os::fd::AsRawFd::as_raw_fd(self.exit.event()))
-            .map_err(|e| VmError::Host {
-                what: "SIGINT/SIGTERM handlers",
-                source: e.into(),
-            })?;
+        signals::wake_on_stop(std::os::fd::AsRawFd::as_raw_fd(self.exit.event()));
+        signals::route_stop_signals(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| VmError::Host {
+            what: "SIGINT/SIGTERM handlers",
+            source: e.into(),
+        })?;
         self.events.emit(
             "start",
             serde_json::json!({
@@ -494,7 +494,7 @@ impl Vm {
             if let Some(e) = self.exit.recorded() {
                 break e;
             }
-            if let Some(sig) = signals::last_stop_signal() {
+            if let Some(sig) = signals::stop_signal() {
                 self.exit.request(ExitReason::Signal(sig));
             }
         };
@@ -510,7 +510,7 @@ impl Vm {
         for h in handles {
             let _ = h.join();
         }
-        signals::clear_stop_fd();
+        signals::clear_wake_fd();
         let rss = smaps.and_then(|f| memory::vmm_rss_from_smaps(f, &self.mem));
         self.events.emit(
             "exit",
