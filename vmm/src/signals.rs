@@ -73,3 +73,42 @@ pub fn die_with_parent(signal: libc::c_int, parent: libc::pid_t) -> io::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    use super::*;
+
+    #[test]
+    fn a_routed_signal_is_recorded_and_wakes_the_eventfd() {
+        let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
+        wake_on_stop(std::os::fd::AsRawFd::as_raw_fd(&evt));
+        // SIGUSR2: nothing else in this test process uses it.
+        route_stop_signals(&[libc::SIGUSR2]).expect("handler");
+        // SAFETY: raise only sends a signal to this thread; the handler just installed does
+        // async-signal-safe work only.
+        let rc = unsafe { libc::raise(libc::SIGUSR2) };
+        assert_eq!(rc, 0);
+        clear_wake_fd();
+        assert_eq!(stop_signal(), Some(libc::SIGUSR2));
+        assert_eq!(evt.read().expect("the handler wrote the eventfd"), 1);
+    }
+
+    #[test]
+    fn a_child_whose_parent_is_not_the_one_named_does_not_start() {
+        let run = |parent: libc::pid_t| {
+            let mut cmd = Command::new("true");
+            // SAFETY: the hook only makes async-signal-safe system calls (prctl, getppid).
+            unsafe {
+                cmd.pre_exec(move || die_with_parent(libc::SIGKILL, parent));
+            }
+            cmd.status()
+        };
+        let ours = std::process::id() as libc::pid_t;
+        assert!(run(ours).expect("started").success());
+        let err = run(ours + 1).expect_err("a child of another parent must not start");
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+    }
+}
