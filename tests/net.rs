@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{require, Capability};
 use vnetbed::net::{
-    open_tap, DhcpEvent, DhcpEventKind, NetError, TapFlags, Testbed, TestbedConfig, TestbedStatus,
+    open_tap, DhcpEvent, DhcpEventKind, NetError, Testbed, TestbedConfig, TestbedStatus,
 };
 
 /// State root shared by all tests of this file (and by the `vnetbed` processes they run).
@@ -552,11 +552,10 @@ fn killed_dnsmasq_comes_back_and_the_next_renewal_keeps_the_address() {
     let bound = wait_event(&events, secs(15), is_ack).expect("first ACK");
     let old_pid = testbed.status().dnsmasq_pid.expect("dnsmasq pid");
     assert_eq!(testbed.status().dnsmasq_restarts, 0);
-    // SAFETY: kill on the pid of the dnsmasq this test's testbed runs.
-    assert_eq!(
-        unsafe { libc::kill(old_pid as libc::pid_t, libc::SIGKILL) },
-        0
-    );
+    // SAFETY: kill only sends a signal (no memory is touched); the pid is that of the
+    // dnsmasq this test's testbed runs and has not reaped, so it is not recycled.
+    let rc = unsafe { libc::kill(old_pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0);
     let killed = Instant::now();
     assert!(
         wait_until(secs(3), || {
@@ -630,11 +629,10 @@ fn gc_cleans_up_after_a_sigkilled_holder() {
     let status = cli_status("tgc");
     let holder = status.info.holder_pid;
     let dnsmasq = status.dnsmasq_pid.expect("dnsmasq pid");
-    // SAFETY: kill on the supervisor pid this test just started.
-    assert_eq!(
-        unsafe { libc::kill(holder as libc::pid_t, libc::SIGKILL) },
-        0
-    );
+    // SAFETY: kill only sends a signal (no memory is touched); the pid is that of the
+    // supervisor this test just started, which holds the testbed until killed.
+    let rc = unsafe { libc::kill(holder as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0);
     assert!(
         wait_until(secs(5), || !pid_alive(holder)),
         "holder survived SIGKILL"
@@ -825,8 +823,8 @@ fn error_name_in_use_and_tap_in_use() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"terr3\" is already in use"));
 
     let tap = &testbed.info().taps[0];
-    let held = open_tap("terr3", tap, TapFlags::default()).expect("first open of the tap");
-    let err = open_tap("terr3", tap, TapFlags::default()).expect_err("second open must fail");
+    let held = open_tap("terr3", tap).expect("first open of the tap");
+    let err = open_tap("terr3", tap).expect_err("second open must fail");
     assert!(matches!(err, NetError::TapInUse { .. }), "{err}");
     assert!(
         err.to_string().contains("in use by another process"),
@@ -834,11 +832,10 @@ fn error_name_in_use_and_tap_in_use() {
     );
     drop(held);
     // Released: it can be opened again, and the second tap is independent.
-    let again = open_tap("terr3", tap, TapFlags { vnet_hdr: true }).expect("reopen");
-    let other =
-        open_tap("terr3", &testbed.info().taps[1], TapFlags::default()).expect("second tap");
+    let again = open_tap("terr3", tap).expect("reopen");
+    let other = open_tap("terr3", &testbed.info().taps[1]).expect("second tap");
     drop((again, other));
-    let err = open_tap("terr3", "vnbterr3t9", TapFlags::default()).expect_err("no such tap");
+    let err = open_tap("terr3", "vnbterr3t9").expect_err("no such tap");
     assert!(
         err.to_string().contains("does not exist in testbed terr3"),
         "{err}"
@@ -1049,7 +1046,7 @@ fn run_on_a_busy_or_misspelt_tap_fails_with_a_clear_error_and_creates_nothing() 
     let tap = testbed.info().taps[0].clone();
 
     // Busy: another holder (standing in for a second VMM) has the tap open.
-    let held = open_tap("trun", &tap, TapFlags { vnet_hdr: true }).expect("hold the tap");
+    let held = open_tap("trun", &tap).expect("hold the tap");
     let out = run_hello_with_net(&format!("tap={tap},netns={netns}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "run on a busy tap succeeded");

@@ -284,11 +284,10 @@ fn a_confined_probe_binds_dhcp_answers_pings_and_stops_cleanly_on_sigterm() {
     let text = String::from_utf8_lossy(&ping.stdout);
     assert!(text.contains(" 20 received"), "{text}");
     // SIGTERM: the clean stop path (signal handler, vCPU kicks, joins, exit event) confined.
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(
-        unsafe { libc::kill(probe.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    // SAFETY: kill only sends a signal (no memory is touched); the pid is our own
+    // child's, not reaped yet, so it cannot have been recycled.
+    let rc = unsafe { libc::kill(probe.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     let status = probe.wait_exit(Duration::from_secs(30));
     assert_eq!(status, Some(10), "serial:\n{}", probe.serial());
     let exit = probe
@@ -412,11 +411,10 @@ fn a_confined_vmm_whose_tap_is_deleted_reports_it_once_and_runs_on() {
         &stderr[..stderr.len().min(2000)]
     );
     // Still running, confined; SIGTERM ends it cleanly.
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(
-        unsafe { libc::kill(probe.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    // SAFETY: kill only sends a signal (no memory is touched); the pid is our own
+    // child's, not reaped yet, so it cannot have been recycled.
+    let rc = unsafe { libc::kill(probe.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     assert_eq!(
         probe.wait_exit(Duration::from_secs(30)),
         Some(10),

@@ -16,7 +16,6 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -230,32 +229,10 @@ fn up_detached(up: &UpArgs) -> Result<(), NetError> {
     Err(NetError::Reported(why))
 }
 
-static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn request_stop(_signal: libc::c_int) {
-    STOP_REQUESTED.store(true, Ordering::SeqCst);
-}
-
-/// Route SIGINT, SIGTERM and SIGHUP to [`request_stop`] (plain sigaction: the handler only
-/// stores to an atomic, which is all a signal handler may safely do; no crate is needed).
+/// Route SIGINT, SIGTERM and SIGHUP to the stop flag ([`vmm::signals::stop_signal`]).
 fn install_stop_handlers() -> Result<(), NetError> {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction is a valid starting value; the handler is an
-        // async-signal-safe extern "C" fn that only stores to an atomic.
-        let rc = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = request_stop as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(NetError::io(
-                "cannot install signal handlers",
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    Ok(())
+    vmm::signals::route_stop_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+        .map_err(|e| NetError::io("cannot install signal handlers", e.into()))
 }
 
 /// Hold a testbed until a stop signal. With `report`, write `READY <status json>` or
@@ -282,7 +259,7 @@ fn supervise(up: &UpArgs, report: bool) -> Result<(), NetError> {
         print_status(&testbed.status());
         outln!("holding the testbed; Ctrl-C takes it down");
     }
-    while !STOP_REQUESTED.load(Ordering::SeqCst) {
+    while vmm::signals::stop_signal().is_none() {
         std::thread::sleep(Duration::from_millis(100));
     }
     testbed.down()

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -231,31 +231,17 @@ fn spawn(config: &DnsmasqConfig) -> std::io::Result<Child> {
     // parent-death signal is armed (below).
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe system calls (setns, prctl, getppid) and allocates nothing (the error
-    // is built from a raw errno); `netns_fd` stays open in the parent until `spawn` returns,
-    // so the child's copy is valid. If the parent died between the fork and the prctl, the
-    // child was reparented and would never get the parent-death signal, so getppid() is
-    // compared with the parent's pid and the child gives up before exec: dnsmasq never
-    // outlives its holder.
+    // async-signal-safe system calls (setns through `vmm::netns::enter`, prctl and getppid
+    // through `vmm::signals::die_with_parent`) and allocates nothing (errors are built from a
+    // raw errno); `netns_fd` stays open in the parent until `spawn` returns, so the child's
+    // copy is valid to borrow. If the parent died between the fork and the prctl, the child
+    // was reparented and would never get the parent-death signal, so `die_with_parent`
+    // compares getppid() with the parent's pid and the child gives up before exec: dnsmasq
+    // never outlives its holder.
     unsafe {
         command.pre_exec(move || {
-            if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
+            vmm::netns::enter(BorrowedFd::borrow_raw(netns_fd))?;
+            vmm::signals::die_with_parent(libc::SIGTERM, parent)
         });
     }
     let child = command.spawn();

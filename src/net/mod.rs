@@ -8,7 +8,7 @@
 //!
 //! - [`Testbed::up`] builds it, [`Testbed::down`] (or drop) removes it;
 //! - [`Testbed::subscribe`] streams the DHCP events parsed from dnsmasq's log;
-//! - [`open_tap`] / [`with_netns`] let a VMM open a tap inside the namespace;
+//! - [`open_tap`] lets a VMM open a tap inside the namespace;
 //! - [`gc()`] removes leftovers of killed holders.
 //!
 //! Links are managed with `ip` from iproute2 (see [`ip`] for why).
@@ -30,7 +30,7 @@ pub mod veth;
 pub use dhcp_events::{read_journal, DhcpEvent, DhcpEventKind};
 pub use error::{NetError, Result};
 pub use gc::{down_named, gc, read_status, GcFailure, GcReport};
-pub use netns::{enter_netns, open_tap, with_netns, TapFlags};
+pub use netns::open_tap;
 pub use schedule::{LeaseSchedule, DNSMASQ_LEASE_FLOOR};
 pub use state::state_root;
 pub use subnet::Subnet;

@@ -226,12 +226,6 @@ impl Testbed {
         Ok(())
     }
 
-    /// Remove leftovers of testbeds under `state_root` whose holder was killed (see
-    /// [`super::gc::gc`]); live testbeds are left alone.
-    pub fn gc(state_root: &std::path::Path) -> Result<super::gc::GcReport> {
-        super::gc::gc(state_root)
-    }
-
     /// What the testbed is made of.
     pub fn info(&self) -> &TestbedInfo {
         &self.info

@@ -1,11 +1,13 @@
 //! Statistics of a timeline: stalls, renewals, lease, throughput, ping, exposure, VMM exit.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use super::stats::{counter_delta, Percentiles};
 use crate::record::{
     DhcpExchange, LeaseState, Note, Ping, ProcessResources, Record, RunEnd, Sample, Stall,
-    Throughput, Timeline, VmmExit,
+    Throughput, Timeline, VmmExit, TIMELINE_FILE,
 };
 
 /// What the reports need of one sample: a few numbers, not the whole record, so that a
@@ -429,6 +431,13 @@ fn exposure(samples: &[Second], duration_s: f64) -> Exposure {
         cycles,
         per_minute: (duration_s >= 1.0).then(|| cycles as f64 * 60.0 / duration_s),
     }
+}
+
+/// rx interrupt decisions (sent + suppressed) of the run in `dir`: each is one chance for
+/// the lost-interrupt race, as each ring-empty -> enable cycle is one for the lost kick. 0
+/// without a readable record.
+pub fn rx_interrupt_decisions_in(dir: &Path) -> u64 {
+    super::analyse_file(&dir.join(TIMELINE_FILE)).map_or(0, |(_, a)| a.rx_interrupt_decisions)
 }
 
 #[cfg(test)]

@@ -119,19 +119,12 @@ pub fn own_process_group(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // Keep Ctrl-C at the terminal for the orchestrator alone: it stops the children in order.
     cmd.process_group(0);
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-    // parent; if the orchestrator is SIGKILLed, the child gets SIGKILL instead of running on.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the hook only makes async-signal-safe system calls (prctl, getppid) and touches
+    // no memory of the parent; if the orchestrator is SIGKILLed, the child gets SIGKILL
+    // instead of running on (and does not start if the orchestrator is already gone).
     unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            Ok(())
-        });
+        cmd.pre_exec(move || vmm::signals::die_with_parent(libc::SIGKILL, parent));
     }
 }
 

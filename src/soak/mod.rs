@@ -29,7 +29,6 @@ pub mod resources;
 pub mod stop;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::record::{
@@ -159,33 +158,17 @@ macro_rules! say_raw {
 // After the macros above, so that it can use them.
 mod driver;
 
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_stop(sig: libc::c_int) {
-    STOP_SIGNAL.store(sig, Ordering::SeqCst);
-}
-
 /// Route SIGINT and SIGTERM to a flag the soak loop checks: it then finishes the record and
 /// the reports from what it has, and tears everything down.
 pub fn install_stop_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_stop` only stores to an atomic, which is async-signal-safe; the
-        // sigaction struct is fully initialised.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+    if let Err(e) = vmm::signals::route_stop_signals(&[libc::SIGINT, libc::SIGTERM]) {
+        tracing::warn!("cannot install the SIGINT/SIGTERM handlers: {e}");
     }
 }
 
 /// The signal that asked the soak to stop, if any.
 pub fn stop_signal() -> Option<i32> {
-    match STOP_SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    }
+    vmm::signals::stop_signal()
 }
 
 /// The result of a soak.

@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub use junit::{SUITE_A, SUITE_B};
 pub use summary::{
-    a_dir_name, b_dir_name, rx_interrupt_decisions_in, summarize, AStatus, Identity, VerifyPlan,
-    VerifySummary, B_DIR, CYCLES_PER_SECOND_2012, INTERRUPT_DECISIONS_PER_SECOND_2012,
-    VERIFY_SCHEMA,
+    a_dir_name, b_dir_name, summarize, AStatus, Identity, VerifyPlan, VerifySummary, B_DIR,
+    CYCLES_PER_SECOND_2012, INTERRUPT_DECISIONS_PER_SECOND_2012, VERIFY_SCHEMA,
 };
 
 use crate::record::TIMELINE_FILE;

@@ -240,13 +240,6 @@ pub struct VerifySummary {
     pub b: Option<BRun>,
 }
 
-/// rx interrupt decisions (sent + suppressed) of the run in `dir`: each is one chance for
-/// the lost-interrupt race, as each ring-empty -> enable cycle is one for the lost kick. 0
-/// without a readable record.
-pub fn rx_interrupt_decisions_in(dir: &Path) -> u64 {
-    report::analyse_file(&dir.join(TIMELINE_FILE)).map_or(0, |(_, a)| a.rx_interrupt_decisions)
-}
-
 /// The run's exposure to both races: (lost-kick chances, lost-interrupt chances, source).
 /// From the device's counters where vnetbed's device ran; otherwise from the guest's.
 fn exposure_counts(a: &Analysis) -> (u64, u64, &'static str) {

@@ -11,7 +11,8 @@ use crate::devices::virtio::net::tap::{open_tap, TapError};
 use crate::devices::virtio::net::{Net, NetConfig, NetOptions, StallExit};
 use crate::devices::virtio::signals::Signals;
 use crate::exit::ExitReason;
-use crate::vm::{ExitNotifier, VirtioSlot, Vm, VmError};
+use crate::exit_notifier::ExitNotifier;
+use crate::vm::{VirtioSlot, Vm, VmError};
 
 /// Offset of the QueueNotify register in a virtio-mmio window (§4.2.2).
 const QUEUE_NOTIFY_OFFSET: u64 = 0x50;

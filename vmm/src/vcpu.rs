@@ -8,8 +8,8 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::devices::bus::Bus;
 use crate::exit::ExitReason;
+use crate::exit_notifier::ExitNotifier;
 use crate::seccomp::{self, ThreadKind};
-use crate::vm::ExitNotifier;
 
 /// The signal used to kick a vCPU thread out of `KVM_RUN` (its handler does nothing; the
 /// interrupted ioctl returns EINTR and the loop sees the stop flag).

@@ -10,9 +10,9 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
@@ -30,6 +30,7 @@ use crate::devices::legacy::{DebugExit, I8042};
 use crate::devices::serial::{Discard, SerialDevice};
 use crate::events::{self, Event, EventSink};
 use crate::exit::{ExitReason, VmExit};
+use crate::exit_notifier::ExitNotifier;
 use crate::layout;
 use crate::memory::{self, MemoryError};
 use crate::{seccomp, signals, vcpu};
@@ -161,62 +162,6 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 
 fn host_err(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
     move |source| VmError::Host { what, source }
-}
-
-struct ExitInner {
-    exit: Mutex<Option<VmExit>>,
-    stop: AtomicBool,
-    evt: EventFd,
-}
-
-/// Shared by everything that can end the VM (vCPUs, legacy devices, the stall watchdog,
-/// signals). The first reason recorded wins.
-#[derive(Clone)]
-pub struct ExitNotifier {
-    inner: Arc<ExitInner>,
-}
-
-impl ExitNotifier {
-    fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            inner: Arc::new(ExitInner {
-                exit: Mutex::new(None),
-                stop: AtomicBool::new(false),
-                evt: EventFd::new(libc::EFD_CLOEXEC)?,
-            }),
-        })
-    }
-
-    /// Ask the VM to end for `reason` (ignored if it is already ending for another reason).
-    pub fn request(&self, reason: ExitReason) {
-        {
-            let mut slot = self.inner.exit.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(VmExit {
-                    reason,
-                    at: Instant::now(),
-                });
-            }
-        }
-        self.inner.stop.store(true, Ordering::Release);
-        if let Err(e) = self.inner.evt.write(1) {
-            tracing::error!("cannot signal VM exit: {e}");
-        }
-    }
-
-    /// Set once the VM is ending; vCPU loops and device threads poll it.
-    pub fn stop_flag(&self) -> &AtomicBool {
-        &self.inner.stop
-    }
-
-    /// The exit recorded so far.
-    pub fn recorded(&self) -> Option<VmExit> {
-        self.inner
-            .exit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
 }
 
 /// A slot for a virtio-mmio device: where it lives and which GSI it interrupts on.
@@ -504,11 +449,11 @@ impl Vm {
             what: "kick signal handler",
             source: e.into(),
         })?;
-        signals::install_stop_handlers(std::os::fd::AsRawFd::as_raw_fd(&self.exit.inner.evt))
-            .map_err(|e| VmError::Host {
-                what: "SIGINT/SIGTERM handlers",
-                source: e.into(),
-            })?;
+        signals::wake_on_stop(std::os::fd::AsRawFd::as_raw_fd(self.exit.event()));
+        signals::route_stop_signals(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| VmError::Host {
+            what: "SIGINT/SIGTERM handlers",
+            source: e.into(),
+        })?;
         self.events.emit(Event::Start(events::Start {
             pid: std::process::id(),
             vcpus: self.vcpus.len(),
@@ -542,11 +487,11 @@ impl Vm {
         confined.wait();
         let exit = loop {
             // Blocks until a vCPU, a device or a signal handler writes the eventfd.
-            let _ = self.exit.inner.evt.read();
+            let _ = self.exit.event().read();
             if let Some(e) = self.exit.recorded() {
                 break e;
             }
-            if let Some(sig) = signals::last_stop_signal() {
+            if let Some(sig) = signals::stop_signal() {
                 self.exit.request(ExitReason::Signal(sig));
             }
         };
@@ -562,7 +507,7 @@ impl Vm {
         for h in handles {
             let _ = h.join();
         }
-        signals::clear_stop_fd();
+        signals::clear_wake_fd();
         let rss = smaps.and_then(|f| memory::vmm_rss_from_smaps(f, &self.mem));
         self.events.emit(Event::Exit(events::Exit {
             status: exit.reason.status(),

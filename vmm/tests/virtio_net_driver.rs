@@ -502,11 +502,10 @@ fn oversize_frames_are_counted_and_dropped_never_truncated(model: NotifyModel) {
         .unwrap();
     for (seq, len) in [(0u64, 100usize), (1, 1000), (1, 200)] {
         let f = vmm::devices::virtio::net::test_driver::make_frame(seq, len);
-        // SAFETY: valid buffer, open fd.
-        assert_eq!(
-            unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
-            len as isize
-        );
+        // SAFETY: `f` is a live buffer of the length given, which send only reads; the
+        // socket is open and ours for the whole call.
+        let sent = unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(sent, len as isize);
     }
     assert!(wait_until(Duration::from_secs(10), || guest
         .stats
@@ -609,11 +608,10 @@ fn every_bad_guest_input_needs_reset_then_recovers(model: NotifyModel) {
             .start(3, 64)
             .unwrap();
         let f = vmm::devices::virtio::net::test_driver::make_frame(0, 64);
-        // SAFETY: valid buffer, open fd.
-        assert_eq!(
-            unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
-            64
-        );
+        // SAFETY: `f` is a live buffer of the length given, which send only reads; the
+        // socket is open and ours for the whole call.
+        let sent = unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(sent, 64);
         assert!(
             wait_until(Duration::from_secs(5), || guest
                 .stats
@@ -651,11 +649,10 @@ fn a_frame_read_while_the_ring_is_dry_is_delivered_first_after_the_kick(model: N
     let mut net = rig.bring_up(NET_FEATURES, 1536).unwrap();
     for seq in 0..3 {
         let f = vmm::devices::virtio::net::test_driver::make_frame(seq, 100);
-        // SAFETY: valid buffer, open fd.
-        assert_eq!(
-            unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
-            100
-        );
+        // SAFETY: `f` is a live buffer of the length given, which send only reads; the
+        // socket is open and ours for the whole call.
+        let sent = unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(sent, 100);
     }
     assert!(
         wait_until(Duration::from_secs(5), || get(&rig.metrics.rx.ring_empty)
@@ -743,11 +740,10 @@ fn a_frame_needing_more_merged_buffers_than_posted_waits_without_spinning(model:
     }
     net.rx.kick();
     let f = vmm::devices::virtio::net::test_driver::make_frame(7, 1000);
-    // SAFETY: valid buffer, open fd.
-    assert_eq!(
-        unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
-        1000
-    );
+    // SAFETY: `f` is a live buffer of the length given, which send only reads; the
+    // socket is open and ours for the whole call.
+    let sent = unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+    assert_eq!(sent, 1000);
     if model == NotifyModel::VirtioQueue {
         // virtio-queue offers no MRG_RXBUF: a frame that does not fit one buffer is counted
         // and dropped at once (never truncated, never waited for), and the device does not
@@ -768,11 +764,10 @@ fn a_frame_needing_more_merged_buffers_than_posted_waits_without_spinning(model:
         assert_eq!(get(&rig.metrics.rx.frames), 0);
         // A frame that fits (12 + 40 bytes) goes into the first posted buffer.
         let small = vmm::devices::virtio::net::test_driver::make_frame(8, 40);
-        // SAFETY: valid buffer, open fd.
-        assert_eq!(
-            unsafe { libc::send(peer.as_raw_fd(), small.as_ptr().cast(), small.len(), 0) },
-            40
-        );
+        // SAFETY: `small` is a live buffer of the length given, which send only reads; the
+        // socket is open and ours for the whole call.
+        let sent = unsafe { libc::send(peer.as_raw_fd(), small.as_ptr().cast(), small.len(), 0) };
+        assert_eq!(sent, 40);
         assert!(wait_until(Duration::from_secs(5), || get(&rig
             .metrics
             .rx
@@ -859,11 +854,10 @@ fn a_lost_rx_interrupt_rescued_by_a_tx_interrupt_is_reported_as_recovered() {
         .unwrap();
     for seq in 0..2u64 {
         let f = vmm::devices::virtio::net::test_driver::make_frame(seq, 100);
-        // SAFETY: valid buffer, open fd.
-        assert_eq!(
-            unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) },
-            100
-        );
+        // SAFETY: `f` is a live buffer of the length given, which send only reads; the
+        // socket is open and ours for the whole call.
+        let sent = unsafe { libc::send(peer.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        assert_eq!(sent, 100);
     }
     assert!(wait_until(Duration::from_secs(5), || get(&rig
         .metrics

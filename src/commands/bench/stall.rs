@@ -19,7 +19,7 @@ use vnetbed::sut::SutSpec;
 use super::iperf::{self, Test};
 use super::{summarize, BenchError};
 use crate::commands::soak::{plan, CommonArgs};
-use vnetbed::verify::rx_interrupt_decisions_in as rx_interrupt_decisions;
+use vnetbed::report::analysis::rx_interrupt_decisions_in as rx_interrupt_decisions;
 
 /// Arguments of `vnetbed bench stall`.
 #[derive(Debug, Args)]

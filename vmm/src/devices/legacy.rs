@@ -2,7 +2,7 @@
 
 use crate::devices::bus::BusDevice;
 use crate::exit::ExitReason;
-use crate::vm::ExitNotifier;
+use crate::exit_notifier::ExitNotifier;
 
 /// i8042 command port (0x64). Only the reset command (0xfe) is implemented, which is what
 /// Linux's `reboot=k` and test guests use; it ends the VM with [`ExitReason::Reset`].

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use virtio_bindings::virtio_net::VIRTIO_NET_F_MRG_RXBUF;
 use vm_memory::GuestMemoryMmap;
 
 use super::backend::NetBackend;
@@ -15,7 +16,7 @@ use super::notify_model::{Notifier, QueueNotifyState};
 use super::ring::Ring;
 use super::watchdog::WatchState;
 use crate::devices::virtio::queue::QueueError;
-use crate::devices::virtio::Signals;
+use crate::devices::virtio::{Signals, VIRTIO_RING_F_EVENT_IDX};
 use crate::events::EventSink;
 
 /// Size of `struct virtio_net_hdr_v1` (§5.1.6: always 12 bytes with VERSION_1).
@@ -94,45 +95,84 @@ pub struct PendingTx {
     pub len: usize,
 }
 
-/// Everything the device thread works on.
+/// Everything the device thread works on. Built by [`NetCore::new`] when the driver
+/// activates the device; only the device's own modules see its fields.
 pub struct NetCore {
     /// Guest memory.
-    pub mem: GuestMemoryMmap<()>,
+    pub(super) mem: GuestMemoryMmap<()>,
     /// Queue 0.
-    pub rx: QueueRuntime,
+    pub(super) rx: QueueRuntime,
     /// Queue 1.
-    pub tx: QueueRuntime,
+    pub(super) tx: QueueRuntime,
     /// The notification model.
-    pub notifier: Notifier,
+    pub(super) notifier: Notifier,
     /// The frame backend.
-    pub backend: Box<dyn NetBackend>,
+    pub(super) backend: Box<dyn NetBackend>,
     /// Interrupts and needs-reset.
-    pub signals: Signals,
+    pub(super) signals: Signals,
     /// Counters.
-    pub metrics: Arc<NetMetrics>,
+    pub(super) metrics: Arc<NetMetrics>,
     /// Event stream.
-    pub events: EventSink,
+    pub(super) events: EventSink,
     /// Options.
-    pub options: NetOptions,
+    pub(super) options: NetOptions,
     /// VIRTIO_NET_F_MRG_RXBUF negotiated.
-    pub mrg_rxbuf: bool,
+    pub(super) mrg_rxbuf: bool,
     /// VIRTIO_RING_F_EVENT_IDX negotiated.
-    pub event_idx: bool,
+    pub(super) event_idx: bool,
     /// rx: header + frame read from the backend but not delivered yet.
-    pub rx_buf: Vec<u8>,
+    pub(super) rx_buf: Vec<u8>,
     /// rx: length of the deferred frame in `rx_buf` (after the header), if any.
-    pub deferred: Option<usize>,
+    pub(super) deferred: Option<usize>,
     /// tx: gathered frame.
-    pub tx_buf: Vec<u8>,
+    pub(super) tx_buf: Vec<u8>,
     /// tx: a frame waiting for the backend to become writable.
-    pub tx_pending: Option<PendingTx>,
+    pub(super) tx_pending: Option<PendingTx>,
     /// A queue error stopped the device until reset.
-    pub broken: bool,
+    pub(super) broken: bool,
     /// Set when `--on-stall exit` fired.
-    pub exit_requested: bool,
+    pub(super) exit_requested: bool,
 }
 
 impl NetCore {
+    /// The state of a device the driver has just activated: guest memory `mem`, the rx and
+    /// tx `rings`, the frame `backend`, the interrupt `signals`, the `features` the driver
+    /// negotiated, and the device's `options`, counters and event stream.
+    #[allow(clippy::too_many_arguments)] // one per piece the device thread takes over
+    pub(super) fn new(
+        mem: GuestMemoryMmap<()>,
+        rings: [Ring; 2],
+        backend: Box<dyn NetBackend>,
+        signals: Signals,
+        features: u64,
+        options: NetOptions,
+        metrics: Arc<NetMetrics>,
+        events: EventSink,
+    ) -> Self {
+        let event_idx = features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+        let [rx, tx] = rings;
+        Self {
+            notifier: Notifier::new(options.notify_model, options.race_window, event_idx)
+                .with_race_queues(options.race_queues),
+            rx: QueueRuntime::new(RX, rx),
+            tx: QueueRuntime::new(TX, tx),
+            mem,
+            backend,
+            signals,
+            metrics,
+            events,
+            options,
+            mrg_rxbuf: features & (1 << VIRTIO_NET_F_MRG_RXBUF) != 0,
+            event_idx,
+            rx_buf: Vec::new(),
+            deferred: None,
+            tx_buf: Vec::new(),
+            tx_pending: None,
+            broken: false,
+            exit_requested: false,
+        }
+    }
+
     /// The queue runtime `i`.
     pub fn queue(&mut self, i: usize) -> &mut QueueRuntime {
         if i == RX {
@@ -189,6 +229,18 @@ impl NetCore {
         QueueMetrics::inc(&self.metrics.queue(i).interrupts_sent);
         if let Err(e) = self.signals.signal_used() {
             tracing::warn!("interrupt for queue {i} failed: {e}");
+        }
+    }
+
+    /// The guest kicked queue `i` (or the watchdog delivers a lost kick): stop waiting for a
+    /// kick and serve the queue.
+    pub fn kicked(&mut self, i: usize) -> Result<(), QueueError> {
+        let q = self.queue(i);
+        q.waiting_kick = false;
+        if i == RX {
+            self.process_rx()
+        } else {
+            self.process_tx()
         }
     }
 

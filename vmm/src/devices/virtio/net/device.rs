@@ -10,9 +10,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::backend::NetBackend;
 use super::config::{MacAddr, NetOptions};
-use super::core::{NetCore, QueueRuntime, RX, TX};
+use super::core::{NetCore, RX, TX};
 use super::metrics::NetMetrics;
-use super::notify_model::{Notifier, NotifyModel};
+use super::notify_model::NotifyModel;
 use super::ring::Ring;
 use super::worker::{StallExit, Worker};
 use crate::devices::virtio::crate_queue::{CrateQueue, VIRTIO_QUEUE_VERSION};
@@ -60,17 +60,6 @@ pub fn queue_backend_identity(model: NotifyModel) -> String {
     }
 }
 
-/// Why a `--net` device could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum NetOpenError {
-    /// The tap could not be opened.
-    #[error(transparent)]
-    Tap(#[from] super::tap::TapError),
-    /// An EventFd could not be created.
-    #[error("cannot create the device's event fds: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 /// A virtio-net device over a frame backend.
 pub struct Net {
     mac: MacAddr,
@@ -106,22 +95,6 @@ impl Net {
             backend: Arc::new(Mutex::new(Some(backend))),
             worker: None,
         })
-    }
-
-    /// A device for `--net` `cfg`: opens its tap (in `cfg.netns` if given).
-    pub fn open(
-        cfg: &super::config::NetConfig,
-        options: NetOptions,
-        events: EventSink,
-    ) -> Result<Self, NetOpenError> {
-        let backend = super::tap::open_tap(&cfg.tap, cfg.netns.as_deref())?;
-        Ok(Self::new(
-            cfg.mac,
-            cfg.queue_size,
-            Box::new(backend),
-            options,
-            events,
-        )?)
     }
 
     /// Offer fewer features (tests of the non-EVENT_IDX / non-MRG_RXBUF paths).
@@ -246,30 +219,16 @@ impl VirtioDevice for Net {
                 mac: self.mac.to_string(),
             },
         ));
-        let core = NetCore {
-            notifier: Notifier::new(
-                self.options.notify_model,
-                self.options.race_window,
-                event_idx,
-            )
-            .with_race_queues(self.options.race_queues),
-            rx: QueueRuntime::new(RX, rx),
-            tx: QueueRuntime::new(TX, tx),
-            mem: ctx.mem,
+        let core = NetCore::new(
+            ctx.mem,
+            [rx, tx],
             backend,
-            signals: ctx.signals,
-            metrics: self.metrics.clone(),
-            events: self.events.clone(),
-            options: self.options,
-            mrg_rxbuf: ctx.features & (1 << VIRTIO_NET_F_MRG_RXBUF) != 0,
-            event_idx,
-            rx_buf: Vec::new(),
-            deferred: None,
-            tx_buf: Vec::new(),
-            tx_pending: None,
-            broken: false,
-            exit_requested: false,
-        };
+            ctx.signals,
+            ctx.features,
+            self.options,
+            self.metrics.clone(),
+            self.events.clone(),
+        );
         // If the thread cannot be spawned the backend is dropped with the core; the error
         // (NEEDS_RESET) says so, and a later activation reports the lost backend.
         let worker =

@@ -10,8 +10,9 @@
 //! - [`worker`]: the device thread (epoll, timers);
 //! - [`backend`], [`tap`]: where frames come from and go to;
 //! - [`config`]: `--net` and the device options; [`metrics`]: counters;
-//! - [`test_driver`]: a Linux-faithful guest driver on host threads (tests, benchmarks);
-//! - [`test_netns`]: throwaway network namespaces and an AF_PACKET peer on a tap.
+//! - `test_driver`: a Linux-faithful guest driver on host threads, and `test_netns`:
+//!   throwaway network namespaces and an AF_PACKET peer on a tap; the test rig, only with the
+//!   `test-rig` feature (tests and benchmarks), not part of the library's API.
 
 //!
 //! # Events (`--events`, one JSON object per line; common fields `event`, `ts`, `t_ms`)
@@ -62,5 +63,8 @@ pub use config::{MacAddr, NetConfig, NetConfigError, NetOptions, OnStall};
 pub use device::Net;
 pub use notify_model::{NotifyModel, RaceQueues};
 pub use worker::StallExit;
+
+#[cfg(feature = "test-rig")]
 pub mod test_driver;
+#[cfg(feature = "test-rig")]
 pub mod test_netns;

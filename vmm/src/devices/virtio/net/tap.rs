@@ -1,9 +1,12 @@
 //! Opening the tap a virtio-net device is bridged to, through the `tun-tap` crate, in the
 //! VMM's own or a named network namespace.
 //!
+//! This is the one tap opener: the device (`vnetbed run --net`), the testbed
+//! (`vnetbed::net::open_tap`) and the tests and benchmarks all open their taps here.
+//!
 //! A tap is looked up by name in the calling thread's network namespace, so for a named
-//! namespace the tap is opened on a short-lived thread that first `setns()`s into
-//! `/var/run/netns/<name>`; the resulting fd keeps working from any thread.
+//! namespace the tap is opened through [`crate::netns::run_in`], on a short-lived thread inside
+//! `/run/netns/<name>`; the resulting fd keeps working from any thread.
 //!
 //! [`open_tap`] (what `vnetbed run --net` uses) only opens a tap that already exists, in the
 //! given namespace or, without one, in the VMM's own: `TUNSETIFF` on an unknown name would
@@ -12,17 +15,17 @@
 //! that work in a throwaway namespace of their own.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use super::backend::FdBackend;
+use crate::netns::{self, NetnsError};
 
 /// Why the tap could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// Network namespace {name} could not be opened.
-    #[error("cannot open network namespace `{name}` (/var/run/netns/{name}): {source}; create it with `ip netns add {name}` or drop netns=")]
+    #[error("cannot open network namespace `{name}` ({}): {source}; create it with `ip netns add {name}` or drop netns=", netns::path(name).display())]
     OpenNetns {
         /// Namespace name.
         name: String,
@@ -84,9 +87,19 @@ pub enum TapError {
         #[source]
         source: io::Error,
     },
-    /// The opener thread died.
-    #[error("the tap opener thread failed")]
-    Thread,
+    /// The opener thread could not be started.
+    #[error("cannot start the tap opener thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+impl From<NetnsError> for TapError {
+    fn from(e: NetnsError) -> Self {
+        match e {
+            NetnsError::Open { name, source } => TapError::OpenNetns { name, source },
+            NetnsError::Enter { name, source } => TapError::Setns { name, source },
+            NetnsError::Thread { source, .. } => TapError::Thread(source),
+        }
+    }
 }
 
 /// Open the existing tap `name` without packet info, non-blocking, in network namespace
@@ -106,28 +119,7 @@ pub fn open_or_create_tap(name: &str, netns: Option<&str>) -> Result<FdBackend, 
 fn open(name: &str, netns: Option<&str>, create: bool) -> Result<FdBackend, TapError> {
     let fd = match netns {
         None => open_here(name, None, create)?,
-        Some(ns) => {
-            let ns_file = File::open(format!("/var/run/netns/{ns}")).map_err(|source| {
-                TapError::OpenNetns {
-                    name: ns.to_string(),
-                    source,
-                }
-            })?;
-            let (name, ns) = (name.to_string(), ns.to_string());
-            std::thread::spawn(move || {
-                // SAFETY: setns on a valid netns fd only changes this (short-lived) thread's
-                // network namespace.
-                if unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(TapError::Setns {
-                        name: ns,
-                        source: io::Error::last_os_error(),
-                    });
-                }
-                open_here(&name, Some(&ns), create)
-            })
-            .join()
-            .map_err(|_| TapError::Thread)??
-        }
+        Some(ns) => netns::run_in(ns, || open_here(name, Some(ns), create))??,
     };
     FdBackend::new(fd).map_err(|source| TapError::Open {
         name: name.to_string(),

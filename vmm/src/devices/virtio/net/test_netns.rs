@@ -68,57 +68,55 @@ fn check(r: libc::c_int, what: &str) -> io::Result<libc::c_int> {
 
 /// An AF_PACKET socket bound to `ifname` inside netns `ns`, with a 16 MiB receive buffer.
 pub fn packet_socket(ns: &str, ifname: &str) -> io::Result<OwnedFd> {
-    let ns_file = std::fs::File::open(format!("/var/run/netns/{ns}"))?;
     let ifname = std::ffi::CString::new(ifname).map_err(io::Error::other)?;
-    std::thread::spawn(move || -> io::Result<OwnedFd> {
-        // SAFETY: setns only moves this short-lived thread into the namespace.
-        check(
-            unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) },
-            "setns",
-        )?;
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket creation.
-        let fd = check(
-            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) },
-            "socket",
-        )?;
-        // SAFETY: fd was just created and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: `ifname` is a valid NUL-terminated string.
-        let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
-        if index == 0 {
-            return Err(io::Error::other("no such interface"));
-        }
-        // SAFETY: an all-zero sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = index as i32;
-        // SAFETY: `sll` is a valid sockaddr_ll of the size given.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        check(r, "bind")?;
-        let size: libc::c_int = 16 << 20;
-        // SAFETY: setsockopt reads one c_int of the size given.
-        let r = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-        };
-        check(r, "SO_RCVBUFFORCE")?;
-        Ok(fd)
-    })
-    .join()
-    .map_err(|_| io::Error::other("packet socket thread panicked"))?
+    crate::netns::run_in(ns, || packet_socket_here(&ifname)).map_err(io::Error::other)?
+}
+
+/// [`packet_socket`] in the calling thread's network namespace.
+fn packet_socket_here(ifname: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: socket takes integer arguments only and returns a new fd or -1 (checked).
+    let fd = check(
+        unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) },
+        "socket",
+    )?;
+    // SAFETY: fd was just created and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifname` is a valid NUL-terminated string that lives across the call, which
+    // only reads it.
+    let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::other("no such interface"));
+    }
+    // SAFETY: sockaddr_ll is plain old data, for which all-zero bytes are a valid value;
+    // the fields that matter are set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = index as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll, of the size given, that outlives the call; bind
+    // only reads it.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    check(r, "bind")?;
+    let size: libc::c_int = 16 << 20;
+    // SAFETY: setsockopt reads one c_int of the size given, which lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    check(r, "SO_RCVBUFFORCE")?;
+    Ok(fd)
 }
 
 /// Receive one frame that entered the interface (not one this host sent), waiting up to

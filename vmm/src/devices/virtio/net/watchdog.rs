@@ -299,15 +299,4 @@ impl NetCore {
                 counters: c.values(),
             }));
     }
-
-    /// The guest kicked queue `i` (or the watchdog delivers a lost kick).
-    pub fn kicked(&mut self, i: usize) -> Result<(), QueueError> {
-        let q = self.queue(i);
-        q.waiting_kick = false;
-        if i == RX {
-            self.process_rx()
-        } else {
-            self.process_tx()
-        }
-    }
 }
