@@ -534,6 +534,14 @@ impl Run<'_> {
     }
 }
 
+/// The monotonic instant at which the record started (`started_unix`, wall clock).
+fn record_start(started_unix: f64) -> Instant {
+    let since = (unix_now() - started_unix).max(0.0);
+    let now = Instant::now();
+    now.checked_sub(Duration::from_secs_f64(since))
+        .unwrap_or(now)
+}
+
 /// The soak itself: up to and including the record's end. Returns the testbed, still up,
 /// for the caller to tear down after the reports are written.
 ///
@@ -605,7 +613,10 @@ fn run_on(
         load_tx,
         load_thread: None,
         ping: None,
-        t0: Instant::now(),
+        // One clock for the whole record: run-elapsed seconds count from the header's
+        // `started_unix`, as the VMM's and dnsmasq's wall-clock times are converted, not
+        // from the moment the testbed was up and the VMM started.
+        t0: record_start(header.started_unix),
         next_sample: 1,
     };
     let policy = stop::Policy {
