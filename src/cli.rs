@@ -30,7 +30,7 @@ pub enum Command {
     Soak(crate::commands::soak::SoakArgs),
     /// Run the buggy notification model under load until the 2012 incident unfolds.
     Reproduce(crate::commands::soak::ReproduceArgs),
-    /// A/B-verify the fix: the buggy model must stall, the fenced one must not (the main job).
+    /// A/B-verify a fix: the positive control must stall, the system under test must not (the main job).
     Verify(crate::commands::verify::VerifyArgs),
     /// Measure and print performance figures (see BENCHMARKS.md).
     Bench(crate::commands::bench::BenchArgs),

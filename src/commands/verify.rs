@@ -39,10 +39,10 @@ pub struct VerifyArgs {
     /// took.
     #[arg(long, default_value = "2m", value_parser = args::positive_duration)]
     pub duration: Duration,
-    /// Number of buggy-model runs (A), at least 1.
+    /// Number of control runs (A), at least 1.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub runs: u64,
-    /// Give up on one A run after this long without a stall (that run, and verify, then fail).
+    /// Give up on one A run after this long without a stall (verify then exits 2: the run could not have caught the bug).
     #[arg(long, default_value = "60s", value_parser = args::positive_duration)]
     pub timeout: Duration,
     /// The positive control of the A runs, a spec as for `--sut`: by default vnetbed:unfenced
