@@ -21,8 +21,13 @@ use probe_support::testbed::Testbed;
 use probe_support::*;
 use serde_json::Value;
 
-/// Seconds of load in each run.
+/// Seconds of load in each run, at least.
 const LOAD_SECONDS: u64 = 20;
+/// The longest a run loads the guest waiting for the device's first stall: the race is a
+/// matter of chance (`no-recheck` took up to 12 s in BENCHMARKS.md's sensitivity runs, and
+/// issue 15 asks every model to be caught within 60 s), so the run goes on past
+/// [`LOAD_SECONDS`] until there is a stall to compare, up to this bound.
+const MAX_LOAD_SECONDS: u64 = 90;
 /// The device watchdog's timeout; it recovers after reporting.
 const DEVICE_STALL_TIMEOUT: &str = "3s";
 /// The guest detector's timeout (it only reports).
@@ -57,7 +62,7 @@ fn iperf3_udp(testbed: &Testbed, server: &str) -> Child {
     testbed
         .command("iperf3")
         .args(["-c", server, "-u", "-b", "200M", "-l", "1400", "-t"])
-        .arg(LOAD_SECONDS.to_string())
+        .arg(MAX_LOAD_SECONDS.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -66,16 +71,26 @@ fn iperf3_udp(testbed: &Testbed, server: &str) -> Child {
 
 /// Boot the probe on vnetbed with `model`, load it, and collect both sides' stalls.
 fn run_model(model: &str, extra: &[&str], dir: &Path) -> Stalls {
-    run_model_with(model, GUEST_APPEND, extra, dir)
+    // A buggy model's run needs a device stall to compare: it loads on until one comes.
+    run_model_with(model, GUEST_APPEND, extra, "", dir, model != "fenced")
 }
 
-fn run_model_with(model: &str, append: &str, extra: &[&str], dir: &Path) -> Stalls {
+/// `until_device_stall`: load past [`LOAD_SECONDS`] until the device reports a stall (at
+/// most [`MAX_LOAD_SECONDS`]); otherwise load [`LOAD_SECONDS`].
+fn run_model_with(
+    model: &str,
+    append: &str,
+    extra: &[&str],
+    net_options: &str,
+    dir: &Path,
+    until_device_stall: bool,
+) -> Stalls {
     let testbed = Testbed::up(None);
     let events = dir.join(format!("events-{model}.jsonl"));
     let mut command: Command = vnetbed_run(&probe_image(), append);
     command
         .arg("--net")
-        .arg(format!("tap={},netns={}", testbed.tap, testbed.netns))
+        .arg(format!("tap={},netns={}", testbed.tap, testbed.netns) + net_options)
         .args(["--notify-model", model])
         .args(extra)
         .args([
@@ -101,10 +116,14 @@ fn run_model_with(model: &str, append: &str, extra: &[&str], dir: &Path) -> Stal
         e["event"] == "iperf3" && e["state"] == "listening"
     });
     let mut load = iperf3_udp(&testbed, &server);
-    // The load ends by itself; a stall is not an error for the client (UDP).
-    let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS + 30);
+    // The load runs LOAD_SECONDS, and on until the device has reported a stall (at most
+    // MAX_LOAD_SECONDS); a stall is not an error for the client (UDP).
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(MAX_LOAD_SECONDS + 30);
     while load.try_wait().expect("wait for iperf3").is_none() {
-        if Instant::now() > deadline {
+        let enough = started.elapsed() >= Duration::from_secs(LOAD_SECONDS)
+            && (!until_device_stall || !device_stalls(&events).is_empty());
+        if enough || Instant::now() > deadline {
             let _ = load.kill();
             let _ = load.wait();
             break;
@@ -193,7 +212,7 @@ fn assert_matched(model: &str, stalls: &Stalls) {
     );
     assert!(
         !stalls.device.is_empty(),
-        "{model}: the device watchdog saw no stall under {LOAD_SECONDS} s of load"
+        "{model}: the device watchdog saw no stall under {MAX_LOAD_SECONDS} s of load"
     );
     let mut unmatched = stalls.guest.clone();
     for stall in &stalls.device {
@@ -226,11 +245,16 @@ fn guest_detector_matches_every_device_stall_no_recheck() {
     if require(test, &Vmm::Vnetbed.caps()) {
         let _one = acceptance_lock();
         // no-recheck loses kicks only when a queue runs empty, which the probe's always
-        // refilled rx ring rarely does at the default window: widen it, on both queues.
-        let stalls = run_model(
+        // refilled rx ring rarely does at the default window on an idle host (the guest keeps
+        // up with 200 Mbit/s): widen the window, on both queues, and give the device a
+        // 32-entry rx ring, which a burst empties.
+        let stalls = run_model_with(
             "no-recheck",
+            GUEST_APPEND,
             &["--race-window", "200us", "--race-queues", "all"],
+            ",queue-size=32",
             &out_dir(test),
+            true,
         );
         assert_matched("no-recheck", &stalls);
     }
@@ -270,7 +294,7 @@ fn guest_detector_recovers_with_on_stall_recover() {
     let test = "guest_detector_recovers_with_on_stall_recover";
     if require(test, &Vmm::Vnetbed.caps()) {
         let _one = acceptance_lock();
-        let stalls = run_model_with("unfenced", GUEST_RECOVERS, &[], &out_dir(test));
+        let stalls = run_model_with("unfenced", GUEST_RECOVERS, &[], "", &out_dir(test), false);
         eprintln!(
             "recover: guest stalls {:?}, recovered {}, frames {}; device stalls {:?}",
             stalls.guest, stalls.guest_recovered, stalls.guest_rx_packets, stalls.device
