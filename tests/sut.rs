@@ -424,8 +424,12 @@ fn a_guest_detected_stall_is_confirmed_by_the_host() {
     for s in &stalls {
         assert_eq!(s["source"], "guest", "{s:#}");
         assert_eq!(s["queue"], "rx", "{s:#}");
+        // The VMM stopped taking frames, or took some that never reached the guest.
         let evidence = s["host_evidence"].as_str().unwrap_or("");
-        assert!(evidence.contains("tx_packets +0"), "{s:#}");
+        assert!(
+            evidence.contains("tx_packets +0") || evidence.contains("rx_packets +0"),
+            "{s:#}"
+        );
     }
     let r = report(&out);
     assert_eq!(check(&r, "no_stall"), "fail", "{r:#}");

@@ -254,6 +254,7 @@ impl Accumulator {
                     }
                 }
                 self.last_guest_rx = Some((counters.rx_bytes, t_us));
+                self.guest_stalls.observe_guest_rx(at, counters.rx_packets);
                 self.guest_counters = Some(counters);
             }
             // The guest's own stall detector: it counts once the host confirms it.

@@ -113,6 +113,8 @@ pub enum Settled {
 pub struct GuestStalls {
     pending: Vec<Stall>,
     history: VecDeque<(f64, TapStats)>,
+    /// The guest's received-frames counter, by run-elapsed second.
+    guest_rx: VecDeque<(f64, u64)>,
 }
 
 impl GuestStalls {
@@ -136,6 +138,29 @@ impl GuestStalls {
         {
             self.history.pop_front();
         }
+    }
+
+    /// The guest's `rx_packets` at run-elapsed second `at` (its counters line).
+    pub fn observe_guest_rx(&mut self, at: f64, rx_packets: u64) {
+        self.guest_rx.push_back((at, rx_packets));
+        while self
+            .guest_rx
+            .front()
+            .is_some_and(|(t, _)| *t < at - HISTORY_S)
+        {
+            self.guest_rx.pop_front();
+        }
+    }
+
+    /// Frames the guest received over the watch of a report made at `at`, when known.
+    fn guest_received(&self, at: f64) -> Option<u64> {
+        let from = self.guest_rx.iter().rev().find(|(t, _)| *t <= at)?;
+        let to = self
+            .guest_rx
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at + CONFIRM_S + 1.0)?;
+        (to.0 > from.0).then(|| to.1.saturating_sub(from.1))
     }
 
     /// Whether reports are waiting.
@@ -198,8 +223,16 @@ impl GuestStalls {
             d(a.tx_dropped, b.tx_dropped),
             d(a.rx_packets, b.rx_packets),
         );
+        let guest_received = self.guest_received(stall.detected_at);
         let verdict = if stall.queue == "rx" {
-            if taken > 0 {
+            if taken > 0 && guest_received == Some(0) {
+                // A lost interrupt with room left in the ring: the VMM goes on filling it,
+                // and none of it reaches the guest's stack.
+                Ok(format!(
+                    "over {span:.1} s from the report the VMM took {taken} frames from the tap \
+                     and the guest received none of them (rx_packets +0): they wait in the ring"
+                ))
+            } else if taken > 0 {
                 Err(format!(
                     "the VMM kept taking frames from the tap for the guest ({taken} in {span:.1} s)"
                 ))
