@@ -108,13 +108,51 @@ pub enum Settled {
     Unconfirmed(Stall, String),
 }
 
+/// One reading: run-elapsed second, value.
+type Reading<T> = (f64, T);
+
+/// Readings of one counter source over the last [`HISTORY_S`] seconds, by run-elapsed
+/// second.
+#[derive(Debug)]
+struct Readings<T>(VecDeque<Reading<T>>);
+
+impl<T> Default for Readings<T> {
+    fn default() -> Self {
+        Self(VecDeque::new())
+    }
+}
+
+impl<T: Copy> Readings<T> {
+    fn push(&mut self, at: f64, value: T) {
+        self.0.push_back((at, value));
+        while self.0.front().is_some_and(|(t, _)| *t < at - HISTORY_S) {
+            self.0.pop_front();
+        }
+    }
+
+    /// The watch of a report made at `at`: the last reading at or before it, and the last
+    /// reading of the watch (up to a second after it ends), when there are such readings.
+    fn watch(&self, at: f64) -> (Option<Reading<T>>, Option<Reading<T>>) {
+        let last_until = |end: f64| self.0.iter().rev().find(|(t, _)| *t <= end).copied();
+        (last_until(at), last_until(at + CONFIRM_S + 1.0))
+    }
+
+    fn first(&self) -> Option<Reading<T>> {
+        self.0.front().copied()
+    }
+
+    fn last(&self) -> Option<Reading<T>> {
+        self.0.back().copied()
+    }
+}
+
 /// Guest reports waiting for the host's word, and the tap's recent history.
 #[derive(Debug, Default)]
 pub struct GuestStalls {
     pending: Vec<Stall>,
-    history: VecDeque<(f64, TapStats)>,
-    /// The guest's received-frames counter, by run-elapsed second.
-    guest_rx: VecDeque<(f64, u64)>,
+    history: Readings<TapStats>,
+    /// The guest's received-frames counter.
+    guest_rx: Readings<u64>,
 }
 
 impl GuestStalls {
@@ -130,36 +168,19 @@ impl GuestStalls {
 
     /// The tap's counters at run-elapsed second `at`.
     pub fn observe_tap(&mut self, at: f64, stats: TapStats) {
-        self.history.push_back((at, stats));
-        while self
-            .history
-            .front()
-            .is_some_and(|(t, _)| *t < at - HISTORY_S)
-        {
-            self.history.pop_front();
-        }
+        self.history.push(at, stats);
     }
 
     /// The guest's `rx_packets` at run-elapsed second `at` (its counters line).
     pub fn observe_guest_rx(&mut self, at: f64, rx_packets: u64) {
-        self.guest_rx.push_back((at, rx_packets));
-        while self
-            .guest_rx
-            .front()
-            .is_some_and(|(t, _)| *t < at - HISTORY_S)
-        {
-            self.guest_rx.pop_front();
-        }
+        self.guest_rx.push(at, rx_packets);
     }
 
     /// Frames the guest received over the watch of a report made at `at`, when known.
     fn guest_received(&self, at: f64) -> Option<u64> {
-        let from = self.guest_rx.iter().rev().find(|(t, _)| *t <= at)?;
-        let to = self
-            .guest_rx
-            .iter()
-            .rev()
-            .find(|(t, _)| *t <= at + CONFIRM_S + 1.0)?;
+        let (Some(from), Some(to)) = self.guest_rx.watch(at) else {
+            return None;
+        };
         (to.0 > from.0).then(|| to.1.saturating_sub(from.1))
     }
 
@@ -195,19 +216,11 @@ impl GuestStalls {
 
     fn judge(&self, mut stall: Stall, load_to_guest: bool) -> Settled {
         // From the last reading at or before the report to the last reading of the watch.
-        let from = self
-            .history
-            .iter()
-            .rev()
-            .find(|(t, _)| *t <= stall.detected_at)
-            .or_else(|| self.history.front());
-        let to = self
-            .history
-            .iter()
-            .rev()
-            .find(|(t, _)| *t <= stall.detected_at + CONFIRM_S + 1.0)
-            .or_else(|| self.history.back());
-        let (Some(&(t0, a)), Some(&(t1, b))) = (from, to) else {
+        let (from, to) = self.history.watch(stall.detected_at);
+        let (Some((t0, a)), Some((t1, b))) = (
+            from.or_else(|| self.history.first()),
+            to.or_else(|| self.history.last()),
+        ) else {
             return Settled::Unconfirmed(stall, "no reading of the tap's counters".into());
         };
         if t1 <= t0 {
