@@ -378,8 +378,8 @@ fn tap_tx_dropped(testbed: &Testbed) -> u64 {
         .args(["-s", "-j", "link", "show", "dev", &testbed.tap])
         .output()
         .expect("ip -s link");
-    let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    links[0]["stats64"]["tx"]["dropped"].as_u64().unwrap_or(0)
+    vnetbed::soak::guest_stall::TapStats::from_ip_json(&String::from_utf8_lossy(&out.stdout))
+        .map_or(0, |stats| stats.tx_dropped)
 }
 
 /// iperf3 UDP -b 200M for 10 s with < 1 % loss in the datapath (datagrams the host's tap
