@@ -17,3 +17,7 @@ pub mod report;
 pub mod soak;
 pub mod sut;
 pub mod verify;
+
+/// The guest kernel command line `vnetbed run` uses when none is given (its devices append
+/// their `virtio_mmio.device=` announcements).
+pub const DEFAULT_GUEST_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";

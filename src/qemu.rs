@@ -83,7 +83,18 @@ pub struct QemuLaunch<'a> {
     pub tap: Option<&'a str>,
     /// The NIC's MAC address (QEMU's default when absent).
     pub mac: Option<&'a str>,
+    /// The NIC's `rx_queue_size` (QEMU takes powers of two from 256 to 1024); absent:
+    /// [`DEFAULT_RX_QUEUE_SIZE`].
+    pub rx_queue_size: Option<u16>,
 }
+
+/// The rx ring QEMU gets unless a run asks for another size: 1024 entries (QEMU's maximum;
+/// its own default is 256) buffer about 55 ms of 1500-byte frames at 200 Mbit/s while the
+/// vCPU waits for one of the shared cores.
+pub const DEFAULT_RX_QUEUE_SIZE: u16 = 1024;
+
+/// The rx queue sizes QEMU accepts: powers of two in this range.
+pub const RX_QUEUE_SIZES: std::ops::RangeInclusive<u16> = 256..=1024;
 
 impl QemuLaunch<'_> {
     /// QEMU's arguments.
@@ -119,9 +130,11 @@ impl QemuLaunch<'_> {
         if let Some(tap) = self.tap {
             args.push("-netdev".into());
             args.push(format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
-            // A 1024-entry rx ring (QEMU's maximum; default 256) buffers about 55 ms of
-            // 1500-byte frames at 200 Mbit/s while the vCPU waits for one of the shared cores.
-            let mut nic = format!("{},netdev=n0,rx_queue_size=1024", self.device.name());
+            let mut nic = format!(
+                "{},netdev=n0,rx_queue_size={}",
+                self.device.name(),
+                self.rx_queue_size.unwrap_or(DEFAULT_RX_QUEUE_SIZE)
+            );
             if let Some(mac) = self.mac {
                 nic.push_str(&format!(",mac={mac}"));
             }
@@ -204,6 +217,7 @@ fn probe_launch<'a>(
         append,
         tap,
         mac: None,
+        rx_queue_size: None,
     }
 }
 
@@ -306,6 +320,7 @@ mod tests {
             append: "probe.stall_timeout=1s",
             tap: Some("vnb0"),
             mac: Some("52:54:00:01:02:03"),
+            rx_queue_size: None,
         }
     }
 

@@ -80,6 +80,18 @@ pub enum SutSpecError {
     /// The QEMU binary is missing or not executable.
     #[error("{0}")]
     NoBinary(String),
+    /// `--queue-size` is not one this VMM takes.
+    #[error("--queue-size {size} does not fit {sut}: it takes powers of two from {min} to {max}")]
+    QueueSize {
+        /// The size asked for.
+        size: u16,
+        /// The VMM (`vnetbed`, `qemu`).
+        sut: &'static str,
+        /// Its smallest queue.
+        min: u16,
+        /// Its largest queue.
+        max: u16,
+    },
 }
 
 fn on_off(value: &str) -> Option<bool> {
@@ -333,6 +345,25 @@ impl SutSpec {
         }
     }
 
+    /// Whether this VMM takes queues of `size` entries: vnetbed's device powers of two up
+    /// to 256 (both queues), QEMU's `rx_queue_size` powers of two from 256 to 1024.
+    pub fn check_queue_size(&self, size: u16) -> Result<(), SutSpecError> {
+        let (sut, range) = match self {
+            SutSpec::Vnetbed { .. } => ("vnetbed", 2..=vmm::devices::virtio::queue::MAX_QUEUE_SIZE),
+            SutSpec::Qemu(_) => ("qemu", crate::qemu::RX_QUEUE_SIZES),
+        };
+        if size.is_power_of_two() && range.contains(&size) {
+            Ok(())
+        } else {
+            Err(SutSpecError::QueueSize {
+                size,
+                sut,
+                min: *range.start(),
+                max: *range.end(),
+            })
+        }
+    }
+
     /// What exactly runs, in one line: the queue implementation for vnetbed, with the
     /// `virtio-queue` crate's version and source when that is the backend; the machine and
     /// device for QEMU.
@@ -419,6 +450,20 @@ pub fn parse_arg(s: &str) -> Result<SutSpec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_sizes_are_checked_against_the_vmm() {
+        let vnetbed: SutSpec = "vnetbed".parse().unwrap();
+        let qemu: SutSpec = "qemu".parse().unwrap();
+        assert!(vnetbed.check_queue_size(32).is_ok());
+        assert!(vnetbed.check_queue_size(256).is_ok());
+        assert!(qemu.check_queue_size(256).is_ok());
+        assert!(qemu.check_queue_size(1024).is_ok());
+        for (spec, size) in [(&vnetbed, 48), (&vnetbed, 512), (&qemu, 128), (&qemu, 2048)] {
+            let e = spec.check_queue_size(size).unwrap_err().to_string();
+            assert!(e.contains("powers of two"), "{e}");
+        }
+    }
 
     #[test]
     fn parses_vnetbed_specs() {

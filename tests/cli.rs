@@ -48,6 +48,15 @@ fn bad_values_are_usage_errors_before_anything_runs() {
             &["soak", "--duration", "1m", "--race-window", "11s"],
             "shorter",
         ),
+        (
+            &["soak", "--duration", "1m", "--queue-size", "48"],
+            "powers of two",
+        ),
+        (
+            &["verify", "--sut", "qemu", "--queue-size", "64"],
+            "from 256 to 1024",
+        ),
+        (&["soak", "--duration", "1m", "--burst", "0"], "--burst"),
         (&["reproduce", "--notify-model", "bogus"], "bogus"),
         (&["verify", "--runs", "0"], "--runs"),
         (&["verify", "--buggy-model", "fenced"], "fix"),

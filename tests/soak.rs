@@ -455,6 +455,38 @@ fn verify_ab_passes_and_writes_its_summary() {
         v["b"]["rx_interrupt_decisions"].as_u64().unwrap() > 0,
         "{v:#}"
     );
+    // verify shapes its load by default (race): 8-entry rings, UDP in bursts of 12, and each
+    // run's header says so; B's exposure is counted per queue and per race, tx included.
+    assert_eq!(v["plan"]["shaping"], "race", "{v:#}");
+    for dir in ["A1-unfenced", "B-fenced"] {
+        let report: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(dir).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        let config = &report["run"]["config"];
+        assert_eq!(config["load"], "udp-burst", "{dir}: {config:#}");
+        assert_eq!(config["rate"], "300M", "{dir}: {config:#}");
+        assert_eq!(config["shaping"]["queue_size"], 8, "{dir}: {config:#}");
+        assert_eq!(config["shaping"]["burst"], 12, "{dir}: {config:#}");
+    }
+    let queues = v["b"]["queues"].as_array().unwrap();
+    let queue = |name: &str| {
+        queues
+            .iter()
+            .find(|q| q["queue"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    assert!(queue("rx")["kick_chances"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(
+        queue("rx")["interrupt_decisions"].as_u64().unwrap() > 0,
+        "{v:#}"
+    );
+    assert!(queue("tx")["kick_chances_per_minute"].is_number(), "{v:#}");
+    assert_eq!(
+        queue("rx")["kick_chances"],
+        v["b"]["exposure_cycles"],
+        "one count, two views: {v:#}"
+    );
     // Every run left its reports, and the verify directory its own three files: a CI job
     // collecting **/junit.xml finds no failure in a passing verify.
     for dir in ["A1-unfenced", "A2-unfenced", "B-fenced"] {

@@ -17,6 +17,7 @@ pub mod image;
 pub mod net;
 pub mod report;
 pub mod run;
+pub mod shaping;
 pub mod soak;
 pub mod verify;
 

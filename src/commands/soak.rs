@@ -50,12 +50,28 @@ pub struct CommonArgs {
     /// Guest memory in MiB (default: 64 for the probe, 512 for linux).
     #[arg(long, value_parser = clap::value_parser!(u64).range(16..=65536))]
     pub mem: Option<u64>,
-    /// Load: udp (host -> guest), tcp, tcp-reverse, mixed or none.
-    #[arg(long, value_enum, default_value_t = LoadKind::Udp)]
-    pub load: LoadKind,
-    /// UDP rate (iperf3 -b) in bits/s, with k, M or G (e.g. 200M).
-    #[arg(long, default_value = "200M", value_parser = args::rate)]
-    pub rate: Rate,
+    /// Load: udp (host -> guest), udp-burst (host -> guest in bursts of --burst
+    /// datagrams), tcp, tcp-reverse, mixed or none. Default: udp (verify: udp-burst).
+    #[arg(long, value_enum)]
+    pub load: Option<LoadKind>,
+    /// Datagrams per burst of `--load udp-burst` (iperf3 `-b RATE/N`), 1-1000. Default 48
+    /// (verify: one and a half rings).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=vnetbed::soak::load::MAX_BURST as i64))]
+    pub burst: Option<u32>,
+    /// Size of the guest's virtqueues: both queues of vnetbed's device (a power of two up
+    /// to 256; default 256, verify: 8), or QEMU's rx_queue_size (256, 512 or 1024;
+    /// default 1024, verify: 256). Shorter rings run dry more often: more chances for the
+    /// lost kick.
+    #[arg(long, value_name = "N")]
+    pub queue_size: Option<u16>,
+    /// Words added to the guest's kernel command line, e.g. the probe's refill policy
+    /// (`probe.refill=half`); see the probe's options in the README.
+    #[arg(long, value_name = "WORDS")]
+    pub guest_cmdline: Option<String>,
+    /// UDP rate (iperf3 -b) in bits/s, with k, M or G (e.g. 200M). Default 200M (verify:
+    /// 300M).
+    #[arg(long, value_parser = args::rate)]
+    pub rate: Option<Rate>,
     /// Length of each bounded iperf3 run (e.g. 60s, 5m; a bare number is seconds).
     #[arg(long, default_value = "60s", value_parser = args::positive_duration)]
     pub run_length: Duration,
@@ -91,6 +107,10 @@ pub struct CommonArgs {
     /// a copy around each stall and failed renewal: dhcp (UDP 67/68) or all (headers).
     #[arg(long, value_enum, default_value_t = CaptureMode::None)]
     pub capture: CaptureMode,
+    /// The defaults for the options above that were not given: plain for soak, reproduce
+    /// and the benchmarks; verify's `--shaping` (race by default).
+    #[arg(skip)]
+    pub profile: super::shaping::ShapingProfile,
 }
 
 /// Arguments of `vnetbed soak`.
@@ -205,8 +225,12 @@ pub fn plan(
     if common.capture != CaptureMode::None && capture_mod::find_tcpdump().is_none() {
         return Err(capture_mod::CaptureError::NoTcpdump.into());
     }
-    // Before anything starts: the QEMU binary is there.
+    // Before anything starts: the QEMU binary is there, and takes the queue size.
     sut.check()?;
+    let shaping = common.shaping(sut);
+    if let Some(size) = shaping.queue_size {
+        sut.check_queue_size(size)?;
+    }
     let (kernel, initrd) = guest_image(common)?;
     Ok(SoakPlan {
         duration,
@@ -221,16 +245,17 @@ pub fn plan(
         sut: sut.clone(),
         race_window: common.race_window,
         stall_timeout: common.stall_timeout,
-        load: common.load,
-        rate: common.rate.text.clone(),
+        load: common.load(),
+        rate: common.rate().text,
         run_length: common.run_length,
+        shaping,
         renew_after: common.renew_after,
         rebind_after: common.rebind_after,
         throughput_floor_bps: common
             .throughput_floor
             .as_ref()
             .map(|r| r.bps)
-            .or_else(|| vnetbed::soak::load::default_floor_bps(common.load, &common.rate.text)),
+            .or_else(|| vnetbed::soak::load::default_floor_bps(common.load(), &common.rate().text)),
         out,
         quiet: common.quiet,
         stop_when,

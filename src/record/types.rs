@@ -154,6 +154,55 @@ pub struct RunConfig {
     /// that it stalled, not that it did not. Absent: `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expect_stall: bool,
+    /// How the run shaped its exposure to the races (queue size, bursts, guest options);
+    /// absent: the defaults of the VMM, the load and the guest.
+    #[serde(default, skip_serializing_if = "Shaping::is_default")]
+    pub shaping: Shaping,
+}
+
+/// The settings that decide how often the notification races get a chance: how short the
+/// rings are, how the load arrives and how the guest refills (`--queue-size`, `--burst`,
+/// `--guest-cmdline`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shaping {
+    /// The guest's virtqueue size: both queues of vnetbed's device, QEMU's
+    /// `rx_queue_size`. Absent: the VMM's default (vnetbed 256; QEMU 1024 here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<u16>,
+    /// Datagrams per burst of the `udp-burst` load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Words added to the guest's kernel command line (the probe's `probe.NAME=VALUE`
+    /// options, such as its refill policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_cmdline: Option<String>,
+}
+
+impl Shaping {
+    /// No setting differs from the defaults.
+    pub fn is_default(&self) -> bool {
+        *self == Shaping::default()
+    }
+
+    /// One line for people: `queue 32, bursts of 48, guest: probe.refill=half`, or
+    /// `defaults`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(q) = self.queue_size {
+            parts.push(format!("queue {q}"));
+        }
+        if let Some(b) = self.burst {
+            parts.push(format!("bursts of {b}"));
+        }
+        if let Some(c) = &self.guest_cmdline {
+            parts.push(format!("guest: {c}"));
+        }
+        if parts.is_empty() {
+            "defaults".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 /// The host the run was recorded on.

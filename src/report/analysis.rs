@@ -42,8 +42,8 @@ pub struct Analysis {
     pub resources: Vec<super::resources::ProcessTrend>,
     /// Every sample, in time order, as the reports need it.
     pub seconds: Vec<Second>,
-    /// rx interrupt decisions (sent plus suppressed) of the busiest rx queue: each is one
-    /// chance for the lost-interrupt race.
+    /// rx interrupt decisions (sent plus suppressed) over the run, on every rx queue: each
+    /// is one chance for the lost-interrupt race.
     pub rx_interrupt_decisions: u64,
     /// The end record, when the orchestrator wrote one.
     pub end: Option<RunEnd>,
@@ -154,14 +154,35 @@ pub struct PingStats {
     pub rtt_ms: Percentiles,
 }
 
-/// Exposure to the lost-kick race: the rx rings' ring-empty → notification-enable cycles,
-/// counted by the device's `notify_enables` on every `rx*` queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Exposure to the races, from the device's counters: on rx, the ring-empty →
+/// notification-enable cycles (`notify_enables` on every `rx*` queue: chances for the lost
+/// kick), and per queue both races' chances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Exposure {
-    /// Cycles over the whole run.
+    /// rx ring-empty → enable cycles over the whole run.
     pub cycles: u64,
-    /// Cycles per minute of run time; `null` for a run shorter than a second.
+    /// Those cycles per minute of run time; `null` for a run shorter than a second.
     pub per_minute: Option<f64>,
+    /// Each queue's chances for both races (empty without device counters).
+    pub queues: Vec<QueueExposure>,
+}
+
+/// One queue's chances for the two races over a run, as the device counted them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueExposure {
+    /// The queue (`rx`, `tx`).
+    pub queue: String,
+    /// Lost-kick chances: the device enabled notifications after finding the ring empty
+    /// (`notify_enables`); a guest store of `avail->idx` racing that enable is lost without
+    /// the fence.
+    pub kick_chances: u64,
+    /// `kick_chances` per minute; `null` for a run shorter than a second.
+    pub kick_chances_per_minute: Option<f64>,
+    /// Lost-interrupt chances: the device decided whether to interrupt after publishing
+    /// used entries (sent plus suppressed).
+    pub interrupt_decisions: u64,
+    /// `interrupt_decisions` per minute; `null` for a run shorter than a second.
+    pub interrupt_decisions_per_minute: Option<f64>,
 }
 
 /// Exposure seen from the guest's driver, for any VMM.
@@ -188,8 +209,10 @@ pub struct AnalysisBuilder {
     vmm_exits: Vec<VmmExit>,
     notes: Vec<Note>,
     duration_s: f64,
-    previous_rx: std::collections::HashMap<String, u64>,
-    rx_interrupt_decisions: u64,
+    /// Each queue's last (`notify_enables`, interrupt decisions), for the deltas.
+    previous_queue: std::collections::HashMap<String, (u64, u64)>,
+    /// Each queue's (kick chances, interrupt decisions) so far.
+    queue_totals: std::collections::BTreeMap<String, (u64, u64)>,
     previous_guest: Option<(u64, u64)>,
     guest_exposure: GuestExposure,
 }
@@ -224,16 +247,28 @@ impl AnalysisBuilder {
             text: text.clone(),
         }));
         let exposure = s.device.as_ref().map(|device| {
-            let mut cycles = 0;
-            for q in device.queues.iter().filter(|q| q.queue.starts_with("rx")) {
-                let previous = self.previous_rx.get(q.queue.as_str()).copied();
-                cycles += counter_delta(previous, q.notify_enables);
-                self.previous_rx.insert(q.queue.clone(), q.notify_enables);
-                self.rx_interrupt_decisions = self
-                    .rx_interrupt_decisions
-                    .max(q.interrupts_sent + q.interrupts_suppressed);
+            let mut rx_cycles = 0;
+            for q in &device.queues {
+                let now = (
+                    q.notify_enables,
+                    q.interrupts_sent + q.interrupts_suppressed,
+                );
+                let (enables, decisions) =
+                    self.previous_queue.get(q.queue.as_str()).copied().unzip();
+                // A counter that went down is a restarted VMM: count from zero again.
+                let delta = (
+                    counter_delta(enables, now.0),
+                    counter_delta(decisions, now.1),
+                );
+                self.previous_queue.insert(q.queue.clone(), now);
+                let total = self.queue_totals.entry(q.queue.clone()).or_default();
+                total.0 += delta.0;
+                total.1 += delta.1;
+                if q.queue.starts_with("rx") {
+                    rx_cycles += delta.0;
+                }
             }
-            cycles
+            rx_cycles
         });
         let guest_exposure = s.guest.as_ref().map(|g| {
             let (empty, enables) = self.previous_guest.unzip();
@@ -268,10 +303,15 @@ impl AnalysisBuilder {
             mut vmm_exits,
             mut notes,
             duration_s,
-            rx_interrupt_decisions,
+            queue_totals,
             guest_exposure,
             ..
         } = self;
+        let rx_interrupt_decisions = queue_totals
+            .iter()
+            .filter(|(q, _)| q.starts_with("rx"))
+            .map(|(_, t)| t.1)
+            .sum();
         seconds.sort_by(|a, b| a.elapsed.total_cmp(&b.elapsed));
         stalls.sort_by(|a, b| a.detected_at.total_cmp(&b.detected_at));
         // The same stall may have been written twice (as its own record and in a sample).
@@ -287,7 +327,7 @@ impl AnalysisBuilder {
             lease_lost_at: lease_lost_at(&seconds),
             throughput: throughput_stats(&seconds),
             ping: ping_stats(&seconds),
-            exposure: exposure(&seconds, duration_s),
+            exposure: exposure(&seconds, &queue_totals, duration_s),
             guest_exposure,
             resources: super::resources::trends(&seconds, duration_s),
             rx_interrupt_decisions,
@@ -425,11 +465,26 @@ pub fn exposure_per_sample(samples: &[Second]) -> Vec<(f64, u64)> {
         .collect()
 }
 
-fn exposure(samples: &[Second], duration_s: f64) -> Exposure {
+fn exposure(
+    samples: &[Second],
+    queue_totals: &std::collections::BTreeMap<String, (u64, u64)>,
+    duration_s: f64,
+) -> Exposure {
+    let per_minute = |n: u64| (duration_s >= 1.0).then(|| n as f64 * 60.0 / duration_s);
     let cycles = samples.iter().filter_map(|s| s.exposure).sum();
     Exposure {
         cycles,
-        per_minute: (duration_s >= 1.0).then(|| cycles as f64 * 60.0 / duration_s),
+        per_minute: per_minute(cycles),
+        queues: queue_totals
+            .iter()
+            .map(|(queue, &(kicks, decisions))| QueueExposure {
+                queue: queue.clone(),
+                kick_chances: kicks,
+                kick_chances_per_minute: per_minute(kicks),
+                interrupt_decisions: decisions,
+                interrupt_decisions_per_minute: per_minute(decisions),
+            })
+            .collect(),
     }
 }
 
@@ -507,15 +562,17 @@ mod tests {
     }
 
     fn with_rx_enables(elapsed: f64, enables: u64) -> Sample {
-        let q = |name: &str, n| QueueCounters {
+        let q = |name: &str, n, sent| QueueCounters {
             queue: name.into(),
             notify_enables: n,
+            interrupts_sent: sent,
+            interrupts_suppressed: sent / 2,
             ..Default::default()
         };
         Sample {
             elapsed,
             device: Some(DeviceCounters {
-                queues: vec![q("rx", enables), q("tx", 1000)],
+                queues: vec![q("rx", enables, enables * 4), q("tx", 1000, 7000)],
             }),
             ..Sample::default()
         }
@@ -535,6 +592,16 @@ mod tests {
         let e = a.exposure;
         assert_eq!(e.cycles, 30);
         assert_eq!(e.per_minute, Some(600.0));
+        // Per queue and per race: rx's decisions (4 sent + 2 suppressed per enable) restart
+        // with the VMM too; tx's counters did not move after the first sample.
+        let rx = &e.queues[0];
+        assert_eq!((rx.queue.as_str(), rx.kick_chances), ("rx", 30));
+        assert_eq!(rx.interrupt_decisions, 180);
+        assert_eq!(rx.interrupt_decisions_per_minute, Some(3600.0));
+        assert_eq!(a.rx_interrupt_decisions, 180);
+        let tx = &e.queues[1];
+        assert_eq!((tx.queue.as_str(), tx.kick_chances), ("tx", 1000));
+        assert_eq!(tx.interrupt_decisions, 10500);
     }
 
     #[test]

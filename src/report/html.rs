@@ -226,6 +226,7 @@ fn run_table(s: &mut String, timeline: &Timeline, a: &Analysis) {
         ("queue backend", or_dash(&c.queue_backend)),
         ("race window", or_dash(&c.race_window)),
         ("load", format!("{} at {}", c.load, or_dash(&c.rate))),
+        ("shaping", c.shaping.describe()),
         (
             "throughput floor",
             c.throughput_floor_bps.map_or("-".into(), format_bps),
@@ -336,12 +337,23 @@ fn stats_table(s: &mut String, a: &Analysis) {
         ),
         if device_counted(a) {
             (
-                "exposure (rx ring-empty → notify-enable cycles)",
-                format!(
-                    "{} in total, {} per minute",
-                    a.exposure.cycles,
-                    opt(a.exposure.per_minute, &|v| format!("{v:.0}"))
-                ),
+                "exposure, counted by the device",
+                a.exposure
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        format!(
+                            "{}: {} lost-kick chances (ring-empty → notify-enable cycles, {} per minute), \
+                             {} interrupt decisions ({} per minute)",
+                            q.queue,
+                            q.kick_chances,
+                            opt(q.kick_chances_per_minute, &|v| format!("{v:.0}")),
+                            q.interrupt_decisions,
+                            opt(q.interrupt_decisions_per_minute, &|v| format!("{v:.0}"))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
             )
         } else {
             (

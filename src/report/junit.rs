@@ -107,6 +107,9 @@ fn properties(header: &RunHeader) -> Vec<(&'static str, String)> {
     p.extend(c.queue_backend.clone().map(|v| ("queue_backend", v)));
     p.extend(c.race_window.clone().map(|v| ("race_window", v)));
     p.extend(c.phase.clone().map(|v| ("phase", v)));
+    if !c.shaping.is_default() {
+        p.push(("shaping", c.shaping.describe()));
+    }
     if c.expect_stall {
         p.push(("expect_stall", "true".into()));
     }

@@ -448,7 +448,7 @@ impl Accumulator {
         // guest is the guest's own received-bytes counter between its last two counters
         // lines. A second in which no new line arrived has no measurement (not a zero).
         let guest_rx_bps = self.guest_rx_bps.take();
-        let udp_in = self.current_run.is_some() && self.current_kind == Some(LoadKind::Udp);
+        let udp_in = self.current_run.is_some() && self.current_kind.is_some_and(LoadKind::is_udp);
         if self.current_run.is_some()
             || !self.acc.to_guest.is_empty()
             || !self.acc.from_guest.is_empty()

@@ -79,10 +79,13 @@ fn start_vmm(
         }
         SutSpec::Qemu(q) => {
             let binary = q.resolve_binary()?;
-            let append = match plan.stall_timeout {
+            let mut append = match plan.stall_timeout {
                 Some(t) => format!("probe.stall_timeout={}ms", t.as_millis()),
                 None => String::new(),
             };
+            if let Some(words) = &plan.shaping.guest_cmdline {
+                append = format!("{append} {words}").trim().to_string();
+            }
             let launch = crate::qemu::QemuLaunch {
                 binary: &binary,
                 machine: q.machine,
@@ -95,6 +98,7 @@ fn start_vmm(
                 append: &append,
                 tap: Some(&tap),
                 mac: Some(mac),
+                rx_queue_size: plan.shaping.queue_size,
             };
             (launch.in_netns(&info.netns), None)
         }
@@ -137,7 +141,17 @@ fn vnetbed_command(
         cmd.arg("--initrd").arg(i);
     }
     cmd.args(["--mem", &plan.mem_mib.to_string()]);
-    cmd.args(["--net", &format!("tap={tap},netns={netns},mac={mac}")]);
+    let mut net = format!("tap={tap},netns={netns},mac={mac}");
+    if let Some(size) = plan.shaping.queue_size {
+        net.push_str(&format!(",queue-size={size}"));
+    }
+    cmd.args(["--net", &net]);
+    if let Some(words) = &plan.shaping.guest_cmdline {
+        cmd.args([
+            "--cmdline",
+            &format!("{} {words}", crate::DEFAULT_GUEST_CMDLINE),
+        ]);
+    }
     cmd.args(["--notify-model", &model.to_string(), "--on-stall", "report"]);
     let text = |d: Duration| humantime::format_duration(d).to_string();
     if let Some(w) = plan.race_window {
@@ -276,6 +290,7 @@ impl Run<'_> {
                 kind: self.plan.load,
                 rate: self.plan.rate.clone(),
                 run_length: self.plan.run_length,
+                burst: self.plan.shaping.burst.unwrap_or(load::DEFAULT_BURST),
             };
             self.load_thread = Some(load::spawn(
                 lp,

@@ -15,6 +15,11 @@ use super::parse::iperf_interval;
 pub enum LoadKind {
     /// UDP host -> guest at `--rate` (fills the guest's rx ring: the lost-kick path).
     Udp,
+    /// UDP host -> guest at `--rate` on average, sent in bursts of `--burst` datagrams
+    /// back to back (iperf3 `-b RATE/N`): each burst can drain a short rx ring, and the gap
+    /// after it lets the guest refill it, so the ring runs dry and is re-armed again and
+    /// again (the lost-kick race's chances), whatever else the host is doing.
+    UdpBurst,
     /// TCP host -> guest.
     Tcp,
     /// TCP guest -> host (`iperf3 -R`).
@@ -30,13 +35,14 @@ impl std::str::FromStr for LoadKind {
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "udp" => LoadKind::Udp,
+            "udp-burst" => LoadKind::UdpBurst,
             "tcp" => LoadKind::Tcp,
             "tcp-reverse" => LoadKind::TcpReverse,
             "mixed" => LoadKind::Mixed,
             "none" => LoadKind::None,
             _ => {
                 return Err(format!(
-                    "unknown load `{s}`: use udp, tcp, tcp-reverse, mixed or none"
+                    "unknown load `{s}`: use udp, udp-burst, tcp, tcp-reverse, mixed or none"
                 ))
             }
         })
@@ -48,11 +54,18 @@ impl LoadKind {
     pub fn name(self) -> &'static str {
         match self {
             LoadKind::Udp => "udp",
+            LoadKind::UdpBurst => "udp-burst",
             LoadKind::Tcp => "tcp",
             LoadKind::TcpReverse => "tcp-reverse",
             LoadKind::Mixed => "mixed",
             LoadKind::None => "none",
         }
+    }
+
+    /// Whether the load is UDP into the guest (iperf3's client then reports what it sent,
+    /// not what arrived).
+    pub fn is_udp(self) -> bool {
+        matches!(self, LoadKind::Udp | LoadKind::UdpBurst)
     }
 
     /// The kind of run number `run` (1-based).
@@ -88,7 +101,7 @@ pub fn default_floor_bps(kind: LoadKind, rate: &str) -> Option<f64> {
     const TCP_FLOOR_BPS: f64 = 10e6;
     match kind {
         LoadKind::None => None,
-        LoadKind::Udp => parse_rate_bps(rate).map(|r| r / 4.0),
+        LoadKind::Udp | LoadKind::UdpBurst => parse_rate_bps(rate).map(|r| r / 4.0),
         LoadKind::Mixed => {
             Some(parse_rate_bps(rate).map_or(TCP_FLOOR_BPS, |r| (r / 4.0).min(TCP_FLOOR_BPS)))
         }
@@ -141,7 +154,20 @@ pub struct LoadPlan {
     pub rate: String,
     /// Length of each bounded run.
     pub run_length: Duration,
+    /// Datagrams per burst of `udp-burst`.
+    pub burst: u32,
 }
+
+/// The default `--burst`: 48 datagrams, more than a 32-entry rx ring holds, so a burst
+/// drains it when the guest does not refill as fast as the datagrams arrive.
+pub const DEFAULT_BURST: u32 = 48;
+
+/// The most datagrams per burst (iperf3's own limit).
+pub const MAX_BURST: u32 = 1000;
+
+/// iperf3's pacing timer for `udp-burst`, in microseconds: how often the client may start
+/// a burst (its default, 1000 us, would allow at most 1000 bursts per second).
+const BURST_PACING_US: u32 = 100;
 
 fn iperf_command(plan: &LoadPlan, kind: LoadKind) -> Command {
     let mut c = in_netns(&plan.netns, "iperf3");
@@ -160,6 +186,11 @@ fn iperf_command(plan: &LoadPlan, kind: LoadKind) -> Command {
     match kind {
         LoadKind::Udp => {
             c.args(["-u", "-b", &plan.rate, "-l", "1400"]);
+        }
+        LoadKind::UdpBurst => {
+            let rate = format!("{}/{}", plan.rate, plan.burst);
+            let pacing = BURST_PACING_US.to_string();
+            c.args(["-u", "-b", &rate, "-l", "1400", "--pacing-timer", &pacing]);
         }
         LoadKind::TcpReverse => {
             c.arg("-R");
@@ -308,6 +339,7 @@ mod tests {
             kind: LoadKind::Udp,
             rate: "200M".into(),
             run_length: Duration::from_secs(60),
+            burst: 48,
         };
         let c = iperf_command(&plan, LoadKind::Udp);
         let args: Vec<String> = c
@@ -325,5 +357,17 @@ mod tests {
         );
         let r = iperf_command(&plan, LoadKind::TcpReverse);
         assert!(r.get_args().any(|a| a == "-R"));
+        let b = iperf_command(&plan, LoadKind::UdpBurst);
+        let joined: Vec<String> = b
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            joined
+                .join(" ")
+                .contains("-u -b 200M/48 -l 1400 --pacing-timer 100"),
+            "{joined:?}"
+        );
+        assert!("udp-burst".parse::<LoadKind>().is_ok_and(LoadKind::is_udp));
     }
 }

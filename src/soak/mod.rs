@@ -67,6 +67,8 @@ pub struct SoakPlan {
     pub rate: String,
     /// Length of each iperf3 run.
     pub run_length: Duration,
+    /// Queue size, bursts and guest options (recorded in the header).
+    pub shaping: crate::record::Shaping,
     /// T1/T2 overrides for the testbed's DHCP server.
     pub renew_after: Option<Duration>,
     /// T2 override.
@@ -218,6 +220,9 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         source,
     })?;
     plan.sut.check()?;
+    if let Some(size) = plan.shaping.queue_size {
+        plan.sut.check_queue_size(size)?;
+    }
     let model = plan.sut.notify_model();
     let config = RunConfig {
         guest: plan.guest.clone(),
@@ -234,6 +239,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         throughput_floor_bps: plan.throughput_floor_bps,
         phase: plan.phase.clone(),
         expect_stall: plan.expect_stall,
+        shaping: plan.shaping.clone(),
     };
     let mut header = RunHeader::new(config);
     header.identity = Some(Box::new(crate::verify::identity::gather(Some(

@@ -240,6 +240,22 @@ fn side_by_side(s: &mut String, v: &VerifySummary) {
         );
     }
     s.push_str("</table>\n");
+    if let Some(b) = b.filter(|b| !b.queues.is_empty()) {
+        s.push_str("<h3>B's chances per queue, as the device counted them</h3>\n<table>\n<tr><th>queue</th><th>lost-kick chances</th><th>per minute</th><th>interrupt decisions</th><th>per minute</th></tr>\n");
+        let rate = |v: Option<f64>| v.map_or("-".to_string(), |m| format!("{m:.0}"));
+        for q in &b.queues {
+            let _ = writeln!(
+                s,
+                "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&q.queue),
+                q.kick_chances,
+                rate(q.kick_chances_per_minute),
+                q.interrupt_decisions,
+                rate(q.interrupt_decisions_per_minute)
+            );
+        }
+        s.push_str("</table>\n");
+    }
 }
 
 fn stall_distribution(s: &mut String, v: &VerifySummary) {

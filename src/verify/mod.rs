@@ -143,6 +143,7 @@ fn inferred_plan(dir: &Path) -> Option<VerifyPlan> {
         buggy_model: model,
         control,
         sut,
+        shaping: String::new(),
     })
 }
 

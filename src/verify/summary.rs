@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::record::TIMELINE_FILE;
-use crate::report::analysis::{Analysis, GuestExposure};
+use crate::report::analysis::{Analysis, GuestExposure, QueueExposure};
 use crate::report::{self, percentile, Check, CheckStatus, Verdict};
 
 /// The schema name and version of `verify.json`.
@@ -76,6 +76,11 @@ pub struct VerifyPlan {
     /// `qemu,machine=q35,device=virtio-net-pci`).
     #[serde(default = "default_sut")]
     pub sut: String,
+    /// The shaping profile that set the defaults of the load and the rings (`race`,
+    /// `plain`); each run's header records what it ran with. Empty in files from before
+    /// `--shaping` (plain).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shaping: String,
 }
 
 impl VerifyPlan {
@@ -196,6 +201,9 @@ pub struct BRun {
     pub equivalent_2012_iperf_hours: f64,
     /// Each race's exposure: `lost_kick`, `lost_interrupt`.
     pub races: Races,
+    /// Both races' chances on every queue, tx included, as vnetbed's device counted them
+    /// (empty for another VMM: only the guest's rx counts are known then).
+    pub queues: Vec<QueueExposure>,
     /// The assumption behind the equivalence, in words.
     pub assumption: String,
     /// B's checks.
@@ -367,6 +375,7 @@ fn b_run(dir: &Path, b_dir: &str) -> Option<BRun> {
             .equivalent_2012_iperf_hours
             .max(races.lost_interrupt.equivalent_2012_iperf_hours),
         races,
+        queues: analysis.exposure.queues.clone(),
         checks,
         ..empty_b(b_dir)
     })
@@ -404,6 +413,7 @@ fn empty_b(b_dir: &str) -> BRun {
              notification-enable cycles and {INTERRUPT_DECISIONS_PER_SECOND_2012} rx interrupt \
              decisions per second; the equivalence is the larger of the two ratios"
         ),
+        queues: Vec::new(),
         checks: Vec::new(),
     }
 }

@@ -15,11 +15,16 @@ use vmm::devices::virtio::net::NotifyModel;
 use vnetbed::soak::{self, StopWhen};
 
 use super::{summarize, BenchError};
+use crate::commands::shaping::ShapingProfile;
 use crate::commands::soak::{plan, CommonArgs};
 
 /// Arguments of `vnetbed bench sensitivity`.
 #[derive(Debug, Args)]
 pub struct SensitivityArgs {
+    /// The defaults of the load and the rings, as verify's `--shaping`: race (default, as
+    /// verify's control phase runs) or plain.
+    #[arg(long, value_enum, default_value_t = ShapingProfile::Race)]
+    pub shaping: ShapingProfile,
     /// Runs per model.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -54,6 +59,9 @@ struct ModelResult {
 /// Run the benchmark; `Ok(false)` when some model was not caught in every run.
 pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
     soak::install_stop_handlers();
+    let mut common = args.common.clone();
+    common.profile = args.shaping;
+    let common = &common;
     let out = args
         .out
         .clone()
@@ -70,7 +78,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         };
         for i in 1..=runs {
             let p = plan(
-                &args.common,
+                common,
                 &vnetbed::sut::SutSpec::Vnetbed { model },
                 args.timeout,
                 out.join(format!("{model}-{i:02}")),
@@ -105,15 +113,20 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         }
         results.push(r);
     }
-    let window = args.common.race_window.map_or_else(
+    let window = common.race_window.map_or_else(
         || "each model's default".to_string(),
         |w| humantime::format_duration(w).to_string(),
     );
     println!();
+    let shaping = common.shaping(&vnetbed::sut::SutSpec::Vnetbed {
+        model: NotifyModel::Unfenced,
+    });
     println!(
-        "sensitivity: verify's control phase per model, race window {window}, load {} {}, {} runs each, at most {} s per run",
-        args.common.load.name(),
-        args.common.rate.text,
+        "sensitivity: verify's control phase per model, race window {window}, load {} {} ({} shaping: {}), {} runs each, at most {} s per run",
+        common.load().name(),
+        common.rate().text,
+        args.shaping.name(),
+        shaping.describe(),
         runs,
         args.timeout.as_secs()
     );
@@ -144,8 +157,11 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
     let doc = json!({
         "schema": "vnetbed.bench.sensitivity/1",
         "race_window": window,
-        "load": args.common.load.name(),
-        "rate": args.common.rate.text,
+        "load": common.load().name(),
+        "rate": common.rate().text,
+        "shaping": args.shaping.name(),
+        "queue_size": shaping.queue_size,
+        "burst": shaping.burst,
         "timeout_s": args.timeout.as_secs_f64(),
         "models": results.iter().map(|r| {
             let s = summarize(&r.stalls);

@@ -132,7 +132,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
     let decisions_per_minute = (minutes > 0.0).then(|| decisions as f64 / minutes);
 
     // 3. The veth reference under the same iperf3 load.
-    let test = match args.common.load {
+    let test = match args.common.load() {
         LoadKind::TcpReverse => Test::TcpReverse,
         LoadKind::Tcp => Test::Tcp,
         _ => Test::Udp,
@@ -144,7 +144,7 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         VETH_B_ADDRESS,
         test,
         args.reference_seconds,
-        &args.common.rate.text,
+        &args.common.rate().text,
     )?;
     drop(server);
     drop(pair);
@@ -152,8 +152,8 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
     outln!();
     outln!(
         "time to the first stall: {control}, race window {window}, load {} {} ({} runs, seconds from the start of each record)",
-        args.common.load.name(),
-        args.common.rate.text,
+        args.common.load().name(),
+        args.common.rate().text,
         args.runs.max(1)
     );
     if stalls.is_empty() {
@@ -200,8 +200,8 @@ pub fn run(args: &StallArgs) -> Result<(), BenchError> {
         "control": control.to_string(),
         "sut": args.sut.to_string(),
         "race_window": window,
-        "load": args.common.load.name(),
-        "rate": args.common.rate.text,
+        "load": args.common.load().name(),
+        "rate": args.common.rate().text,
         "stall_runs": runs_json,
         "fenced": {
             "dir": fenced.dir,

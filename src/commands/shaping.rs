@@ -1,0 +1,176 @@
+//! How a run shapes its exposure to the notification races: the load's pattern and rate,
+//! the queue size and the guest's options. `vnetbed soak` runs plain by default (steady UDP
+//! into the VMM's default rings, as in 2012); `vnetbed verify` and `vnetbed bench
+//! sensitivity` run the `race` profile, which gives the races the most chances while every
+//! mutant of the fix is still caught (BENCHMARKS.md, "Exposure shaping").
+//!
+//! Every option the user gives wins over the profile.
+
+use clap::ValueEnum;
+use vnetbed::record::Shaping;
+use vnetbed::soak::load::{LoadKind, DEFAULT_BURST, MAX_BURST};
+use vnetbed::sut::SutSpec;
+
+use super::args::{self, Rate};
+use super::soak::CommonArgs;
+
+/// A set of defaults for the load and the rings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ShapingProfile {
+    /// Steady UDP at 200 Mbit/s into the VMM's default rings (vnetbed 256 entries, QEMU
+    /// 1024): the 2012 incident's kind of load. Few lost-kick chances on an idle host.
+    #[default]
+    Plain,
+    /// UDP at 300 Mbit/s in bursts of one and a half rings into 8-entry rings (QEMU: its
+    /// smallest, 256): every burst drains the rx ring and the gap after it lets the guest
+    /// refill, so the ring runs dry and is re-armed thousands of times a second, whatever
+    /// else the host is doing. The rate stays below what the guest takes in, so that no
+    /// frame, and no DHCP answer, is dropped for want of room: the races get more chances,
+    /// the system under test no unfair test.
+    Race,
+}
+
+/// The `race` profile's rate.
+const RACE_RATE: &str = "300M";
+/// The `race` profile's queue size for vnetbed's device.
+const RACE_QUEUE_SIZE: u16 = 8;
+/// The plain profile's rate.
+const PLAIN_RATE: &str = "200M";
+
+impl ShapingProfile {
+    /// The name in help and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShapingProfile::Plain => "plain",
+            ShapingProfile::Race => "race",
+        }
+    }
+
+    fn load(self) -> LoadKind {
+        match self {
+            ShapingProfile::Plain => LoadKind::Udp,
+            ShapingProfile::Race => LoadKind::UdpBurst,
+        }
+    }
+
+    fn rate(self) -> &'static str {
+        match self {
+            ShapingProfile::Plain => PLAIN_RATE,
+            ShapingProfile::Race => RACE_RATE,
+        }
+    }
+
+    /// Datagrams per burst with a ring of `queue_size`: when racing, one and a half rings,
+    /// so that each burst runs the ring dry.
+    fn burst(self, queue_size: Option<u16>) -> u32 {
+        match (self, queue_size) {
+            (ShapingProfile::Race, Some(q)) => (u32::from(q) * 3 / 2).clamp(1, MAX_BURST),
+            _ => DEFAULT_BURST,
+        }
+    }
+
+    /// The queue size for `sut`: the VMM's default when plain; when racing, 8 entries, or
+    /// the smallest the VMM takes if that is larger (QEMU: 256).
+    fn queue_size(self, sut: &SutSpec) -> Option<u16> {
+        match self {
+            ShapingProfile::Plain => None,
+            ShapingProfile::Race => (1..16)
+                .map(|shift| 1u16 << shift)
+                .find(|&n| n >= RACE_QUEUE_SIZE && sut.check_queue_size(n).is_ok()),
+        }
+    }
+}
+
+impl CommonArgs {
+    /// The load: `--load`, or the profile's.
+    pub fn load(&self) -> LoadKind {
+        self.load.unwrap_or(self.profile.load())
+    }
+
+    /// The rate: `--rate`, or the profile's.
+    pub fn rate(&self) -> Rate {
+        match &self.rate {
+            Some(r) => r.clone(),
+            None => args::rate(self.profile.rate()).unwrap_or(Rate {
+                text: PLAIN_RATE.into(),
+                bps: 200e6,
+            }),
+        }
+    }
+
+    /// Queue size, bursts and guest options for a run of `sut`.
+    pub fn shaping(&self, sut: &SutSpec) -> Shaping {
+        let queue_size = self.queue_size.or_else(|| self.profile.queue_size(sut));
+        Shaping {
+            queue_size,
+            burst: (self.load() == LoadKind::UdpBurst)
+                .then(|| self.burst.unwrap_or(self.profile.burst(queue_size))),
+            guest_cmdline: self
+                .guest_cmdline
+                .as_deref()
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_string),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn common(args: &[&str], profile: ShapingProfile) -> CommonArgs {
+        let mut argv = vec!["vnetbed"];
+        argv.extend_from_slice(args);
+        let mut c = Cli::parse_from(argv).common;
+        c.profile = profile;
+        c
+    }
+
+    #[test]
+    fn plain_keeps_the_vmms_defaults() {
+        let c = common(&[], ShapingProfile::Plain);
+        let vnetbed: SutSpec = "vnetbed".parse().unwrap();
+        assert_eq!(c.load(), LoadKind::Udp);
+        assert_eq!(c.rate().text, "200M");
+        assert!(c.shaping(&vnetbed).is_default());
+    }
+
+    #[test]
+    fn race_shortens_the_rings_each_vmm_allows_and_loads_in_bursts() {
+        let c = common(&[], ShapingProfile::Race);
+        let vnetbed: SutSpec = "vnetbed:unfenced".parse().unwrap();
+        let qemu: SutSpec = "qemu".parse().unwrap();
+        assert_eq!(c.load(), LoadKind::UdpBurst);
+        assert_eq!(c.rate().text, "300M");
+        let s = c.shaping(&vnetbed);
+        assert_eq!((s.queue_size, s.burst), (Some(8), Some(12)));
+        let q = c.shaping(&qemu);
+        assert_eq!((q.queue_size, q.burst), (Some(256), Some(384)));
+    }
+
+    #[test]
+    fn what_the_user_gives_wins_over_the_profile() {
+        let c = common(
+            &["--load", "udp", "--rate", "300M", "--queue-size", "64"],
+            ShapingProfile::Race,
+        );
+        let vnetbed: SutSpec = "vnetbed".parse().unwrap();
+        assert_eq!(c.load(), LoadKind::Udp);
+        assert_eq!(c.rate().text, "300M");
+        let s = c.shaping(&vnetbed);
+        assert_eq!((s.queue_size, s.burst), (Some(64), None));
+        let b = common(
+            &["--burst", "8", "--load", "udp-burst"],
+            ShapingProfile::Plain,
+        );
+        assert_eq!(b.shaping(&vnetbed).burst, Some(8));
+    }
+}
