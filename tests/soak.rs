@@ -455,7 +455,7 @@ fn verify_ab_passes_and_writes_its_summary() {
         v["b"]["rx_interrupt_decisions"].as_u64().unwrap() > 0,
         "{v:#}"
     );
-    // verify shapes its load by default (race): 8-entry rings, UDP in bursts of 12, and each
+    // verify shapes its load by default (race): 4-entry rings, UDP in bursts of 6, and each
     // run's header says so; B's exposure is counted per queue and per race, tx included.
     assert_eq!(v["plan"]["shaping"], "race", "{v:#}");
     for dir in ["A1-unfenced", "B-fenced"] {
@@ -465,9 +465,9 @@ fn verify_ab_passes_and_writes_its_summary() {
         .unwrap();
         let config = &report["run"]["config"];
         assert_eq!(config["load"], "udp-burst", "{dir}: {config:#}");
-        assert_eq!(config["rate"], "300M", "{dir}: {config:#}");
-        assert_eq!(config["shaping"]["queue_size"], 8, "{dir}: {config:#}");
-        assert_eq!(config["shaping"]["burst"], 12, "{dir}: {config:#}");
+        assert_eq!(config["rate"], "120M", "{dir}: {config:#}");
+        assert_eq!(config["shaping"]["queue_size"], 4, "{dir}: {config:#}");
+        assert_eq!(config["shaping"]["burst"], 6, "{dir}: {config:#}");
     }
     let queues = v["b"]["queues"].as_array().unwrap();
     let queue = |name: &str| {

@@ -59,7 +59,7 @@ pub struct CommonArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=vnetbed::soak::load::MAX_BURST as i64))]
     pub burst: Option<u32>,
     /// Size of the guest's virtqueues: both queues of vnetbed's device (a power of two up
-    /// to 256; default 256, verify: 8), or QEMU's rx_queue_size (256, 512 or 1024;
+    /// to 256; default 256, verify: 4), or QEMU's rx_queue_size (256, 512 or 1024;
     /// default 1024, verify: 256). Shorter rings run dry more often: more chances for the
     /// lost kick.
     #[arg(long, value_name = "N")]
@@ -69,7 +69,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "WORDS")]
     pub guest_cmdline: Option<String>,
     /// UDP rate (iperf3 -b) in bits/s, with k, M or G (e.g. 200M). Default 200M (verify:
-    /// 300M).
+    /// 120M).
     #[arg(long, value_parser = args::rate)]
     pub rate: Option<Rate>,
     /// Length of each bounded iperf3 run (e.g. 60s, 5m; a bare number is seconds).

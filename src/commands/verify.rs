@@ -61,8 +61,8 @@ pub struct VerifyArgs {
     /// `qemu[=PATH][,machine=q35|pc|microvm][,device=...][,modern=on|off][,extra=ARGS]`.
     #[arg(long, value_name = "SPEC", default_value = "vnetbed", value_parser = vnetbed::sut::parse_arg)]
     pub sut: SutSpec,
-    /// The defaults of --load, --rate, --burst and --queue-size: race (UDP at 300M in
-    /// bursts of one and a half rings into 8-entry rings, QEMU 256: the most chances for
+    /// The defaults of --load, --rate, --burst and --queue-size: race (UDP at 120M in
+    /// bursts of one and a half rings into 4-entry rings, QEMU 256: the most chances for
     /// both races while every mutant of the fix is still caught and no answer is dropped)
     /// or plain (soak's: steady UDP at 200M into the VMM's default rings). Options given
     /// explicitly win.
