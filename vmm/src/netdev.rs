@@ -1,5 +1,6 @@
 //! Attaching virtio-net devices to a VM: tap, virtio-mmio slot, irqfd, one ioeventfd per
-//! queue, and the `--on-stall exit` link to the VM's exit.
+//! queue, and the `--on-stall exit` link to the VM's exit. PCI NICs
+//! (`--net ...,transport=pci`) are attached by [`crate::pci_netdev`].
 
 use std::sync::{Arc, Mutex};
 
@@ -8,10 +9,11 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::net::tap::{open_tap, TapError};
-use crate::devices::virtio::net::{Net, NetConfig, NetOptions, StallExit};
+use crate::devices::virtio::net::{Net, NetConfig, NetOptions, NetTransport, StallExit};
 use crate::devices::virtio::signals::Signals;
 use crate::exit::ExitReason;
 use crate::exit_notifier::ExitNotifier;
+use crate::pci_netdev::{attach_pci_net, AttachedPciNet};
 use crate::vm::{VirtioSlot, Vm, VmError};
 
 /// Offset of the QueueNotify register in a virtio-mmio window (§4.2.2).
@@ -29,6 +31,12 @@ pub enum NetDevError {
     /// eventfds.
     #[error("virtio-net setup: {0}")]
     Io(#[from] std::io::Error),
+    /// PCI bus placement.
+    #[error(transparent)]
+    Pci(#[from] crate::devices::pci::host::PciError),
+    /// MSI routes.
+    #[error(transparent)]
+    Route(#[from] crate::devices::pci::routing::RouteError),
     /// KVM irqfd / ioeventfd.
     #[error("KVM {what} for the virtio-net device failed: {source}")]
     Kvm {
@@ -41,19 +49,28 @@ pub enum NetDevError {
 }
 
 /// An attached NIC.
-pub struct AttachedNet {
-    /// Where it sits.
-    pub slot: VirtioSlot,
-    /// The transport (shared with the MMIO bus).
-    pub transport: Arc<Mutex<MmioTransport>>,
+pub enum AttachedNet {
+    /// On virtio-mmio.
+    Mmio {
+        /// Where it sits.
+        slot: VirtioSlot,
+        /// The transport (shared with the MMIO bus).
+        transport: Arc<Mutex<MmioTransport>>,
+    },
+    /// On PCI.
+    Pci(AttachedPciNet),
 }
 
-/// Open the tap of `cfg`, create the device and put it on the VM.
+/// Open the tap of `cfg`, create the device and put it on the VM, on the transport `cfg`
+/// asks for.
 pub fn attach_net(
     vm: &mut Vm,
     cfg: &NetConfig,
     options: NetOptions,
 ) -> Result<AttachedNet, NetDevError> {
+    if cfg.transport == NetTransport::Pci {
+        return attach_pci_net(vm, cfg, options).map(AttachedNet::Pci);
+    }
     let backend = open_tap(&cfg.tap, cfg.netns.as_deref())?;
     let slot = vm.allocate_virtio_slot()?;
     let events = vm.events().clone();
@@ -92,12 +109,12 @@ pub fn attach_net(
     }
     let transport = Arc::new(Mutex::new(transport));
     vm.add_mmio_device(slot.base, slot.size, transport.clone())?;
-    Ok(AttachedNet { slot, transport })
+    Ok(AttachedNet::Mmio { slot, transport })
 }
 
 /// End the VM with [`ExitReason::StallDetected`] when the device's watchdog fires with
 /// `--on-stall exit`.
-fn watch_stall_exit(stall: StallExit, exit: ExitNotifier) -> std::io::Result<()> {
+pub(crate) fn watch_stall_exit(stall: StallExit, exit: ExitNotifier) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("stall-exit".into())
         .spawn(move || {
