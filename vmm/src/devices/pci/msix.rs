@@ -270,22 +270,8 @@ impl MsixVectors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::pci::routing::RouteError;
+    use crate::devices::pci::routing::RecordedRoutes as Routes;
     use crate::devices::test_events::Events;
-
-    /// The routes as KVM would hold them (the table's contract with KVM is only this map).
-    #[derive(Default)]
-    struct Routes(Mutex<std::collections::BTreeMap<u32, MsiMessage>>);
-    impl MsiRoutes for Routes {
-        fn set_route(&self, gsi: u32, m: Option<MsiMessage>) -> Result<(), RouteError> {
-            let mut r = self.0.lock().unwrap();
-            match m {
-                Some(m) => r.insert(gsi, m),
-                None => r.remove(&gsi),
-            };
-            Ok(())
-        }
-    }
 
     fn vectors(n: usize) -> (MsixVectors, Arc<Routes>, Events) {
         let events = Events::default();

@@ -393,3 +393,262 @@ pub fn vector_fds(queues: usize) -> std::io::Result<Vec<EventFd>> {
         .map(|_| EventFd::new(libc::EFD_NONBLOCK))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::pci::routing::RecordedRoutes;
+    use crate::devices::test_events::Events;
+    use crate::devices::virtio::net::backend::socketpair_backend;
+    use crate::devices::virtio::net::{MacAddr, Net, NetOptions};
+    use crate::devices::virtio::status::*;
+    use crate::devices::virtio::Signals;
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    struct Rig {
+        f: VirtioPci,
+        events: Events,
+        intx: EventFd,
+        _peer: std::os::fd::OwnedFd,
+    }
+
+    fn rig() -> Rig {
+        let events = Events::default();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let (backend, peer) = socketpair_backend(1 << 16).unwrap();
+        let net = Net::new(
+            MacAddr::DEFAULT,
+            64,
+            Box::new(backend),
+            NetOptions::default(),
+            events.sink(),
+        )
+        .unwrap();
+        let msix = Arc::new(MsixVectors::new(
+            vector_fds(2).unwrap(),
+            24,
+            Arc::new(RecordedRoutes::default()),
+            events.sink(),
+            "virtio-net",
+        ));
+        let intx = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let signals = Signals::with_msix(
+            intx.try_clone().unwrap(),
+            events.sink(),
+            "virtio-net",
+            msix.clone(),
+            2,
+        );
+        let state = VirtioState::new(Box::new(net), mem, signals).unwrap();
+        Rig {
+            f: VirtioPci::new(state, 0xe010_0000, 23, msix, None),
+            events,
+            intx,
+            _peer: peer,
+        }
+    }
+
+    fn w(f: &mut VirtioPci, off: u64, v: u64, len: usize) {
+        f.bar_write(0, off, &v.to_le_bytes()[..len]);
+    }
+    fn r(f: &mut VirtioPci, off: u64, len: usize) -> u64 {
+        let mut b = [0u8; 8];
+        f.bar_read(0, off, &mut b[..len]);
+        u64::from_le_bytes(b)
+    }
+
+    fn bring_up(f: &mut VirtioPci) {
+        w(f, common::DEVICE_STATUS, u64::from(ACKNOWLEDGE | DRIVER), 1);
+        w(f, common::DRIVER_FEATURE_SELECT, 1, 4);
+        w(f, common::DRIVER_FEATURE, 1, 4);
+        w(f, common::DRIVER_FEATURE_SELECT, 0, 4);
+        w(f, common::DRIVER_FEATURE, 1 << 5, 4);
+        w(
+            f,
+            common::DEVICE_STATUS,
+            u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK),
+            1,
+        );
+        for q in 0..2u64 {
+            w(f, common::QUEUE_SELECT, q, 2);
+            w(f, common::QUEUE_MSIX_VECTOR, q + 1, 2);
+            w(f, common::QUEUE_DESC, 0x10000 + q * 0x10000, 8);
+            w(f, common::QUEUE_DRIVER, 0x11000 + q * 0x10000, 8);
+            w(f, common::QUEUE_DEVICE, 0x12000 + q * 0x10000, 8);
+            w(f, common::QUEUE_ENABLE, 1, 2);
+        }
+        w(
+            f,
+            common::DEVICE_STATUS,
+            u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK),
+            1,
+        );
+    }
+
+    #[test]
+    fn capabilities_and_common_configuration_are_what_a_modern_driver_reads() {
+        let Rig {
+            mut f,
+            events,
+            _peer,
+            ..
+        } = rig();
+        let c = f.config();
+        assert_eq!(c.read32(0), 0x1041_1af4);
+        assert_eq!(c.bar(0).map(|(_, b)| b), Some(0xe010_0000));
+        // The capability list: MSI-X, then common, notify, ISR, device.
+        let mut at = usize::from(c.read16(0x34) as u8);
+        let mut seen = Vec::new();
+        while at != 0 {
+            let id = c.read16(at) as u8;
+            seen.push(if id == CAP_VENDOR {
+                c.read16(at + 2) >> 8
+            } else {
+                0x100 | u16::from(id)
+            });
+            at = usize::from((c.read16(at) >> 8) as u8);
+        }
+        assert_eq!(seen, [0x111, 1, 2, 3, 4]);
+        assert_eq!(r(&mut f, common::NUM_QUEUES, 2), 2);
+        w(&mut f, common::QUEUE_SELECT, 1, 2);
+        assert_eq!(r(&mut f, common::QUEUE_SIZE, 2), 64);
+        assert_eq!(r(&mut f, common::QUEUE_NOTIFY_OFF, 2), 1);
+        assert_eq!(
+            r(&mut f, common::QUEUE_MSIX_VECTOR, 2),
+            u64::from(NO_VECTOR)
+        );
+        let mut mac = [0u8; 6];
+        f.bar_read(0, region::DEVICE, &mut mac);
+        assert_eq!(mac, MacAddr::DEFAULT.0);
+        bring_up(&mut f);
+        assert!(f.state().is_active());
+        w(&mut f, common::QUEUE_SELECT, 1, 2);
+        assert_eq!(r(&mut f, common::QUEUE_DESC, 8), 0x20000);
+        assert_eq!(r(&mut f, common::QUEUE_MSIX_VECTOR, 2), 2);
+        assert!(events.of("error").is_empty(), "{:?}", events.of("error"));
+        w(&mut f, common::DEVICE_STATUS, 0, 1);
+        assert!(!f.state().is_active());
+        assert_eq!(
+            r(&mut f, common::QUEUE_MSIX_VECTOR, 2),
+            u64::from(NO_VECTOR),
+            "reset"
+        );
+    }
+
+    #[test]
+    fn each_queue_interrupts_on_its_own_vector_and_intx_serves_all_without_msix() {
+        let Rig {
+            mut f, intx, _peer, ..
+        } = rig();
+        bring_up(&mut f);
+        let signals = f.state().signals().clone();
+        // MSI-X off: the shared INTx line, with the ISR bit.
+        signals.signal_queue(1).unwrap();
+        assert!(intx.read().is_ok());
+        assert_eq!(r(&mut f, region::ISR, 1), 1);
+        assert_eq!(r(&mut f, region::ISR, 1), 0, "reading the ISR clears it");
+        // MSI-X on, entries unmasked: queue i on vector i + 1 only.
+        let control = f.msix_control as u64;
+        f.config_write(
+            control,
+            &crate::devices::pci::msix::CONTROL_ENABLE.to_le_bytes(),
+        )
+        .unwrap();
+        for v in 0..3u64 {
+            w(&mut f, region::MSIX_TABLE + 16 * v, 0xfee0_0000, 4);
+            w(&mut f, region::MSIX_TABLE + 16 * v + 8, 0x30 + v, 4);
+            w(&mut f, region::MSIX_TABLE + 16 * v + 12, 0, 4);
+        }
+        signals.signal_queue(0).unwrap();
+        assert!(f.msix.irqfd(1).unwrap().read().is_ok());
+        assert!(
+            f.msix.irqfd(2).unwrap().read().is_err(),
+            "tx's vector stays quiet"
+        );
+        assert!(intx.read().is_err(), "no INTx with MSI-X on");
+        signals.signal_queue(1).unwrap();
+        assert!(f.msix.irqfd(2).unwrap().read().is_ok());
+        assert!(
+            f.msix.irqfd(1).unwrap().read().is_err(),
+            "rx's vector stays quiet"
+        );
+    }
+
+    #[test]
+    fn bad_vectors_and_writes_are_ignored_with_an_event_and_bad_setup_needs_reset() {
+        let Rig {
+            mut f,
+            events,
+            _peer,
+            ..
+        } = rig();
+        w(&mut f, common::MSIX_CONFIG, 3, 2);
+        assert_eq!(r(&mut f, common::MSIX_CONFIG, 2), u64::from(NO_VECTOR));
+        w(&mut f, common::QUEUE_SELECT, 0, 2);
+        w(&mut f, common::QUEUE_MSIX_VECTOR, 0x7ff, 2);
+        assert_eq!(
+            r(&mut f, common::QUEUE_MSIX_VECTOR, 2),
+            u64::from(NO_VECTOR)
+        );
+        // Read-only fields and odd widths.
+        w(&mut f, common::NUM_QUEUES, 9, 2);
+        w(&mut f, common::DEVICE_FEATURE, 9, 4);
+        w(&mut f, common::QUEUE_SELECT, 0, 4);
+        // Beyond the BAR, other BARs, wide accesses: nothing happens.
+        f.bar_write(0, BAR_SIZE + 8, &[1; 4]);
+        f.bar_write(2, 0, &[1; 4]);
+        f.bar_write(0, 0, &[1; 16]);
+        let mut big = [0xaau8; 16];
+        f.bar_read(0, 0, &mut big);
+        assert_eq!(big, [0; 16]);
+        let kinds: Vec<String> = events
+            .of("error")
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "msix_vector_out_of_range",
+                "msix_vector_out_of_range",
+                "common_config_write_ignored",
+                "common_config_write_ignored",
+                "common_config_write_ignored"
+            ]
+        );
+        assert!(events.of("error").iter().all(|e| e["needs_reset"] == false));
+        assert_eq!(
+            r(&mut f, common::DEVICE_STATUS, 1),
+            0,
+            "no NEEDS_RESET for ignored writes"
+        );
+        // Queue setup at the wrong status and a size that is not a power of two: NEEDS_RESET.
+        w(
+            &mut f,
+            common::DEVICE_STATUS,
+            u64::from(ACKNOWLEDGE | DRIVER),
+            1,
+        );
+        w(&mut f, common::QUEUE_SIZE, 48, 2);
+        assert_ne!(
+            r(&mut f, common::DEVICE_STATUS, 1) & u64::from(DEVICE_NEEDS_RESET),
+            0
+        );
+        w(&mut f, common::DEVICE_STATUS, 0, 1);
+        assert_eq!(r(&mut f, common::DEVICE_STATUS, 1), 0);
+        bring_up(&mut f);
+        w(&mut f, common::QUEUE_SELECT, 0, 2);
+        w(&mut f, common::QUEUE_ENABLE, 0, 2);
+        assert_ne!(
+            r(&mut f, common::DEVICE_STATUS, 1) & u64::from(DEVICE_NEEDS_RESET),
+            0
+        );
+        assert!(events
+            .of("error")
+            .iter()
+            .any(|e| e["kind"] == "register_write_at_wrong_status" && e["needs_reset"] == true));
+        // Configuration writes out of range are refused, not applied.
+        assert!(f.config_write(4096, &[0; 4]).is_err());
+        assert!(f.config_write(0x3e, &[0; 4]).is_err());
+    }
+}
