@@ -73,7 +73,7 @@ fn start_vmm(
     let info = testbed.info();
     let tap = info.taps.first().cloned().unwrap_or_default();
     let (mut cmd, events) = match &plan.sut {
-        SutSpec::Vnetbed { model } => {
+        SutSpec::Vnetbed { model, .. } => {
             let (cmd, events) = vnetbed_command(plan, *model, &info.netns, &tap, mac)?;
             (cmd, Some(events))
         }
@@ -137,7 +137,11 @@ fn vnetbed_command(
         cmd.arg("--initrd").arg(i);
     }
     cmd.args(["--mem", &plan.mem_mib.to_string()]);
-    cmd.args(["--net", &format!("tap={tap},netns={netns},mac={mac}")]);
+    let transport = plan.sut.net_transport().unwrap_or_default();
+    cmd.args([
+        "--net",
+        &format!("tap={tap},netns={netns},mac={mac},transport={transport}"),
+    ]);
     cmd.args(["--notify-model", &model.to_string(), "--on-stall", "report"]);
     let text = |d: Duration| humantime::format_duration(d).to_string();
     if let Some(w) = plan.race_window {

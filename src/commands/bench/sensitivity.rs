@@ -71,7 +71,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         for i in 1..=runs {
             let p = plan(
                 &args.common,
-                &vnetbed::sut::SutSpec::Vnetbed { model },
+                &vnetbed::sut::SutSpec::vnetbed(model),
                 args.timeout,
                 out.join(format!("{model}-{i:02}")),
                 StopWhen::FirstStall,
