@@ -71,17 +71,9 @@ pub fn attach_net(
     if cfg.transport == NetTransport::Pci {
         return attach_pci_net(vm, cfg, options).map(AttachedNet::Pci);
     }
-    let backend = open_tap(&cfg.tap, cfg.netns.as_deref())?;
+    let net = open_net(vm, cfg, options)?;
     let slot = vm.allocate_virtio_slot()?;
     let events = vm.events().clone();
-    let net = Net::new(
-        cfg.mac,
-        cfg.queue_size,
-        Box::new(backend),
-        options,
-        events.clone(),
-    )?;
-    watch_stall_exit(net.stall_exit(), vm.exit_notifier())?;
     let irq = EventFd::new(libc::EFD_NONBLOCK)?;
     vm.vm_fd()
         .register_irqfd(&irq, slot.irq)
@@ -112,9 +104,23 @@ pub fn attach_net(
     Ok(AttachedNet::Mmio { slot, transport })
 }
 
+/// The device of `cfg` on its tap, its `--on-stall exit` linked to the VM's exit.
+pub(crate) fn open_net(vm: &Vm, cfg: &NetConfig, options: NetOptions) -> Result<Net, NetDevError> {
+    let backend = open_tap(&cfg.tap, cfg.netns.as_deref())?;
+    let net = Net::new(
+        cfg.mac,
+        cfg.queue_size,
+        Box::new(backend),
+        options,
+        vm.events().clone(),
+    )?;
+    watch_stall_exit(net.stall_exit(), vm.exit_notifier())?;
+    Ok(net)
+}
+
 /// End the VM with [`ExitReason::StallDetected`] when the device's watchdog fires with
 /// `--on-stall exit`.
-pub(crate) fn watch_stall_exit(stall: StallExit, exit: ExitNotifier) -> std::io::Result<()> {
+fn watch_stall_exit(stall: StallExit, exit: ExitNotifier) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("stall-exit".into())
         .spawn(move || {

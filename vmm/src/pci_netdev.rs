@@ -13,8 +13,7 @@ use crate::devices::pci::host::{BarWindow, ConfigPorts, Ecam, PciRoot, SharedRoo
 use crate::devices::pci::ioevents::KvmIoEvents;
 use crate::devices::pci::msix::MsixVectors;
 use crate::devices::pci::routing::KvmRoutes;
-use crate::devices::virtio::net::tap::open_tap;
-use crate::devices::virtio::net::{Net, NetConfig, NetOptions};
+use crate::devices::virtio::net::{NetConfig, NetOptions};
 use crate::devices::virtio::pci::{vector_fds, VirtioPci, BAR_SIZE};
 use crate::devices::virtio::signals::Signals;
 use crate::devices::virtio::transport::VirtioState;
@@ -22,7 +21,7 @@ use crate::layout::{
     self, PCI_CONFIG_PORTS, PCI_ECAM_SIZE, PCI_ECAM_START, PCI_IO_END, PCI_IO_START, PCI_MMIO_END,
     PCI_MMIO_START,
 };
-use crate::netdev::{watch_stall_exit, NetDevError};
+use crate::netdev::{open_net, NetDevError};
 use crate::vm::{Vm, VmError};
 
 /// The VM's PCI bus 0 and its interrupt routes.
@@ -112,16 +111,8 @@ pub fn attach_pci_net(
     cfg: &NetConfig,
     options: NetOptions,
 ) -> Result<AttachedPciNet, NetDevError> {
-    let backend = open_tap(&cfg.tap, cfg.netns.as_deref())?;
+    let net = open_net(vm, cfg, options)?;
     let events = vm.events().clone();
-    let net = Net::new(
-        cfg.mac,
-        cfg.queue_size,
-        Box::new(backend),
-        options,
-        events.clone(),
-    )?;
-    watch_stall_exit(net.stall_exit(), vm.exit_notifier())?;
     let queues = 2;
     let mem = vm.memory().clone();
     let ioevents = KvmIoEvents(vm.dup_vm_fd()?);

@@ -399,7 +399,8 @@ impl BusDevice for BarWindow {
 mod tests {
     use super::super::config::{BarDef, COMMAND_MEMORY};
     use super::*;
-    use crate::devices::test_events::Events;
+    use crate::devices::virtio::net::test_driver::EventLog as Events;
+    use crate::events::EventSink;
 
     /// A function with one 4 KiB memory BAR that remembers the last store.
     struct Plain {
@@ -438,7 +439,12 @@ mod tests {
 
     fn root_with(n: usize) -> (SharedRoot, Vec<Arc<Mutex<Plain>>>, Events) {
         let events = Events::default();
-        let mut root = PciRoot::new(MMIO, IO, vec![(0, 0x1000_0000)], events.sink());
+        let mut root = PciRoot::new(
+            MMIO,
+            IO,
+            vec![(0, 0x1000_0000)],
+            EventSink::to_writer(Box::new(events.clone())),
+        );
         let mut fs = Vec::new();
         for _ in 0..n {
             let mut config = ConfigSpace::new(0x1af4, 0x1041, [2, 0, 0], 1);
@@ -504,7 +510,7 @@ mod tests {
         // Outside the window.
         ecam.write(bar0(1), &0xf800_0000u32.to_le_bytes());
         let kinds: Vec<_> = events
-            .of("error")
+            .events("error")
             .iter()
             .map(|e| e["kind"].as_str().unwrap().to_string())
             .collect();
@@ -533,7 +539,7 @@ mod tests {
         ecam.write(1 << 15 | 0xffe, &[0; 4]);
         ecam.write(1 << 20, &[0; 4]);
         assert!(events
-            .of("error")
+            .events("error")
             .iter()
             .any(|e| e["kind"] == "config_access_out_of_range"));
     }

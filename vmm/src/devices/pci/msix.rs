@@ -271,7 +271,8 @@ impl MsixVectors {
 mod tests {
     use super::*;
     use crate::devices::pci::routing::RecordedRoutes as Routes;
-    use crate::devices::test_events::Events;
+    use crate::devices::virtio::net::test_driver::EventLog as Events;
+    use crate::events::EventSink;
 
     fn vectors(n: usize) -> (MsixVectors, Arc<Routes>, Events) {
         let events = Events::default();
@@ -280,7 +281,13 @@ mod tests {
             .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
             .collect();
         (
-            MsixVectors::new(fds, 24, routes.clone(), events.sink(), "virtio-net"),
+            MsixVectors::new(
+                fds,
+                24,
+                routes.clone(),
+                EventSink::to_writer(Box::new(events.clone())),
+                "virtio-net",
+            ),
             routes,
             events,
         )
@@ -332,7 +339,7 @@ mod tests {
         let mut b = [0u8; 4];
         m.table_read(16 + 8, &mut b);
         assert_eq!(u32::from_le_bytes(b), 0x31);
-        assert!(events.of("error").is_empty());
+        assert!(events.events("error").is_empty());
     }
 
     #[test]
@@ -348,9 +355,9 @@ mod tests {
         m.table_read(0x1000, &mut b);
         assert_eq!(b, [0; 4]);
         m.pba_read(8, &mut [0u8; 8]);
-        assert_eq!(events.of("error").len(), 7);
+        assert_eq!(events.events("error").len(), 7);
         assert!(events
-            .of("error")
+            .events("error")
             .iter()
             .all(|e| e["needs_reset"] == false && e["device"] == "virtio-net"));
         // Out-of-range vectors raise nothing.

@@ -201,11 +201,13 @@ mod tests {
         }
     }
 
-    fn transport() -> (MmioTransport, Buf) {
+    /// The transport, its events, and the backend's peer (kept open: a closed peer makes
+    /// the device report `backend_gone` as soon as its thread polls the backend).
+    fn transport() -> (MmioTransport, Buf, std::os::fd::OwnedFd) {
         let buf = Buf::default();
         let events = EventSink::to_writer(Box::new(buf.clone()));
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
-        let (backend, _peer) = socketpair_backend(1 << 16).unwrap();
+        let (backend, peer) = socketpair_backend(1 << 16).unwrap();
         let net = Net::new(
             MacAddr::DEFAULT,
             64,
@@ -222,6 +224,7 @@ mod tests {
         (
             MmioTransport::new(Box::new(net), mem, signals).unwrap(),
             buf,
+            peer,
         )
     }
 
@@ -257,7 +260,7 @@ mod tests {
 
     #[test]
     fn identifies_as_a_version_2_net_device_with_config_space() {
-        let (mut t, _) = transport();
+        let (mut t, _, _peer) = transport();
         assert_eq!(r(&mut t, reg::MAGIC_VALUE), MAGIC_VALUE);
         assert_eq!(r(&mut t, reg::VERSION), 2);
         assert_eq!(r(&mut t, reg::DEVICE_ID), 1);
@@ -296,7 +299,7 @@ mod tests {
 
     #[test]
     fn refuses_features_it_did_not_offer_or_without_version_1() {
-        let (mut t, _) = transport();
+        let (mut t, _, _peer) = transport();
         w(&mut t, reg::STATUS, ACKNOWLEDGE | DRIVER);
         w(&mut t, reg::DRIVER_FEATURES, 1 << 5);
         w(&mut t, reg::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
@@ -313,7 +316,7 @@ mod tests {
 
     #[test]
     fn activates_acks_interrupts_and_resets_to_usable() {
-        let (mut t, buf) = transport();
+        let (mut t, buf, _peer) = transport();
         for round in 0..2 {
             negotiate(&mut t);
             setup_queue(&mut t, 0, 0x10000);
@@ -373,7 +376,7 @@ mod tests {
 
     #[test]
     fn wrong_status_writes_and_bad_queue_setup_need_reset() {
-        let (mut t, buf) = transport();
+        let (mut t, buf, _peer) = transport();
         // Queue setup before FEATURES_OK.
         w(&mut t, reg::STATUS, ACKNOWLEDGE | DRIVER);
         w(&mut t, reg::QUEUE_NUM, 64);

@@ -398,11 +398,12 @@ pub fn vector_fds(queues: usize) -> std::io::Result<Vec<EventFd>> {
 mod tests {
     use super::*;
     use crate::devices::pci::routing::RecordedRoutes;
-    use crate::devices::test_events::Events;
     use crate::devices::virtio::net::backend::socketpair_backend;
+    use crate::devices::virtio::net::test_driver::EventLog as Events;
     use crate::devices::virtio::net::{MacAddr, Net, NetOptions};
     use crate::devices::virtio::status::*;
     use crate::devices::virtio::Signals;
+    use crate::events::EventSink;
     use vm_memory::{GuestAddress, GuestMemoryMmap};
 
     struct Rig {
@@ -421,20 +422,20 @@ mod tests {
             64,
             Box::new(backend),
             NetOptions::default(),
-            events.sink(),
+            EventSink::to_writer(Box::new(events.clone())),
         )
         .unwrap();
         let msix = Arc::new(MsixVectors::new(
             vector_fds(2).unwrap(),
             24,
             Arc::new(RecordedRoutes::default()),
-            events.sink(),
+            EventSink::to_writer(Box::new(events.clone())),
             "virtio-net",
         ));
         let intx = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let signals = Signals::with_msix(
             intx.try_clone().unwrap(),
-            events.sink(),
+            EventSink::to_writer(Box::new(events.clone())),
             "virtio-net",
             msix.clone(),
             2,
@@ -525,7 +526,11 @@ mod tests {
         w(&mut f, common::QUEUE_SELECT, 1, 2);
         assert_eq!(r(&mut f, common::QUEUE_DESC, 8), 0x20000);
         assert_eq!(r(&mut f, common::QUEUE_MSIX_VECTOR, 2), 2);
-        assert!(events.of("error").is_empty(), "{:?}", events.of("error"));
+        assert!(
+            events.events("error").is_empty(),
+            "{:?}",
+            events.events("error")
+        );
         w(&mut f, common::DEVICE_STATUS, 0, 1);
         assert!(!f.state().is_active());
         assert_eq!(
@@ -602,7 +607,7 @@ mod tests {
         f.bar_read(0, 0, &mut big);
         assert_eq!(big, [0; 16]);
         let kinds: Vec<String> = events
-            .of("error")
+            .events("error")
             .iter()
             .map(|e| e["kind"].as_str().unwrap_or("").to_string())
             .collect();
@@ -616,7 +621,10 @@ mod tests {
                 "common_config_write_ignored"
             ]
         );
-        assert!(events.of("error").iter().all(|e| e["needs_reset"] == false));
+        assert!(events
+            .events("error")
+            .iter()
+            .all(|e| e["needs_reset"] == false));
         assert_eq!(
             r(&mut f, common::DEVICE_STATUS, 1),
             0,
@@ -644,7 +652,7 @@ mod tests {
             0
         );
         assert!(events
-            .of("error")
+            .events("error")
             .iter()
             .any(|e| e["kind"] == "register_write_at_wrong_status" && e["needs_reset"] == true));
         // Configuration writes out of range are refused, not applied.

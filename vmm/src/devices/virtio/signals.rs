@@ -55,6 +55,15 @@ impl std::fmt::Debug for Signals {
 impl Signals {
     /// Signals over the interrupt EventFd `irq`, reporting errors of `device` to `events`.
     pub fn new(irq: EventFd, events: EventSink, device: &'static str) -> Self {
+        Self::build(irq, events, device, None)
+    }
+
+    fn build(
+        irq: EventFd,
+        events: EventSink,
+        device: &'static str,
+        msix: Option<MsixRouting>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 interrupt_status: AtomicU32::new(0),
@@ -62,7 +71,7 @@ impl Signals {
                 irq,
                 events,
                 device,
-                msix: None,
+                msix,
             }),
         }
     }
@@ -76,20 +85,12 @@ impl Signals {
         vectors: Arc<MsixVectors>,
         queues: usize,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                interrupt_status: AtomicU32::new(0),
-                needs_reset: AtomicBool::new(false),
-                irq,
-                events,
-                device,
-                msix: Some(MsixRouting {
-                    vectors,
-                    config: AtomicU16::new(NO_VECTOR),
-                    queues: (0..queues).map(|_| AtomicU16::new(NO_VECTOR)).collect(),
-                }),
-            }),
-        }
+        let routing = MsixRouting {
+            vectors,
+            config: AtomicU16::new(NO_VECTOR),
+            queues: (0..queues).map(|_| AtomicU16::new(NO_VECTOR)).collect(),
+        };
+        Self::build(irq, events, device, Some(routing))
     }
 
     /// The MSI-X vector of queue `queue` (`None` for the configuration vector); NO_VECTOR

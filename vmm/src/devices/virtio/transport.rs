@@ -264,6 +264,19 @@ impl VirtioState {
         self.status & FEATURES_OK != 0 && self.status & DRIVER_OK == 0
     }
 
+    /// Whether a queue register (at `offset`) may be written now; a write at the wrong
+    /// status sets DEVICE_NEEDS_RESET, a broken device ignores it.
+    fn queue_write_allowed(&mut self, offset: u64) -> bool {
+        if self.broken() {
+            return false;
+        }
+        if !self.queue_setup_allowed() {
+            self.fail(self.wrong(offset));
+            return false;
+        }
+        true
+    }
+
     fn wrong(&self, offset: u64) -> TransportError {
         TransportError::WrongStatus {
             offset,
@@ -288,11 +301,8 @@ impl VirtioState {
 
     /// QueueNum (register `offset`) := `v` for the selected queue.
     pub fn write_queue_size(&mut self, offset: u64, v: u32) {
-        if self.broken() {
+        if !self.queue_write_allowed(offset) {
             return;
-        }
-        if !self.queue_setup_allowed() {
-            return self.fail(self.wrong(offset));
         }
         let queue = self.queue_sel as usize;
         let max = self.queue_num_max();
@@ -311,11 +321,8 @@ impl VirtioState {
     /// QueueReady (register `offset`) := `v` for the selected queue; the rings are checked
     /// when it becomes ready.
     pub fn write_queue_ready(&mut self, offset: u64, v: u32) {
-        if self.broken() {
+        if !self.queue_write_allowed(offset) {
             return;
-        }
-        if !self.queue_setup_allowed() {
-            return self.fail(self.wrong(offset));
         }
         let queue = self.queue_sel as usize;
         let max = self.queue_num_max();
@@ -334,11 +341,8 @@ impl VirtioState {
 
     /// One 32-bit half (`high`) of a ring address of the selected queue (register `offset`).
     pub fn write_ring_address(&mut self, offset: u64, field: RingField, high: bool, v: u32) {
-        if self.broken() {
+        if !self.queue_write_allowed(offset) {
             return;
-        }
-        if !self.queue_setup_allowed() {
-            return self.fail(self.wrong(offset));
         }
         let Some(q) = self.selected() else { return };
         let field = match field {
