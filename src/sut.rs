@@ -3,7 +3,10 @@
 //!
 //! - `vnetbed` or `vnetbed:MODEL`: vnetbed's own VMM with notify model MODEL (`fenced` by
 //!   default; `virtio-queue` runs the queues on rust-vmm's `virtio-queue` crate; the buggy
-//!   models `unfenced`, `no-recheck`, `missing-enable-fence`, `missing-notify-fence`).
+//!   models `unfenced`, `no-recheck`, `missing-enable-fence`, `missing-notify-fence`), and
+//!   optionally `,transport=pci` (the device behind a virtio-pci function with an MSI-X
+//!   vector per queue, as the 2012 bug's `virtio-net-pci`) or `,transport=mmio` (the
+//!   default).
 //! - `qemu` (the `qemu-system-x86_64` on PATH) or `qemu=PATH`, with options after commas:
 //!   `machine=q35|pc|microvm` (default q35), `device=virtio-net-pci|virtio-net-device`
 //!   (default virtio-net-pci; virtio-net-device needs microvm), `modern=on|off`, and
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use vmm::devices::virtio::net::device::queue_backend_identity;
-use vmm::devices::virtio::net::NotifyModel;
+use vmm::devices::virtio::net::{NetTransport, NotifyModel};
 
 use crate::qemu::{Device, Machine};
 use crate::record::VmmIdentity;
@@ -30,6 +33,8 @@ pub enum SutSpec {
     Vnetbed {
         /// The device's notify model (or the `virtio-queue` backend).
         model: NotifyModel,
+        /// virtio-mmio (the default) or virtio-pci.
+        transport: NetTransport,
     },
     /// A QEMU build.
     Qemu(QemuSpec),
@@ -264,9 +269,13 @@ impl FromStr for SutSpec {
             };
             return QemuSpec::parse(s, binary, options).map(SutSpec::Qemu);
         }
-        let (kind, model) = match s.split_once(':') {
-            Some((k, m)) => (k, Some(m)),
+        let (head, options) = match s.split_once(',') {
+            Some((h, o)) => (h, Some(o)),
             None => (s, None),
+        };
+        let (kind, model) = match head.split_once(':') {
+            Some((k, m)) => (k, Some(m)),
+            None => (head, None),
         };
         if kind != "vnetbed" {
             return Err(SutSpecError::UnknownKind(kind.to_string()));
@@ -282,14 +291,43 @@ impl FromStr for SutSpec {
                 },
             )?,
         };
-        Ok(SutSpec::Vnetbed { model })
+        let mut transport = None;
+        for option in options.into_iter().flat_map(|o| o.split(',')) {
+            let bad = |reason: String| SutSpecError::BadOption {
+                spec: s.to_string(),
+                reason,
+            };
+            let value = option.strip_prefix("transport=").ok_or_else(|| {
+                bad(format!(
+                    "unknown vnetbed option `{option}`: use `,transport=mmio|pci`"
+                ))
+            })?;
+            if transport.is_some() {
+                return Err(bad("`transport=` is given twice".into()));
+            }
+            transport = Some(
+                value
+                    .parse::<NetTransport>()
+                    .map_err(|e| bad(e.to_string()))?,
+            );
+        }
+        Ok(SutSpec::Vnetbed {
+            model,
+            transport: transport.unwrap_or_default(),
+        })
     }
 }
 
 impl fmt::Display for SutSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SutSpec::Vnetbed { model } => write!(f, "vnetbed:{model}"),
+            SutSpec::Vnetbed { model, transport } => {
+                write!(f, "vnetbed:{model}")?;
+                if *transport != NetTransport::Mmio {
+                    write!(f, ",transport={transport}")?;
+                }
+                Ok(())
+            }
             SutSpec::Qemu(q) => {
                 match &q.binary {
                     Some(path) => write!(f, "qemu={}", path.display())?,
@@ -314,10 +352,26 @@ impl fmt::Display for SutSpec {
 }
 
 impl SutSpec {
+    /// vnetbed's own VMM with notify model `model` on virtio-mmio (the default transport).
+    pub const fn vnetbed(model: NotifyModel) -> SutSpec {
+        SutSpec::Vnetbed {
+            model,
+            transport: NetTransport::Mmio,
+        }
+    }
+
     /// vnetbed's notify model, for a vnetbed system under test.
     pub fn notify_model(&self) -> Option<NotifyModel> {
         match self {
-            SutSpec::Vnetbed { model } => Some(*model),
+            SutSpec::Vnetbed { model, .. } => Some(*model),
+            SutSpec::Qemu(_) => None,
+        }
+    }
+
+    /// vnetbed's transport, for a vnetbed system under test.
+    pub fn net_transport(&self) -> Option<NetTransport> {
+        match self {
+            SutSpec::Vnetbed { transport, .. } => Some(*transport),
             SutSpec::Qemu(_) => None,
         }
     }
@@ -326,7 +380,11 @@ impl SutSpec {
     /// (`unfenced`, `fenced`, `virtio-queue`), `qemu` for QEMU.
     pub fn label(&self) -> String {
         match self {
-            SutSpec::Vnetbed { model } => model.to_string(),
+            SutSpec::Vnetbed {
+                model,
+                transport: NetTransport::Mmio,
+            } => model.to_string(),
+            SutSpec::Vnetbed { model, transport } => format!("{model}-{transport}"),
             SutSpec::Qemu(_) => "qemu".into(),
         }
     }
@@ -369,7 +427,14 @@ impl SutSpec {
     /// device for QEMU.
     pub fn identity(&self) -> String {
         match self {
-            SutSpec::Vnetbed { model } => format!("vnetbed ({})", queue_backend_identity(*model)),
+            SutSpec::Vnetbed {
+                model,
+                transport: NetTransport::Mmio,
+            } => format!("vnetbed ({})", queue_backend_identity(*model)),
+            SutSpec::Vnetbed { model, transport } => format!(
+                "vnetbed ({}, virtio-{transport})",
+                queue_backend_identity(*model)
+            ),
             SutSpec::Qemu(q) => format!(
                 "QEMU {} ({}, {}{})",
                 q.binary.as_deref().map_or_else(
@@ -391,7 +456,7 @@ impl SutSpec {
     /// machine and the device. Fields that cannot be read stay empty; nothing here fails.
     pub fn vmm_identity(&self) -> VmmIdentity {
         match self {
-            SutSpec::Vnetbed { model } => {
+            SutSpec::Vnetbed { model, transport } => {
                 let path = std::env::current_exe().ok();
                 VmmIdentity {
                     spec: self.to_string(),
@@ -400,7 +465,11 @@ impl SutSpec {
                     version: Some(crate::build_info::version_line()),
                     machine: "vnetbed".into(),
                     device: format!(
-                        "virtio-net on virtio-mmio, {} notify model, {}",
+                        "virtio-net on virtio-{}, {} notify model, {}",
+                        match transport {
+                            NetTransport::Mmio => "mmio",
+                            NetTransport::Pci => "pci (MSI-X)",
+                        },
                         model,
                         queue_backend_identity(*model)
                     ),
@@ -467,9 +536,7 @@ mod tests {
 
     #[test]
     fn parses_vnetbed_specs() {
-        let fenced = SutSpec::Vnetbed {
-            model: NotifyModel::Fenced,
-        };
+        let fenced = SutSpec::vnetbed(NotifyModel::Fenced);
         assert_eq!("vnetbed".parse::<SutSpec>(), Ok(fenced.clone()));
         assert_eq!("vnetbed:fenced".parse::<SutSpec>(), Ok(fenced.clone()));
         let vq: SutSpec = "vnetbed:virtio-queue".parse().unwrap();
@@ -489,6 +556,38 @@ mod tests {
                 .notify_model(),
             Some(NotifyModel::Unfenced)
         );
+    }
+
+    #[test]
+    fn parses_the_vnetbed_transport_and_prints_it_back() {
+        let pci: SutSpec = "vnetbed:unfenced,transport=pci".parse().unwrap();
+        assert_eq!(
+            pci,
+            SutSpec::Vnetbed {
+                model: NotifyModel::Unfenced,
+                transport: NetTransport::Pci,
+            }
+        );
+        assert_eq!(pci.to_string(), "vnetbed:unfenced,transport=pci");
+        assert_eq!(pci.label(), "unfenced-pci");
+        assert_eq!(pci.net_transport(), Some(NetTransport::Pci));
+        assert!(
+            pci.identity().ends_with(", virtio-pci)"),
+            "{}",
+            pci.identity()
+        );
+        let mmio: SutSpec = "vnetbed,transport=mmio".parse().unwrap();
+        assert_eq!(mmio, SutSpec::vnetbed(NotifyModel::Fenced));
+        assert_eq!(mmio.to_string(), "vnetbed:fenced");
+        for bad in [
+            "vnetbed:unfenced,transport=usb",
+            "vnetbed,transport=pci,transport=pci",
+            "vnetbed,speed=fast",
+            "vnetbed,",
+        ] {
+            let e = bad.parse::<SutSpec>().unwrap_err();
+            assert!(matches!(e, SutSpecError::BadOption { .. }), "{bad}: {e}");
+        }
     }
 
     #[test]

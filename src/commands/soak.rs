@@ -209,9 +209,8 @@ fn testbed_name(common: &CommonArgs) -> String {
 
 /// The system under test from `--sut` or `--notify-model`, or `default`.
 pub fn sut_or(sut: &Option<SutSpec>, model: Option<NotifyModel>, default: NotifyModel) -> SutSpec {
-    sut.clone().unwrap_or(SutSpec::Vnetbed {
-        model: model.unwrap_or(default),
-    })
+    sut.clone()
+        .unwrap_or(SutSpec::vnetbed(model.unwrap_or(default)))
 }
 
 /// Build a plan from the shared options.

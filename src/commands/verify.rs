@@ -29,9 +29,7 @@ use super::shaping::ShapingProfile;
 use super::soak::{guest_image, plan, CommonArgs};
 
 /// The default positive control.
-const DEFAULT_CONTROL: SutSpec = SutSpec::Vnetbed {
-    model: NotifyModel::Unfenced,
-};
+const DEFAULT_CONTROL: SutSpec = SutSpec::vnetbed(NotifyModel::Unfenced);
 
 /// Arguments of `vnetbed verify`.
 #[derive(Debug, Args)]
@@ -122,7 +120,7 @@ pub fn main(mut args: VerifyArgs) -> i32 {
         json: args.common.json,
     };
     let control = args.control.clone().unwrap_or(match args.buggy_model {
-        Some(model) => SutSpec::Vnetbed { model },
+        Some(model) => SutSpec::vnetbed(model),
         None => DEFAULT_CONTROL,
     });
     let label = control.label();

@@ -73,7 +73,7 @@ fn start_vmm(
     let info = testbed.info();
     let tap = info.taps.first().cloned().unwrap_or_default();
     let (mut cmd, events) = match &plan.sut {
-        SutSpec::Vnetbed { model } => {
+        SutSpec::Vnetbed { model, .. } => {
             let (cmd, events) = vnetbed_command(plan, *model, &info.netns, &tap, mac)?;
             (cmd, Some(events))
         }
@@ -141,7 +141,8 @@ fn vnetbed_command(
         cmd.arg("--initrd").arg(i);
     }
     cmd.args(["--mem", &plan.mem_mib.to_string()]);
-    let mut net = format!("tap={tap},netns={netns},mac={mac}");
+    let transport = plan.sut.net_transport().unwrap_or_default();
+    let mut net = format!("tap={tap},netns={netns},mac={mac},transport={transport}");
     if let Some(size) = plan.shaping.queue_size {
         net.push_str(&format!(",queue-size={size}"));
     }

@@ -27,6 +27,9 @@ pub enum Vmm {
     Qemu,
     /// `vnetbed run --net` (Linux 64-bit entry).
     Vnetbed,
+    /// `vnetbed run --net ...,transport=pci`: vnetbed's device behind a modern virtio-pci
+    /// function with MSI-X.
+    VnetbedPci,
     /// QEMU's virtio-net-pci on a machine, with an interface (PVH entry).
     QemuPci(PciMachine, PciInterface),
 }
@@ -42,7 +45,7 @@ impl Vmm {
             Capability::Program("ping"),
             Capability::Program("iperf3"),
         ];
-        if self != Vmm::Vnetbed {
+        if !matches!(self, Vmm::Vnetbed | Vmm::VnetbedPci) {
             caps.push(Capability::Program("qemu-system-x86_64"));
         }
         caps
@@ -62,7 +65,7 @@ impl Vmm {
     pub fn transport(self) -> &'static str {
         match self {
             Vmm::Qemu | Vmm::Vnetbed => "virtio-mmio",
-            Vmm::QemuPci(_, PciInterface::Modern) => "virtio-pci-modern",
+            Vmm::QemuPci(_, PciInterface::Modern) | Vmm::VnetbedPci => "virtio-pci-modern",
             Vmm::QemuPci(_, PciInterface::Legacy) => "virtio-pci-legacy",
         }
     }
@@ -86,6 +89,14 @@ impl Vmm {
                     .arg("--net")
                     // vnetbed's device offers at most 256 entries per queue.
                     .arg(format!("tap={},netns={}", testbed.tap, testbed.netns));
+                command
+            }
+            Vmm::VnetbedPci => {
+                let mut command = vnetbed_run(&image, append);
+                command.arg("--net").arg(format!(
+                    "tap={},netns={},transport=pci",
+                    testbed.tap, testbed.netns
+                ));
                 command
             }
         };

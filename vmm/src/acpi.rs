@@ -1,5 +1,6 @@
 //! ACPI tables for stock kernels: RSDP, XSDT, a hardware-reduced FADT, a MADT with one LAPIC
-//! per vCPU and the IOAPIC, and a DSDT that describes the UART and every virtio-mmio device
+//! per vCPU and the IOAPIC, with a PCI root an MCFG (its ECAM) and a PCI0 device in the
+//! DSDT, and a DSDT that describes the UART and every virtio-mmio device
 //! (`LNRO0005`, the ID Linux's virtio_mmio driver matches). Debian's kernels are built without
 //! `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`, so this is how they find the NIC; the command-line
 //! announcement stays for guests that read it (the probe).
@@ -7,12 +8,12 @@
 //! Tables are built with rust-vmm's `acpi_tables` crate; the one MADT entry it lacks (the
 //! interrupt source override for the PIT) is a `zerocopy` struct here.
 
-use acpi_tables::{aml, fadt, madt, rsdp::Rsdp, sdt::Sdt, xsdt::XSDT, Aml};
+use acpi_tables::{aml, fadt, madt, mcfg::MCFG, rsdp::Rsdp, sdt::Sdt, xsdt::XSDT, Aml};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use zerocopy::{Immutable, IntoBytes};
 
 use crate::layout::{
-    ACPI_END, ACPI_START, IOAPIC_START, LAPIC_START, SERIAL_IRQ, SERIAL_PORT_BASE,
+    ACPI_END, ACPI_START, IOAPIC_START, LAPIC_START, PCI_CONFIG_PORTS, SERIAL_IRQ, SERIAL_PORT_BASE,
 };
 
 const OEM_ID: [u8; 6] = *b"VNETBD";
@@ -27,6 +28,21 @@ pub struct MmioDevice {
     pub size: u64,
     /// GSI.
     pub irq: u32,
+}
+
+/// The PCI root as the MCFG and the DSDT's PCI0 describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciHost {
+    /// ECAM base (bus 0).
+    pub ecam: u64,
+    /// ECAM size (1 MiB per bus).
+    pub ecam_size: u64,
+    /// Memory window for BARs `[start, end)`.
+    pub mmio: (u64, u64),
+    /// I/O window for BARs `[start, end)`.
+    pub io: (u64, u64),
+    /// INTA of each device: (device number, GSI), for `_PRT`.
+    pub intx: Vec<(usize, u32)>,
 }
 
 /// Errors writing the tables.
@@ -134,10 +150,82 @@ fn virtio_device(index: usize, d: &MmioDevice) -> Result<RawAml, AcpiError> {
     ))))
 }
 
-fn dsdt(devices: &[MmioDevice]) -> Result<Vec<u8>, AcpiError> {
+/// PCI0: a PCI Express root (`PNP0A08`, compatible `PNP0A03`) whose `_CRS` gives bus 0,
+/// the configuration ports and the BAR windows, with a `_PRT` routing each device's INTA
+/// to its GSI; and a motherboard resource (`PNP0C02`) reserving the ECAM, which Linux
+/// requires before it trusts the MCFG.
+fn pci_devices(p: &PciHost) -> Result<Vec<RawAml>, AcpiError> {
+    let above = |a: u64| AcpiError::DeviceAbove4G(a);
+    let ecam = u32::try_from(p.ecam).map_err(|_| above(p.ecam))?;
+    let mmio_start = u32::try_from(p.mmio.0).map_err(|_| above(p.mmio.0))?;
+    let mmio_last = u32::try_from(p.mmio.1 - 1).map_err(|_| above(p.mmio.1))?;
+    let io = (p.io.0 as u16, (p.io.1 - 1) as u16);
+    let prt_entries: Vec<RawAml> = p
+        .intx
+        .iter()
+        .map(|&(device, gsi)| {
+            let address = ((device as u32) << 16) | 0xffff;
+            RawAml(bytes_of(&aml::Package::new(vec![
+                &address,
+                &aml::ZERO,
+                &aml::ZERO,
+                &gsi,
+            ])))
+        })
+        .collect();
+    let prt_refs: Vec<&dyn Aml> = prt_entries.iter().map(|e| e as &dyn Aml).collect();
+    let pci0 = RawAml(bytes_of(&aml::Device::new(
+        "PCI0".into(),
+        vec![
+            &aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0A08")),
+            &aml::Name::new("_CID".into(), &aml::EISAName::new("PNP0A03")),
+            &aml::Name::new("_ADR".into(), &aml::ZERO),
+            &aml::Name::new("_SEG".into(), &aml::ZERO),
+            &aml::Name::new("_UID".into(), &aml::ZERO),
+            &aml::Name::new("_BBN".into(), &aml::ZERO),
+            &aml::Name::new(
+                "_CRS".into(),
+                &aml::ResourceTemplate::new(vec![
+                    &aml::AddressSpace::new_bus_number(0u16, 0u16),
+                    &aml::IO::new(PCI_CONFIG_PORTS, PCI_CONFIG_PORTS, 1, 8),
+                    &aml::AddressSpace::new_io(io.0, io.1, None),
+                    &aml::AddressSpace::new_memory(
+                        aml::AddressSpaceCacheable::NotCacheable,
+                        true,
+                        mmio_start,
+                        mmio_last,
+                        None,
+                    ),
+                ]),
+            ),
+            &aml::Name::new("_PRT".into(), &aml::Package::new(prt_refs)),
+        ],
+    )));
+    let reserved = RawAml(bytes_of(&aml::Device::new(
+        "MRES".into(),
+        vec![
+            &aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0C02")),
+            &aml::Name::new("_UID".into(), &aml::ZERO),
+            &aml::Name::new(
+                "_CRS".into(),
+                &aml::ResourceTemplate::new(vec![&aml::Memory32Fixed::new(
+                    false,
+                    ecam,
+                    p.ecam_size as u32,
+                )]),
+            ),
+        ],
+    )));
+    Ok(vec![pci0, reserved])
+}
+
+fn dsdt(devices: &[MmioDevice], pci: Option<&PciHost>) -> Result<Vec<u8>, AcpiError> {
     let mut children = vec![com1_device()];
     for (i, d) in devices.iter().enumerate() {
         children.push(virtio_device(i, d)?);
+    }
+    if let Some(p) = pci {
+        children.extend(pci_devices(p)?);
     }
     let refs: Vec<&dyn Aml> = children.iter().map(|c| c as &dyn Aml).collect();
     let sb = aml::Scope::new("_SB_".into(), refs);
@@ -180,15 +268,37 @@ fn align(v: u64, a: u64) -> u64 {
 
 /// Build every table for `vcpus` vCPUs and `devices`, laid out from [`ACPI_START`].
 pub fn build(vcpus: usize, devices: &[MmioDevice]) -> Result<AcpiTables, AcpiError> {
+    build_with_pci(vcpus, devices, None)
+}
+
+fn mcfg(p: &PciHost) -> Vec<u8> {
+    let mut m = MCFG::new(OEM_ID, *b"VNBMCFG ", OEM_REVISION);
+    let last_bus = (p.ecam_size >> 20).saturating_sub(1).min(255) as u8;
+    m.add_ecam(p.ecam, 0, 0, last_bus);
+    bytes_of(&m)
+}
+
+/// [`build`], and with `pci` an MCFG and the DSDT's PCI0 for the PCI root.
+pub fn build_with_pci(
+    vcpus: usize,
+    devices: &[MmioDevice],
+    pci: Option<&PciHost>,
+) -> Result<AcpiTables, AcpiError> {
     let rsdp_addr = ACPI_START;
     let xsdt_addr = align(rsdp_addr + Rsdp::len() as u64, 16);
-    let dsdt_bytes = dsdt(devices)?;
+    let dsdt_bytes = dsdt(devices, pci)?;
     let madt_bytes = madt(vcpus);
-    // The XSDT has two entries (FADT, MADT): header 36 + 2 * 8 bytes.
-    let fadt_addr = align(xsdt_addr + 36 + 16, 16);
+    let mcfg_bytes = pci.map(mcfg);
+    // The XSDT has two or three entries (FADT, MADT, MCFG): header 36 + 8 bytes each.
+    let entries = 2 + u64::from(mcfg_bytes.is_some());
+    let fadt_addr = align(xsdt_addr + 36 + 8 * entries, 16);
     let fadt_len = fadt::FADT::len() as u64;
     let madt_addr = align(fadt_addr + fadt_len, 16);
-    let dsdt_addr = align(madt_addr + madt_bytes.len() as u64, 16);
+    let mcfg_addr = align(madt_addr + madt_bytes.len() as u64, 16);
+    let dsdt_addr = align(
+        mcfg_addr + mcfg_bytes.as_ref().map_or(0, |m| m.len() as u64),
+        16,
+    );
     let end = dsdt_addr + dsdt_bytes.len() as u64;
     if end > ACPI_END {
         return Err(AcpiError::TooLarge {
@@ -205,16 +315,21 @@ pub fn build(vcpus: usize, devices: &[MmioDevice]) -> Result<AcpiTables, AcpiErr
     let mut xsdt = XSDT::new(OEM_ID, *b"VNBXSDT ", OEM_REVISION);
     xsdt.add_entry(fadt_addr);
     xsdt.add_entry(madt_addr);
+    if mcfg_bytes.is_some() {
+        xsdt.add_entry(mcfg_addr);
+    }
     let rsdp = Rsdp::new(OEM_ID, xsdt_addr);
-    Ok(AcpiTables {
-        tables: vec![
-            ("RSDP", rsdp_addr, bytes_of(&rsdp)),
-            ("XSDT", xsdt_addr, bytes_of(&xsdt)),
-            ("FACP", fadt_addr, bytes_of(&fadt)),
-            ("APIC", madt_addr, madt_bytes),
-            ("DSDT", dsdt_addr, dsdt_bytes),
-        ],
-    })
+    let mut tables = vec![
+        ("RSDP", rsdp_addr, bytes_of(&rsdp)),
+        ("XSDT", xsdt_addr, bytes_of(&xsdt)),
+        ("FACP", fadt_addr, bytes_of(&fadt)),
+        ("APIC", madt_addr, madt_bytes),
+    ];
+    if let Some(m) = mcfg_bytes {
+        tables.push(("MCFG", mcfg_addr, m));
+    }
+    tables.push(("DSDT", dsdt_addr, dsdt_bytes));
+    Ok(AcpiTables { tables })
 }
 
 /// Write `tables` into guest memory; returns the RSDP address for boot_params.
@@ -260,6 +375,32 @@ mod tests {
         assert!(end <= ACPI_END);
         let dsdt = &t.tables[4].2;
         assert!(dsdt.windows(8).any(|w| w == b"LNRO0005"));
+    }
+
+    #[test]
+    fn a_pci_root_adds_an_mcfg_and_pci0() {
+        let pci = PciHost {
+            ecam: 0xe000_0000,
+            ecam_size: 1 << 20,
+            mmio: (0xe010_0000, 0xf000_0000),
+            io: (0x6000, 0x7000),
+            intx: vec![(1, 23)],
+        };
+        let t = build_with_pci(1, &[], Some(&pci)).unwrap();
+        let names: Vec<&str> = t.tables.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(names, ["RSDP", "XSDT", "FACP", "APIC", "MCFG", "DSDT"]);
+        let (_, mcfg_addr, mcfg) = &t.tables[4];
+        assert!(checksum_ok(mcfg));
+        // Entry: base (8), segment (2), start bus, end bus.
+        assert_eq!(&mcfg[44..52], &0xe000_0000u64.to_le_bytes());
+        assert_eq!((mcfg[54], mcfg[55]), (0, 0));
+        let xsdt = &t.tables[1].2;
+        assert_eq!(xsdt.len(), 36 + 24);
+        assert_eq!(&xsdt[52..60], &mcfg_addr.to_le_bytes());
+        let dsdt = &t.tables[5].2;
+        assert!(dsdt.windows(4).any(|w| w == b"PCI0"));
+        assert!(dsdt.windows(4).any(|w| w == b"_PRT"));
+        assert!(checksum_ok(dsdt));
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! 0x0010_0000  kernel load address        HIMEM_START
 //! ...          initrd: placed at the top of low RAM, page aligned
 //! 0xd000_0000  virtio-mmio window         MMIO_WINDOW_START, one VIRTIO_MMIO_DEVICE_SIZE slot per device
+//! 0xe000_0000  PCI ECAM, bus 0 (1 MiB)    PCI_ECAM_START (in the ACPI MCFG)
+//! 0xe010_0000  PCI 32-bit memory window   PCI_MMIO_START .. PCI_MMIO_END (BARs)
 //! 0xfec0_0000  IOAPIC                     IOAPIC_START
 //! 0xfee0_0000  LAPIC                      LAPIC_START
 //! 0xfffb_c000  KVM EPT identity-map page (KVM's default)  KVM_IDENTITY_MAP_START
@@ -63,6 +65,20 @@ pub const MMIO_WINDOW_START: u64 = 0xd000_0000;
 pub const VIRTIO_MMIO_DEVICE_SIZE: u64 = 0x1000;
 /// Most virtio-mmio devices one VM can have (one IRQ each, see [`VIRTIO_IRQ_BASE`]).
 pub const MAX_VIRTIO_DEVICES: usize = (IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
+/// PCI ECAM for bus 0: 32 devices x 8 functions x 4 KiB.
+pub const PCI_ECAM_START: u64 = 0xe000_0000;
+/// Size of the ECAM window (bus 0 only).
+pub const PCI_ECAM_SIZE: u64 = 1 << 20;
+/// PCI memory BARs are assigned in `[PCI_MMIO_START, PCI_MMIO_END)`.
+pub const PCI_MMIO_START: u64 = PCI_ECAM_START + PCI_ECAM_SIZE;
+/// End of the PCI memory window.
+pub const PCI_MMIO_END: u64 = 0xf000_0000;
+/// PCI I/O BARs are assigned in `[PCI_IO_START, PCI_IO_END)` (ports).
+pub const PCI_IO_START: u64 = 0x6000;
+/// End of the PCI I/O window.
+pub const PCI_IO_END: u64 = 0x7000;
+/// PCI configuration mechanism #1: CONFIG_ADDRESS (0xCF8) and CONFIG_DATA (0xCFC-0xCFF).
+pub const PCI_CONFIG_PORTS: u16 = 0xcf8;
 /// IOAPIC registers.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// Local APIC registers.
@@ -92,6 +108,12 @@ pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 pub const VIRTIO_IRQ_BASE: u32 = 5;
 /// Last GSI routed by the in-kernel IOAPIC.
 pub const IRQ_MAX: u32 = 23;
+
+/// The INTx GSI of PCI device number `device` (1..): from the top of the IOAPIC's inputs
+/// down, away from the virtio-mmio GSIs, which count up from [`VIRTIO_IRQ_BASE`].
+pub fn pci_intx_gsi(device: usize) -> u32 {
+    IRQ_MAX + 1 - (device as u32).clamp(1, IRQ_MAX - VIRTIO_IRQ_BASE)
+}
 
 /// Smallest guest memory vnetbed accepts, in MiB.
 pub const MIN_MEM_MIB: u64 = 2;
@@ -149,5 +171,9 @@ mod tests {
         const { assert!(KVM_IDENTITY_MAP_START + 0x1000 == KVM_TSS_START) };
         const { assert!(KVM_PRIVATE_END <= MMIO_GAP_END) };
         assert_eq!(virtio_irq(MAX_VIRTIO_DEVICES - 1), IRQ_MAX);
+        // PCI sits between the virtio-mmio slots and the IOAPIC.
+        assert!(last <= PCI_ECAM_START);
+        const { assert!(PCI_MMIO_END <= IOAPIC_START) };
+        assert_eq!(pci_intx_gsi(1), IRQ_MAX);
     }
 }

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod memory;
 pub mod netdev;
 pub mod netns;
+pub mod pci_netdev;
 pub mod seccomp;
 pub mod signals;
 pub mod speedtest;

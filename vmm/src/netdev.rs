@@ -1,5 +1,6 @@
 //! Attaching virtio-net devices to a VM: tap, virtio-mmio slot, irqfd, one ioeventfd per
-//! queue, and the `--on-stall exit` link to the VM's exit.
+//! queue, and the `--on-stall exit` link to the VM's exit. PCI NICs
+//! (`--net ...,transport=pci`) are attached by [`crate::pci_netdev`].
 
 use std::sync::{Arc, Mutex};
 
@@ -8,10 +9,11 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::net::tap::{open_tap, TapError};
-use crate::devices::virtio::net::{Net, NetConfig, NetOptions, StallExit};
+use crate::devices::virtio::net::{Net, NetConfig, NetOptions, NetTransport, StallExit};
 use crate::devices::virtio::signals::Signals;
 use crate::exit::ExitReason;
 use crate::exit_notifier::ExitNotifier;
+use crate::pci_netdev::{attach_pci_net, AttachedPciNet};
 use crate::vm::{VirtioSlot, Vm, VmError};
 
 /// Offset of the QueueNotify register in a virtio-mmio window (§4.2.2).
@@ -29,6 +31,12 @@ pub enum NetDevError {
     /// eventfds.
     #[error("virtio-net setup: {0}")]
     Io(#[from] std::io::Error),
+    /// PCI bus placement.
+    #[error(transparent)]
+    Pci(#[from] crate::devices::pci::host::PciError),
+    /// MSI routes.
+    #[error(transparent)]
+    Route(#[from] crate::devices::pci::routing::RouteError),
     /// KVM irqfd / ioeventfd.
     #[error("KVM {what} for the virtio-net device failed: {source}")]
     Kvm {
@@ -41,30 +49,31 @@ pub enum NetDevError {
 }
 
 /// An attached NIC.
-pub struct AttachedNet {
-    /// Where it sits.
-    pub slot: VirtioSlot,
-    /// The transport (shared with the MMIO bus).
-    pub transport: Arc<Mutex<MmioTransport>>,
+pub enum AttachedNet {
+    /// On virtio-mmio.
+    Mmio {
+        /// Where it sits.
+        slot: VirtioSlot,
+        /// The transport (shared with the MMIO bus).
+        transport: Arc<Mutex<MmioTransport>>,
+    },
+    /// On PCI.
+    Pci(AttachedPciNet),
 }
 
-/// Open the tap of `cfg`, create the device and put it on the VM.
+/// Open the tap of `cfg`, create the device and put it on the VM, on the transport `cfg`
+/// asks for.
 pub fn attach_net(
     vm: &mut Vm,
     cfg: &NetConfig,
     options: NetOptions,
 ) -> Result<AttachedNet, NetDevError> {
-    let backend = open_tap(&cfg.tap, cfg.netns.as_deref())?;
+    if cfg.transport == NetTransport::Pci {
+        return attach_pci_net(vm, cfg, options).map(AttachedNet::Pci);
+    }
+    let net = open_net(vm, cfg, options)?;
     let slot = vm.allocate_virtio_slot()?;
     let events = vm.events().clone();
-    let net = Net::new(
-        cfg.mac,
-        cfg.queue_size,
-        Box::new(backend),
-        options,
-        events.clone(),
-    )?;
-    watch_stall_exit(net.stall_exit(), vm.exit_notifier())?;
     let irq = EventFd::new(libc::EFD_NONBLOCK)?;
     vm.vm_fd()
         .register_irqfd(&irq, slot.irq)
@@ -92,7 +101,21 @@ pub fn attach_net(
     }
     let transport = Arc::new(Mutex::new(transport));
     vm.add_mmio_device(slot.base, slot.size, transport.clone())?;
-    Ok(AttachedNet { slot, transport })
+    Ok(AttachedNet::Mmio { slot, transport })
+}
+
+/// The device of `cfg` on its tap, its `--on-stall exit` linked to the VM's exit.
+pub(crate) fn open_net(vm: &Vm, cfg: &NetConfig, options: NetOptions) -> Result<Net, NetDevError> {
+    let backend = open_tap(&cfg.tap, cfg.netns.as_deref())?;
+    let net = Net::new(
+        cfg.mac,
+        cfg.queue_size,
+        Box::new(backend),
+        options,
+        vm.events().clone(),
+    )?;
+    watch_stall_exit(net.stall_exit(), vm.exit_notifier())?;
+    Ok(net)
 }
 
 /// End the VM with [`ExitReason::StallDetected`] when the device's watchdog fires with

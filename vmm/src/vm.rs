@@ -190,6 +190,7 @@ pub struct Vm {
     cmdline: String,
     events: EventSink,
     virtio_slots: Vec<VirtioSlot>,
+    pci: Option<crate::pci_netdev::PciBus>,
     mem_mib: u64,
     _kvm: Kvm,
 }
@@ -322,6 +323,7 @@ impl Vm {
             cmdline: config.cmdline,
             events: config.events,
             virtio_slots: Vec::new(),
+            pci: None,
             mem_mib: config.mem_mib,
             _kvm: kvm,
         })
@@ -335,6 +337,30 @@ impl Vm {
     /// The KVM VM (for irqfd/ioeventfd registration).
     pub fn vm_fd(&self) -> &VmFd {
         &self.fd
+    }
+
+    /// A second descriptor of the KVM VM, for devices that change KVM state (MSI routes,
+    /// ioeventfds) from vCPU threads while the VM runs.
+    pub fn dup_vm_fd(&self) -> Result<VmFd, VmError> {
+        // SAFETY: dup of a descriptor this VM owns; the result is checked.
+        let fd = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&self.fd)) };
+        if fd < 0 {
+            return Err(VmError::Host {
+                what: "dup the VM descriptor",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `fd` is a fresh descriptor of a KVM VM, owned by nothing else.
+        unsafe { self._kvm.create_vmfd_from_rawfd(fd) }.map_err(kvm_err("VM descriptor"))
+    }
+
+    /// The VM's PCI bus 0, created (with its ECAM, ports and windows) on first use.
+    pub fn pci_bus(&mut self) -> Result<&mut crate::pci_netdev::PciBus, VmError> {
+        let bus = match self.pci.take() {
+            Some(bus) => bus,
+            None => crate::pci_netdev::PciBus::create(self, self.mem_mib << 20)?,
+        };
+        Ok(self.pci.insert(bus))
     }
 
     /// A handle devices use to end the VM.
@@ -430,7 +456,8 @@ impl Vm {
                 irq: s.irq,
             })
             .collect();
-        let tables = acpi::build(self.vcpus.len(), &devices)?;
+        let pci = self.pci.as_ref().map(|p| p.acpi());
+        let tables = acpi::build_with_pci(self.vcpus.len(), &devices, pci.as_ref())?;
         let rsdp = acpi::write(&self.mem, &tables)?;
         params::write_boot_params(
             &self.mem,

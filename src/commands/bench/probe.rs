@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vmm::devices::virtio::net::NotifyModel;
+use vmm::devices::virtio::net::{NetTransport, NotifyModel};
 use vnetbed::net::Testbed;
 use vnetbed::soak::children::{Line, LineChild};
 use vnetbed::soak::own_process_group;
@@ -23,8 +23,19 @@ use super::BenchError;
 /// (/opt/q/bin/qemu-system-x86_64)`.
 pub fn setup_name(sut: &SutSpec) -> String {
     match sut {
-        SutSpec::Vnetbed { model } if *model == NotifyModel::Fenced => "vnetbed".into(),
-        SutSpec::Vnetbed { model } => format!("vnetbed ({model})"),
+        SutSpec::Vnetbed {
+            model: NotifyModel::Fenced,
+            transport: NetTransport::Mmio,
+        } => "vnetbed".into(),
+        SutSpec::Vnetbed {
+            model,
+            transport: NetTransport::Mmio,
+        } => format!("vnetbed ({model})"),
+        SutSpec::Vnetbed {
+            model: NotifyModel::Fenced,
+            transport,
+        } => format!("vnetbed {transport}"),
+        SutSpec::Vnetbed { model, transport } => format!("vnetbed {transport} ({model})"),
         SutSpec::Qemu(q) => {
             let mut name = format!("QEMU {} {}", q.machine.name(), q.device.name());
             match q.modern {
@@ -70,7 +81,7 @@ impl ProbeGuest {
         let tap = info.taps.first().cloned().unwrap_or_default();
         let name = setup_name(sut);
         let mut cmd = match sut {
-            SutSpec::Vnetbed { model } => {
+            SutSpec::Vnetbed { model, transport } => {
                 let exe = std::env::current_exe().map_err(|e| BenchError::Io {
                     what: "locate the vnetbed binary".into(),
                     source: e,
@@ -84,7 +95,7 @@ impl ProbeGuest {
                     "--cmdline",
                     "console=ttyS0",
                     "--net",
-                    &format!("tap={tap},netns={}", info.netns),
+                    &format!("tap={tap},netns={},transport={transport}", info.netns),
                     "--notify-model",
                     &model.to_string(),
                 ]);

@@ -79,7 +79,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         for i in 1..=runs {
             let p = plan(
                 common,
-                &vnetbed::sut::SutSpec::Vnetbed { model },
+                &vnetbed::sut::SutSpec::vnetbed(model),
                 args.timeout,
                 out.join(format!("{model}-{i:02}")),
                 StopWhen::FirstStall,
@@ -118,9 +118,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         |w| humantime::format_duration(w).to_string(),
     );
     println!();
-    let shaping = common.shaping(&vnetbed::sut::SutSpec::Vnetbed {
-        model: NotifyModel::Unfenced,
-    });
+    let shaping = common.shaping(&vnetbed::sut::SutSpec::vnetbed(NotifyModel::Unfenced));
     println!(
         "sensitivity: verify's control phase per model, race window {window}, load {} {} ({} shaping: {}), {} runs each, at most {} s per run",
         common.load().name(),

@@ -2,5 +2,6 @@
 
 pub mod bus;
 pub mod legacy;
+pub mod pci;
 pub mod serial;
 pub mod virtio;

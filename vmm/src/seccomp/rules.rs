@@ -88,12 +88,22 @@ fn kvm_ior(nr: u64, size: usize) -> u64 {
     (2 << 30) | ((size as u64) << 16) | (0xae << 8) | nr
 }
 
-/// The vCPU's ioctls: KVM_RUN, and the register reads of a triple fault or internal error.
+/// `_IOW(KVMIO, nr, size)`.
+fn kvm_iow(nr: u64, size: usize) -> u64 {
+    (1 << 30) | ((size as u64) << 16) | (0xae << 8) | nr
+}
+
+/// The vCPU's ioctls: KVM_RUN, and the register reads of a triple fault or internal error;
+/// for PCI functions, KVM_SET_GSI_ROUTING (the guest programs an MSI-X vector) and
+/// KVM_IOEVENTFD (the guest moves the BAR with the notify addresses), both on the VM
+/// descriptor.
 fn vcpu_ioctls() -> Vec<u64> {
     vec![
         0xae80,
         kvm_ior(0x81, std::mem::size_of::<kvm_bindings::kvm_regs>()),
         kvm_ior(0x83, std::mem::size_of::<kvm_bindings::kvm_sregs>()),
+        kvm_iow(0x6a, std::mem::size_of::<kvm_bindings::kvm_irq_routing>()),
+        kvm_iow(0x79, std::mem::size_of::<kvm_bindings::kvm_ioeventfd>()),
     ]
 }
 
@@ -166,7 +176,10 @@ mod tests {
     #[test]
     fn kvm_ioctl_numbers_match_the_kernel_abi() {
         // linux/kvm.h on x86_64.
-        assert_eq!(vcpu_ioctls(), vec![0xae80, 0x8090_ae81, 0x8138_ae83]);
+        assert_eq!(
+            vcpu_ioctls(),
+            vec![0xae80, 0x8090_ae81, 0x8138_ae83, 0x4008_ae6a, 0x4040_ae79]
+        );
     }
 
     #[test]

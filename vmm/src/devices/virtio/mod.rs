@@ -12,9 +12,11 @@
 pub mod crate_queue;
 pub mod mmio;
 pub mod net;
+pub mod pci;
 pub mod protocol;
 pub mod queue;
 pub mod signals;
+pub mod transport;
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;

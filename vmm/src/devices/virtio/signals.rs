@@ -1,12 +1,18 @@
 //! The device's signals to the guest: used-buffer and configuration-change interrupts
 //! (InterruptStatus bits, delivered through one interrupt EventFd the VMM registers as a KVM
-//! irqfd) and the DEVICE_NEEDS_RESET error path (virtio 1.x §2.1.2).
+//! irqfd, or, on virtio-pci with MSI-X enabled, through the MSI-X vector the driver gave the
+//! queue or the configuration) and the DEVICE_NEEDS_RESET error path (virtio 1.x §2.1.2).
+//!
+//! The device decides *whether* to interrupt (its notify model); this decides *how*: the
+//! shared line of virtio-mmio and PCI INTx, where one interrupt serves every queue, or one
+//! MSI-X vector per queue, where an interrupt for tx says nothing about rx.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::devices::pci::msix::{MsixVectors, NO_VECTOR};
 use crate::events::EventSink;
 
 /// InterruptStatus bit: a queue has new used buffers.
@@ -20,6 +26,15 @@ struct Inner {
     irq: EventFd,
     events: EventSink,
     device: &'static str,
+    msix: Option<MsixRouting>,
+}
+
+/// MSI-X delivery: the function's vectors and which vector each queue and the
+/// configuration change use (virtio-pci `queue_msix_vector`, `msix_config`).
+struct MsixRouting {
+    vectors: Arc<MsixVectors>,
+    config: AtomicU16,
+    queues: Vec<AtomicU16>,
 }
 
 /// A cloneable handle shared by the transport (vCPU threads) and the device thread.
@@ -40,6 +55,15 @@ impl std::fmt::Debug for Signals {
 impl Signals {
     /// Signals over the interrupt EventFd `irq`, reporting errors of `device` to `events`.
     pub fn new(irq: EventFd, events: EventSink, device: &'static str) -> Self {
+        Self::build(irq, events, device, None)
+    }
+
+    fn build(
+        irq: EventFd,
+        events: EventSink,
+        device: &'static str,
+        msix: Option<MsixRouting>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 interrupt_status: AtomicU32::new(0),
@@ -47,8 +71,56 @@ impl Signals {
                 irq,
                 events,
                 device,
+                msix,
             }),
         }
+    }
+
+    /// Signals of a PCI function with `queues` queues: through `vectors` while the driver
+    /// has MSI-X enabled, through the INTx EventFd `irq` otherwise.
+    pub fn with_msix(
+        irq: EventFd,
+        events: EventSink,
+        device: &'static str,
+        vectors: Arc<MsixVectors>,
+        queues: usize,
+    ) -> Self {
+        let routing = MsixRouting {
+            vectors,
+            config: AtomicU16::new(NO_VECTOR),
+            queues: (0..queues).map(|_| AtomicU16::new(NO_VECTOR)).collect(),
+        };
+        Self::build(irq, events, device, Some(routing))
+    }
+
+    /// The MSI-X vector of queue `queue` (`None` for the configuration vector); NO_VECTOR
+    /// without MSI-X.
+    pub fn vector(&self, queue: Option<usize>) -> u16 {
+        let Some(m) = &self.inner.msix else {
+            return NO_VECTOR;
+        };
+        let slot = match queue {
+            None => Some(&m.config),
+            Some(q) => m.queues.get(q),
+        };
+        slot.map(|v| v.load(Ordering::SeqCst)).unwrap_or(NO_VECTOR)
+    }
+
+    /// Give queue `queue` (`None`: configuration changes) MSI-X vector `vector`. A vector
+    /// the function does not have reads back as NO_VECTOR (virtio 1.x §4.1.5.1.2.1), and
+    /// the return value says whether it was taken.
+    pub fn set_vector(&self, queue: Option<usize>, vector: u16) -> bool {
+        let Some(m) = &self.inner.msix else {
+            return false;
+        };
+        let slot = match queue {
+            None => Some(&m.config),
+            Some(q) => m.queues.get(q),
+        };
+        let Some(slot) = slot else { return false };
+        let ok = vector == NO_VECTOR || usize::from(vector) < m.vectors.len();
+        slot.store(if ok { vector } else { NO_VECTOR }, Ordering::SeqCst);
+        ok
     }
 
     /// The event sink errors go to.
@@ -61,20 +133,35 @@ impl Signals {
         &self.inner.irq
     }
 
-    /// Raise a used-buffer interrupt.
+    /// Raise a used-buffer interrupt (on the shared line, or the first queue's vector).
     pub fn signal_used(&self) -> std::io::Result<()> {
-        self.raise(INT_USED_RING)
+        self.raise(INT_USED_RING, Some(0))
+    }
+
+    /// Raise a used-buffer interrupt for queue `queue`: on MSI-X, that queue's vector only.
+    pub fn signal_queue(&self, queue: usize) -> std::io::Result<()> {
+        self.raise(INT_USED_RING, Some(queue))
     }
 
     /// Raise a configuration-change interrupt.
     pub fn signal_config(&self) -> std::io::Result<()> {
-        self.raise(INT_CONFIG)
+        self.raise(INT_CONFIG, None)
     }
 
-    fn raise(&self, bit: u32) -> std::io::Result<()> {
+    fn raise(&self, bit: u32, queue: Option<usize>) -> std::io::Result<()> {
         // SeqCst so that the status bit is visible before the guest can take the interrupt
         // and read InterruptStatus (the EventFd write is a syscall, itself a full barrier).
         self.inner.interrupt_status.fetch_or(bit, Ordering::SeqCst);
+        if let Some(m) = &self.inner.msix {
+            if m.vectors.enabled() {
+                // With MSI-X on, NO_VECTOR means no interrupt at all (§4.1.5.1.2).
+                let vector = self.vector(queue);
+                if vector == NO_VECTOR {
+                    return Ok(());
+                }
+                return m.vectors.signal(vector);
+            }
+        }
         self.inner.irq.write(1)
     }
 
@@ -125,9 +212,39 @@ impl Signals {
         }
     }
 
-    /// Device reset: clear InterruptStatus and DEVICE_NEEDS_RESET.
+    /// Device reset: clear InterruptStatus and DEVICE_NEEDS_RESET, and forget the MSI-X
+    /// vectors the driver chose.
     pub fn reset(&self) {
         self.inner.interrupt_status.store(0, Ordering::SeqCst);
         self.inner.needs_reset.store(false, Ordering::SeqCst);
+        if let Some(m) = &self.inner.msix {
+            m.config.store(NO_VECTOR, Ordering::SeqCst);
+            m.queues
+                .iter()
+                .for_each(|q| q.store(NO_VECTOR, Ordering::SeqCst));
+        }
     }
+
+    /// Read and clear InterruptStatus (the virtio-pci ISR register's read side effect).
+    pub fn take_interrupt_status(&self) -> u32 {
+        self.inner.interrupt_status.swap(0, Ordering::SeqCst)
+    }
+
+    /// Report a guest mistake that is ignored (no DEVICE_NEEDS_RESET): an `error` event with
+    /// `needs_reset: false`.
+    pub fn ignored(&self, kind: &str, error: &dyn std::fmt::Display) {
+        report_ignored(&self.inner.events, self.inner.device, kind, error);
+    }
+}
+
+/// Emit an `error` event for an ignored guest mistake of `device` (no DEVICE_NEEDS_RESET).
+pub fn report_ignored(events: &EventSink, device: &str, kind: &str, error: &dyn std::fmt::Display) {
+    tracing::warn!(device, kind, "ignored: {error}");
+    events.emit(crate::events::Event::Error(crate::events::DeviceError {
+        device: device.to_string(),
+        kind: kind.to_string(),
+        error: error.to_string(),
+        queue: None,
+        needs_reset: false,
+    }));
 }

@@ -73,8 +73,11 @@ pub enum NetConfigError {
     /// Bad namespace name.
     #[error("netns `{0}` must be a plain name (it is opened as /var/run/netns/NAME)")]
     BadNetns(String),
+    /// Unknown transport.
+    #[error("--net transport `{0}` is unknown: use mmio (the default) or pci")]
+    BadTransport(String),
     /// Unknown key.
-    #[error("unknown --net key `{0}`: use tap, mac, queue-size or netns")]
+    #[error("unknown --net key `{0}`: use tap, mac, queue-size, netns or transport")]
     UnknownKey(String),
     /// A key without `=`.
     #[error("--net item `{0}` must be KEY=VALUE")]
@@ -84,7 +87,37 @@ pub enum NetConfigError {
     BadOnStall(String),
 }
 
-/// `--net tap=NAME[,mac=MAC][,queue-size=N][,netns=NS]`.
+/// How the NIC reaches the guest (`--net ...,transport=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetTransport {
+    /// virtio-mmio version 2: one interrupt line for every queue (the default).
+    #[default]
+    Mmio,
+    /// A modern virtio-pci function with an MSI-X vector per queue.
+    Pci,
+}
+
+impl std::fmt::Display for NetTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetTransport::Mmio => "mmio",
+            NetTransport::Pci => "pci",
+        })
+    }
+}
+
+impl FromStr for NetTransport {
+    type Err = NetConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mmio" => Ok(NetTransport::Mmio),
+            "pci" => Ok(NetTransport::Pci),
+            other => Err(NetConfigError::BadTransport(other.to_string())),
+        }
+    }
+}
+
+/// `--net tap=NAME[,mac=MAC][,queue-size=N][,netns=NS][,transport=mmio|pci]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
     /// The tap device's name.
@@ -95,6 +128,8 @@ pub struct NetConfig {
     pub queue_size: u16,
     /// The network namespace the tap lives in (`None`: the VMM's own).
     pub netns: Option<String>,
+    /// virtio-mmio or virtio-pci.
+    pub transport: NetTransport,
 }
 
 fn plain_name(s: &str, max: usize) -> bool {
@@ -106,6 +141,7 @@ impl FromStr for NetConfig {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (mut tap, mut mac, mut queue_size, mut netns) =
             (None, MacAddr::DEFAULT, DEFAULT_QUEUE_SIZE, None);
+        let mut transport = NetTransport::default();
         for item in s.split(',').filter(|i| !i.is_empty()) {
             let (k, v) = item
                 .split_once('=')
@@ -131,6 +167,7 @@ impl FromStr for NetConfig {
                     }
                     netns = Some(v.to_string());
                 }
+                "transport" => transport = v.parse()?,
                 other => return Err(NetConfigError::UnknownKey(other.to_string())),
             }
         }
@@ -139,6 +176,7 @@ impl FromStr for NetConfig {
             mac,
             queue_size,
             netns,
+            transport,
         })
     }
 }

@@ -227,7 +227,7 @@ impl NetCore {
         q.last_interrupt = Some(Instant::now());
         q.notify.last_interrupt_used = q.queue.next_used();
         QueueMetrics::inc(&self.metrics.queue(i).interrupts_sent);
-        if let Err(e) = self.signals.signal_used() {
+        if let Err(e) = self.signals.signal_queue(i) {
             tracing::warn!("interrupt for queue {i} failed: {e}");
         }
     }

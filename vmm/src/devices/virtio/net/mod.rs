@@ -59,7 +59,7 @@ pub mod tx;
 pub mod watchdog;
 pub mod worker;
 
-pub use config::{MacAddr, NetConfig, NetConfigError, NetOptions, OnStall};
+pub use config::{MacAddr, NetConfig, NetConfigError, NetOptions, NetTransport, OnStall};
 pub use device::Net;
 pub use notify_model::{NotifyModel, RaceQueues};
 pub use worker::StallExit;
