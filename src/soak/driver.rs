@@ -27,6 +27,7 @@ use crate::record::{
 };
 use crate::report::Progress;
 use crate::sut::SutSpec;
+use vmm::devices::virtio::net::NotifyModel;
 
 /// A MAC address unique to this process (locally administered, QEMU's 52:54:00 prefix).
 fn guest_mac() -> String {
@@ -64,17 +65,59 @@ impl Vmm {
     }
 }
 
+/// Start the vhost-user backend a `dpdk` system under test needs (testpmd in the testbed's
+/// namespace, its tap on the bridge); `None` for the others.
+fn start_backend(
+    plan: &SoakPlan,
+    info: &crate::net::TestbedInfo,
+) -> Result<Option<crate::dpdk::Testpmd>, SoakError> {
+    let SutSpec::Dpdk { binary } = &plan.sut else {
+        return Ok(None);
+    };
+    let as_soak = |e: crate::dpdk::DpdkError| SoakError::Vmm(std::io::Error::other(e.to_string()));
+    let binary = crate::dpdk::resolve_binary(binary.as_deref()).map_err(as_soak)?;
+    crate::dpdk::Testpmd::start(
+        &binary,
+        &info.netns,
+        &info.bridge,
+        Some(&plan.out.join(TESTPMD_LOG_FILE)),
+    )
+    .map(Some)
+    .map_err(as_soak)
+}
+
+/// testpmd's output, in the soak's directory.
+const TESTPMD_LOG_FILE: &str = "testpmd.log";
+
 fn start_vmm(
     plan: &SoakPlan,
     testbed: &Testbed,
     mac: &str,
     inputs: &Sender<Input>,
+    backend: Option<&crate::dpdk::Testpmd>,
 ) -> Result<Vmm, SoakError> {
     let info = testbed.info();
     let tap = info.taps.first().cloned().unwrap_or_default();
+    let tap_nic = || format!("tap={tap},netns={},mac={mac}", info.netns);
+    let vhost_nic = |socket: &std::path::Path| format!("{},mac={mac}", socket.display());
     let (mut cmd, events) = match &plan.sut {
         SutSpec::Vnetbed { model } => {
-            let (cmd, events) = vnetbed_command(plan, *model, &info.netns, &tap, mac)?;
+            let (cmd, events) = vnetbed_command(plan, *model, ["--net", &tap_nic()])?;
+            (cmd, Some(events))
+        }
+        SutSpec::VhostUser { socket } => {
+            let nic = vhost_nic(socket);
+            let (cmd, events) = vnetbed_command(plan, NotifyModel::Fenced, ["--vhost-user", &nic])?;
+            (cmd, Some(events))
+        }
+        SutSpec::Dpdk { .. } => {
+            let Some(testpmd) = backend else {
+                return Err(SoakError::Vmm(std::io::Error::other(
+                    "the dpdk system under test has no testpmd running",
+                )));
+            };
+            let nic = vhost_nic(testpmd.socket());
+            let (cmd, events) = vnetbed_command(plan, NotifyModel::Fenced, ["--vhost-user", &nic])?;
             (cmd, Some(events))
         }
         SutSpec::Qemu(q) => {
@@ -119,13 +162,12 @@ fn start_vmm(
     })
 }
 
-/// `vnetbed run` for the soak, with its event stream through a pipe.
+/// `vnetbed run` for the soak, with its event stream through a pipe and its NIC given by
+/// `nic` (`--net SPEC` or `--vhost-user SPEC`).
 fn vnetbed_command(
     plan: &SoakPlan,
-    model: vmm::devices::virtio::net::NotifyModel,
-    netns: &str,
-    tap: &str,
-    mac: &str,
+    model: NotifyModel,
+    nic: [&str; 2],
 ) -> Result<(Command, EventPipe), SoakError> {
     let exe = std::env::current_exe().map_err(SoakError::Vmm)?;
     let mut cmd = Command::new(exe);
@@ -137,7 +179,7 @@ fn vnetbed_command(
         cmd.arg("--initrd").arg(i);
     }
     cmd.args(["--mem", &plan.mem_mib.to_string()]);
-    cmd.args(["--net", &format!("tap={tap},netns={netns},mac={mac}")]);
+    cmd.args(nic);
     cmd.args(["--notify-model", &model.to_string(), "--on-stall", "report"]);
     let text = |d: Duration| humantime::format_duration(d).to_string();
     if let Some(w) = plan.race_window {
@@ -230,6 +272,9 @@ struct Run<'a> {
     load_tx: Sender<LoadMsg>,
     load_thread: Option<std::thread::JoinHandle<()>>,
     ping: Option<LineChild>,
+    /// A `dpdk` system under test's testpmd: stopped when the run is dropped, after
+    /// [`Run::finish`] has stopped the VMM (or on any other way out).
+    backend: Option<crate::dpdk::Testpmd>,
     t0: Instant,
     next_sample: u64,
 }
@@ -507,6 +552,10 @@ impl Run<'_> {
         } else {
             self.vmm.finish_events()
         };
+        // The VMM is gone: its backend may go too.
+        if let Some(mut testpmd) = self.backend.take() {
+            testpmd.stop();
+        }
         // Notes of the last, unsampled moments.
         for text in self.soak.take_notes() {
             self.writer
@@ -575,11 +624,16 @@ fn run_on(
     input::forward(testbed.subscribe(), inputs_tx.clone(), Input::Dhcp);
     let info = testbed.info();
     let netns = info.netns.clone();
-    let tap = info.taps.first().cloned().unwrap_or_default();
     let mac = guest_mac();
+    // A dpdk system under test's backend first: its tap is the one the guest's frames cross.
+    let backend = start_backend(plan, info)?;
+    let tap = match &backend {
+        Some(testpmd) => testpmd.tap().to_string(),
+        None => info.taps.first().cloned().unwrap_or_default(),
+    };
     // The capture starts before the guest, so that its boot's DHCP is in it.
     let capture = capture::Capture::start(plan.capture, &netns, &tap, &plan.out)?;
-    let vmm = start_vmm(plan, testbed, &mac, &inputs_tx)?;
+    let vmm = start_vmm(plan, testbed, &mac, &inputs_tx, backend.as_ref())?;
     writer.append(&Record::Note(Note {
         at: 0.0,
         text: format!("testbed {netns}; guest MAC {mac}; {}", info.lease_note),
@@ -613,6 +667,7 @@ fn run_on(
         load_tx,
         load_thread: None,
         ping: None,
+        backend,
         // One clock for the whole record: run-elapsed seconds count from the header's
         // `started_unix`, as the VMM's and dnsmasq's wall-clock times are converted, not
         // from the moment the testbed was up and the VMM started.

@@ -29,6 +29,9 @@ pub enum Vmm {
     Vnetbed,
     /// QEMU's virtio-net-pci on a machine, with an interface (PVH entry).
     QemuPci(PciMachine, PciInterface),
+    /// `vnetbed run --vhost-user`: vnetbed's device model, DPDK's testpmd as the datapath
+    /// (vhost PMD + tap PMD on the testbed bridge, io forwarding).
+    Dpdk,
 }
 
 impl Vmm {
@@ -42,8 +45,10 @@ impl Vmm {
             Capability::Program("ping"),
             Capability::Program("iperf3"),
         ];
-        if self != Vmm::Vnetbed {
-            caps.push(Capability::Program("qemu-system-x86_64"));
+        match self {
+            Vmm::Vnetbed => {}
+            Vmm::Dpdk => caps.push(Capability::Program("dpdk-testpmd")),
+            _ => caps.push(Capability::Program("qemu-system-x86_64")),
         }
         caps
     }
@@ -61,7 +66,7 @@ impl Vmm {
     /// The transport the probe must report driving (its `nic` line).
     pub fn transport(self) -> &'static str {
         match self {
-            Vmm::Qemu | Vmm::Vnetbed => "virtio-mmio",
+            Vmm::Qemu | Vmm::Vnetbed | Vmm::Dpdk => "virtio-mmio",
             Vmm::QemuPci(_, PciInterface::Modern) => "virtio-pci-modern",
             Vmm::QemuPci(_, PciInterface::Legacy) => "virtio-pci-legacy",
         }
@@ -87,6 +92,15 @@ impl Vmm {
                     // vnetbed's device offers at most 256 entries per queue.
                     .arg(format!("tap={},netns={}", testbed.tap, testbed.netns));
                 command
+            }
+            Vmm::Dpdk => {
+                let binary = vnetbed::dpdk::resolve_binary(None).expect("dpdk-testpmd");
+                let testpmd =
+                    vnetbed::dpdk::Testpmd::start(&binary, &testbed.netns, &testbed.bridge, None)
+                        .expect("start dpdk-testpmd");
+                let mut command = vnetbed_run(&image, append);
+                command.arg("--vhost-user").arg(testpmd.socket());
+                return RunningGuest::start(command).with_backend(testpmd);
             }
         };
         RunningGuest::start(command)

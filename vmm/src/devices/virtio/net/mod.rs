@@ -56,6 +56,7 @@ pub mod ring;
 pub mod rx;
 pub mod tap;
 pub mod tx;
+pub mod vhost_user;
 pub mod watchdog;
 pub mod worker;
 
