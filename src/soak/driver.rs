@@ -162,6 +162,16 @@ fn start_vmm(
     })
 }
 
+/// What a vhost-user VMM said about its backend dying (its `backend_died` error event).
+fn backend_death(events: &[serde_json::Value]) -> Option<String> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "error" && e["kind"] == "backend_died")
+        .and_then(|e| e["error"].as_str())
+        .map(str::to_string)
+}
+
 /// `vnetbed run` for the soak, with its event stream through a pipe and its NIC given by
 /// `nic` (`--net SPEC` or `--vhost-user SPEC`).
 fn vnetbed_command(
@@ -423,8 +433,12 @@ impl Run<'_> {
         // Everything it wrote before it ended goes in first (its last events).
         self.vmm.finish_events();
         self.take_waiting()?;
+        let backend_died = backend_death(self.soak.last_events());
         let cause = hung.unwrap_or_else(|| match (status.code(), status.signal()) {
-            (Some(c), _) => format!("the VMM exited with status {c}"),
+            (Some(c), _) => match backend_died {
+                Some(why) => format!("the VMM exited with status {c}: its backend died: {why}"),
+                None => format!("the VMM exited with status {c}"),
+            },
             (None, Some(s)) => format!("the VMM was killed by signal {s}"),
             _ => "the VMM ended".to_string(),
         });

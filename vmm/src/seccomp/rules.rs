@@ -81,8 +81,10 @@ const STALL_EXIT: &[i64] = &[libc::SYS_poll, libc::SYS_ppoll];
 
 /// The vhost-user relay: its epoll loop over eventfds, the backend's socket and a timerfd
 /// (created before it confines itself), and the vhost-user messages it sends and receives
-/// on the socket it was given (never a new socket).
+/// on the socket it was given (never a new socket); and the deadline thread beside it, which
+/// shuts that socket down when the backend does not answer in time.
 const VHOST_USER: &[i64] = &[
+    libc::SYS_shutdown,
     libc::SYS_read,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_wait,

@@ -2,14 +2,17 @@
 //! (feature `vhost-user-frontend`): connect, negotiate features and protocol features, send
 //! the guest memory table (the memfd regions), set up and stop the two vrings.
 //!
-//! The socket has send and receive timeouts, so a backend that stops answering in the
-//! middle of a request is an error, never a hang; a malformed or short reply is the crate's
+//! Every exchange runs under a deadline: a backend that stops answering in the middle of a
+//! request has its socket shut down by the [`Deadline`] thread when the deadline passes, so
+//! the blocked request fails instead of hanging (the crate retries a receive timeout
+//! forever, so socket timeouts would not do). A malformed or short reply is the crate's
 //! error, and the backend closing the socket is a broken-socket error.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::VhostUserHeaderFlag;
 use vhost::vhost_user::{
@@ -43,7 +46,7 @@ pub enum VhostUserError {
     },
     /// A request failed: the backend refused it, answered with a malformed message, timed
     /// out or closed the socket.
-    #[error("vhost-user {step} failed: {source} (the backend refused the request, sent a malformed reply, did not answer within {timeout:?}, or closed its socket)", timeout = REQUEST_TIMEOUT)]
+    #[error("vhost-user {step} failed: {source} (the backend refused the request, sent a malformed reply, did not answer in time ({timeout:?} a request), or closed its socket)", timeout = REQUEST_TIMEOUT)]
     Request {
         /// The request.
         step: &'static str,
@@ -63,11 +66,88 @@ fn req(step: &'static str) -> impl FnOnce(vhost::Error) -> VhostUserError {
     move |source| VhostUserError::Request { step, source }
 }
 
+#[derive(Default)]
+struct DeadlineState {
+    /// When the exchange in progress must be over.
+    armed: Option<Instant>,
+    /// The connection is gone: the thread ends.
+    stop: bool,
+}
+
+/// A thread that shuts the backend's socket down when an exchange outlives its deadline.
+struct Deadline {
+    state: Arc<(Mutex<DeadlineState>, Condvar)>,
+}
+
+/// An armed deadline; disarmed on drop.
+struct Armed<'a>(&'a Deadline);
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        self.0.set(|s| s.armed = None);
+    }
+}
+
+impl Deadline {
+    /// Watch `socket` (a duplicate of the backend's socket).
+    fn spawn(socket: OwnedFd) -> std::io::Result<Self> {
+        let state = Arc::new((Mutex::new(DeadlineState::default()), Condvar::new()));
+        let watched = state.clone();
+        std::thread::Builder::new()
+            .name("vhost-user-deadline".into())
+            .spawn(move || {
+                crate::seccomp::apply_or_exit(crate::seccomp::ThreadKind::VhostUser);
+                let (lock, wake) = &*watched;
+                let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if s.stop {
+                        return;
+                    }
+                    s = match s.armed {
+                        None => wake.wait(s).unwrap_or_else(|p| p.into_inner()),
+                        Some(at) if Instant::now() >= at => {
+                            // SAFETY: shutdown(2) on a socket fd this thread owns; no memory
+                            // is involved. The blocked request then reads end of file.
+                            unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) };
+                            s.armed = None;
+                            s
+                        }
+                        Some(at) => {
+                            wake.wait_timeout(s, at.saturating_duration_since(Instant::now()))
+                                .unwrap_or_else(|p| p.into_inner())
+                                .0
+                        }
+                    };
+                }
+            })?;
+        Ok(Self { state })
+    }
+
+    fn set(&self, f: impl FnOnce(&mut DeadlineState)) {
+        let (lock, wake) = &*self.state;
+        f(&mut lock.lock().unwrap_or_else(|p| p.into_inner()));
+        wake.notify_all();
+    }
+
+    /// Arm for an exchange of `requests` requests.
+    fn arm(&self, requests: u32) -> Armed<'_> {
+        self.set(|s| s.armed = Some(Instant::now() + REQUEST_TIMEOUT * requests));
+        Armed(self)
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        self.set(|s| s.stop = true);
+    }
+}
+
 /// A negotiated connection to a backend.
 pub struct Connection {
     frontend: Frontend,
     backend_features: u64,
     protocol: VhostUserProtocolFeatures,
+    deadline: Deadline,
 }
 
 impl Connection {
@@ -79,17 +159,25 @@ impl Connection {
             source,
         };
         let stream = UnixStream::connect(path).map_err(connect_err)?;
-        stream
-            .set_read_timeout(Some(REQUEST_TIMEOUT))
-            .map_err(connect_err)?;
-        stream
-            .set_write_timeout(Some(REQUEST_TIMEOUT))
-            .map_err(connect_err)?;
         Self::negotiate(stream, mem)
     }
 
     /// [`Connection::connect`] over a connected stream.
     pub fn negotiate(stream: UnixStream, mem: &GuestMemoryMmap) -> Result<Self, VhostUserError> {
+        let watched =
+            OwnedFd::from(
+                stream
+                    .try_clone()
+                    .map_err(|source| VhostUserError::Connect {
+                        path: PathBuf::from("(the backend's socket)"),
+                        source,
+                    })?,
+            );
+        let deadline = Deadline::spawn(watched).map_err(|source| VhostUserError::Connect {
+            path: PathBuf::from("(the backend's socket)"),
+            source,
+        })?;
+        let armed = deadline.arm(2);
         let mut frontend = Frontend::from_stream(stream, 2);
         frontend.set_owner().map_err(req("SET_OWNER"))?;
         let backend_features = frontend.get_features().map_err(req("GET_FEATURES"))?;
@@ -123,10 +211,12 @@ impl Connection {
         frontend
             .set_mem_table(&regions)
             .map_err(req("SET_MEM_TABLE"))?;
+        drop(armed);
         Ok(Self {
             frontend,
             backend_features,
             protocol,
+            deadline,
         })
     }
 
@@ -157,6 +247,7 @@ impl Connection {
         calls: [&EventFd; 2],
         errs: [&EventFd; 2],
     ) -> Result<(), VhostUserError> {
+        let _armed = self.deadline.arm(2);
         let protocol_bit = VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
         let features =
             (driver_features & self.backend_features) | (self.backend_features & protocol_bit);
@@ -214,6 +305,7 @@ impl Connection {
     /// Stop both vrings (GET_VRING_BASE), as on a device reset; returns where the backend
     /// stopped in each available ring.
     pub fn stop(&mut self) -> Result<[u32; 2], VhostUserError> {
+        let _armed = self.deadline.arm(1);
         let rx = self
             .frontend
             .get_vring_base(0)
