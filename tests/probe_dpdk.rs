@@ -30,3 +30,13 @@ fn probe_through_dpdk_serves_iperf3_tcp_both_directions() {
         acceptance::iperf3_tcp_both_directions(VMM);
     }
 }
+
+#[test]
+fn probe_through_dpdk_in_direct_mode_answers_pings_with_kicks_uncounted() {
+    if require(
+        "probe_through_dpdk_in_direct_mode_answers_pings_with_kicks_uncounted",
+        &VMM.caps(),
+    ) {
+        acceptance::dpdk_direct_mode();
+    }
+}
