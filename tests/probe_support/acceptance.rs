@@ -481,9 +481,9 @@ pub fn dpdk_direct_mode() {
     let _ = std::fs::remove_file(&events);
     let last = |queue: &str| -> Value {
         text.lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["event"] == "counters" && e["queue"] == queue)
-            .last()
+            .find(|e| e["event"] == "counters" && e["queue"] == queue)
             .unwrap_or_else(|| panic!("no {queue} counters in the event stream:\n{text}"))
     };
     let (rx, tx) = (last("rx"), last("tx"));
