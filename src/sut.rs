@@ -437,59 +437,31 @@ impl SutSpec {
     /// machine and the device. Fields that cannot be read stay empty; nothing here fails.
     pub fn vmm_identity(&self) -> VmmIdentity {
         match self {
-            SutSpec::Vnetbed { model } => {
-                let path = std::env::current_exe().ok();
-                VmmIdentity {
-                    spec: self.to_string(),
-                    sha256: path.as_deref().and_then(sha256_of),
-                    path: path.map(|p| p.display().to_string()),
-                    version: Some(crate::build_info::version_line()),
-                    machine: "vnetbed".into(),
-                    device: format!(
-                        "virtio-net on virtio-mmio, {} notify model, {}",
-                        model,
-                        queue_backend_identity(*model)
-                    ),
-                }
-            }
+            SutSpec::Vnetbed { model } => self.vnetbed_identity(format!(
+                "virtio-net on virtio-mmio, {} notify model, {}",
+                model,
+                queue_backend_identity(*model)
+            )),
             SutSpec::Dpdk { binary } => {
-                let path = std::env::current_exe().ok();
                 let testpmd = crate::dpdk::resolve_binary(binary.as_deref()).ok();
                 let dpdk = testpmd.as_deref().and_then(crate::dpdk::version);
-                VmmIdentity {
-                    spec: self.to_string(),
-                    sha256: path.as_deref().and_then(sha256_of),
-                    path: path.map(|p| p.display().to_string()),
-                    version: Some(crate::build_info::version_line()),
-                    machine: "vnetbed".into(),
-                    device: format!(
-                        "virtio-net on virtio-mmio, datapath in {} ({}, sha256 {}) over vhost-user, relay mode",
-                        testpmd.as_deref().map_or_else(
-                            || crate::dpdk::DEFAULT_BINARY.to_string(),
-                            |p| p.display().to_string()
-                        ),
-                        dpdk.as_deref().unwrap_or("DPDK version unknown"),
-                        testpmd
-                            .as_deref()
-                            .and_then(sha256_of)
-                            .unwrap_or_else(|| "unknown".into()),
+                self.vnetbed_identity(format!(
+                    "virtio-net on virtio-mmio, datapath in {} ({}, sha256 {}) over vhost-user, relay mode",
+                    testpmd.as_deref().map_or_else(
+                        || crate::dpdk::DEFAULT_BINARY.to_string(),
+                        |p| p.display().to_string()
                     ),
-                }
+                    dpdk.as_deref().unwrap_or("DPDK version unknown"),
+                    testpmd
+                        .as_deref()
+                        .and_then(sha256_of)
+                        .unwrap_or_else(|| "unknown".into()),
+                ))
             }
-            SutSpec::VhostUser { socket } => {
-                let path = std::env::current_exe().ok();
-                VmmIdentity {
-                    spec: self.to_string(),
-                    sha256: path.as_deref().and_then(sha256_of),
-                    path: path.map(|p| p.display().to_string()),
-                    version: Some(crate::build_info::version_line()),
-                    machine: "vnetbed".into(),
-                    device: format!(
-                        "virtio-net on virtio-mmio, datapath in the vhost-user backend at {} (not identified), relay mode",
-                        socket.display()
-                    ),
-                }
-            }
+            SutSpec::VhostUser { socket } => self.vnetbed_identity(format!(
+                "virtio-net on virtio-mmio, datapath in the vhost-user backend at {} (not identified), relay mode",
+                socket.display()
+            )),
             SutSpec::Qemu(q) => {
                 let path = q.resolve_binary().ok();
                 VmmIdentity {
@@ -511,6 +483,21 @@ impl SutSpec {
                     ),
                 }
             }
+        }
+    }
+}
+
+impl SutSpec {
+    /// The identity of this vnetbed binary running a device described by `device`.
+    fn vnetbed_identity(&self, device: String) -> VmmIdentity {
+        let path = std::env::current_exe().ok();
+        VmmIdentity {
+            spec: self.to_string(),
+            sha256: path.as_deref().and_then(sha256_of),
+            path: path.map(|p| p.display().to_string()),
+            version: Some(crate::build_info::version_line()),
+            machine: "vnetbed".into(),
+            device,
         }
     }
 }

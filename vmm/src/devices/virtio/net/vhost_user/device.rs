@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP};
+use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::config::{Mode, VhostUserConfig};
 use super::frontend::{Connection, REQUEST_TIMEOUT};
 use super::relay::{self, Activation, Command, RelaySetup, Request};
-use crate::devices::virtio::net::device::{NET_FEATURES, VIRTIO_ID_NET};
+use crate::devices::virtio::net::device::{read_net_config, NET_FEATURES, VIRTIO_ID_NET};
 use crate::devices::virtio::net::metrics::NetMetrics;
 use crate::devices::virtio::net::MacAddr;
 use crate::devices::virtio::queue::{QueueConfig, MAX_QUEUE_SIZE};
@@ -117,17 +117,7 @@ impl VirtioDevice for VhostUserNet {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // struct virtio_net_config { u8 mac[6]; le16 status; } (§5.1.4); link always up.
-        let mut c = [0u8; 8];
-        c[..6].copy_from_slice(&self.mac.0);
-        c[6..].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| c.get(o as usize))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_net_config(self.mac, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {
