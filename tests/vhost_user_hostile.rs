@@ -162,3 +162,36 @@ fn no_backend_listening_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// The vhost-user threads run confined: the seccomp self-test hook, naming their kind, makes
+/// the deadline thread (started as the negotiation begins) call uname, which its filter
+/// forbids: exit status 12 and the thread named.
+#[test]
+fn the_vhost_user_threads_are_confined() {
+    if !require("the_vhost_user_threads_are_confined", &[Capability::Kvm]) {
+        return;
+    }
+    let socket = std::env::temp_dir().join(format!(
+        "vnetbed-hostile-{}-seccomp.sock",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&socket);
+    let peer = hostile_backend(&socket, Misbehaviour::Silent);
+    let o = vnetbed()
+        .args(["run", "--kernel", "builtin:hang", "--serial", "none"])
+        .arg("--vhost-user")
+        .arg(&socket)
+        .env("VNETBED_SECCOMP_SELFTEST", "vhost-user")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&socket);
+    let _ = peer.join();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(12), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the vhost-user thread `vhost-deadline` made the forbidden system call uname"
+        ),
+        "{stderr}"
+    );
+}

@@ -7,7 +7,7 @@
 //! | [`ThreadKind::Vcpu`] | `vcpu0`, `vcpu1`, ...: `KVM_RUN` and the device models on the buses | first thing in each vCPU thread |
 //! | [`ThreadKind::DeviceWorker`] | `virtio-net`: the device's epoll loop, which also runs the stall watchdog on its timerfd | first thing in the thread (it is started by a vCPU thread at DRIVER_OK, so it also inherits the vCPU filter) |
 //! | [`ThreadKind::StallExit`] | `stall-exit`: ends the VM when the watchdog fires with `--on-stall exit` | first thing in the thread |
-//! | [`ThreadKind::VhostUser`] | `vhost-user`: a vhost-user virtio-net's relay of kicks and calls, its watchdog, and its messages to the backend | after it has set up its epoll and timer (it is started by the main thread at attach, before the guest runs) |
+//! | [`ThreadKind::VhostUser`] | `vhost-user`: a vhost-user virtio-net's relay of kicks and calls, its watchdog, and its messages to the backend; `vhost-deadline`: shuts the backend's socket down when an exchange outlives its deadline | first thing in `vhost-deadline`; in `vhost-user` after it has set up its epoll and timer (both are started by the main thread at attach, before the guest runs) |
 //!
 //! The stall watchdog has no thread of its own: it runs on the device worker's timer. The tap
 //! helper thread (`setns` into the testbed's namespace to open the tap) ends before the VM is

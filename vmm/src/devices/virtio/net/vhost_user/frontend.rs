@@ -94,7 +94,7 @@ impl Deadline {
         let state = Arc::new((Mutex::new(DeadlineState::default()), Condvar::new()));
         let watched = state.clone();
         std::thread::Builder::new()
-            .name("vhost-user-deadline".into())
+            .name("vhost-deadline".into())
             .spawn(move || {
                 crate::seccomp::apply_or_exit(crate::seccomp::ThreadKind::VhostUser);
                 let (lock, wake) = &*watched;
