@@ -11,6 +11,8 @@ packages=(
   iputils-ping     # ping from the testbed namespace
   tcpdump          # soak --capture: a pcap ring buffer on the guest's tap
   qemu-system-x86  # QEMU microvm: an independent virtio-mmio peer for the probe guest
+  dpdk-dev         # dpdk-testpmd: DPDK's vhost library as a vhost-user backend (`--sut dpdk`)
+  librte-net-vhost23 librte-net-tap23 librte-mempool-ring23  # testpmd's vhost and tap ports, its mbuf pool
   acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
   cpio             # packs the Linux guest's initramfs
   binutils         # readelf/objcopy: the Linux image builder resolves libraries and module deps

@@ -10,6 +10,7 @@
 //! - [`build_info`]: the revision this binary was built from.
 
 pub mod build_info;
+pub mod dpdk;
 pub mod net;
 pub mod qemu;
 pub mod record;

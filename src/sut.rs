@@ -12,6 +12,12 @@
 //!   (default virtio-net-pci; virtio-net-device needs microvm), `modern=on|off`, and
 //!   `extra=...`, which takes the rest of the spec, commas included, as more QEMU arguments
 //!   split at white space.
+//! - `dpdk` (the `dpdk-testpmd` on PATH) or `dpdk=PATH`: vnetbed's VMM and device model, the
+//!   datapath in DPDK's vhost library: vnetbed starts testpmd in the testbed's namespace
+//!   with a vhost PMD port (the vhost-user socket its VMM connects to) and a tap PMD port on
+//!   the testbed bridge, io forwarding ([`crate::dpdk`]).
+//! - `vhost-user=SOCKET`: vnetbed's VMM and device model, the datapath in a vhost-user
+//!   backend the user runs, listening on SOCKET (and connected to the testbed by the user).
 //!
 //! A spec is parsed with the arguments, so a bad one is a usage error before anything
 //! starts; [`SutSpec::check`] then finds the QEMU binary, also before anything starts.
@@ -38,6 +44,17 @@ pub enum SutSpec {
     },
     /// A QEMU build.
     Qemu(QemuSpec),
+    /// vnetbed's device model with DPDK's testpmd as the vhost-user backend, started by
+    /// vnetbed; `None`: `dpdk-testpmd` on PATH.
+    Dpdk {
+        /// The testpmd binary given with `dpdk=PATH`.
+        binary: Option<PathBuf>,
+    },
+    /// vnetbed's device model with a vhost-user backend the user runs.
+    VhostUser {
+        /// The backend's listening socket.
+        socket: PathBuf,
+    },
 }
 
 /// `qemu[=PATH][,machine=...][,device=...][,modern=on|off][,extra=...]`.
@@ -63,7 +80,9 @@ pub enum SutSpecError {
         "unknown system under test `{0}`: use `vnetbed`, `vnetbed:MODEL` (MODEL: fenced, \
          virtio-queue, unfenced, no-recheck, missing-enable-fence, missing-notify-fence), \
          `qemu` or `qemu=PATH` with options `,machine=q35|pc|microvm`, \
-         `,device=virtio-net-pci|virtio-net-device`, `,modern=on|off`, `,extra=ARGS`"
+         `,device=virtio-net-pci|virtio-net-device`, `,modern=on|off`, `,extra=ARGS`, \
+         `dpdk` or `dpdk=PATH` (DPDK's testpmd as a vhost-user backend), or \
+         `vhost-user=SOCKET` (a vhost-user backend you run)"
     )]
     UnknownKind(String),
     /// The notify model after `vnetbed:` is unknown.
@@ -269,6 +288,34 @@ impl FromStr for SutSpec {
             };
             return QemuSpec::parse(s, binary, options).map(SutSpec::Qemu);
         }
+        if let Some(rest) = s.strip_prefix("dpdk") {
+            return match rest.strip_prefix('=') {
+                None if rest.is_empty() => Ok(SutSpec::Dpdk { binary: None }),
+                Some("") => Err(SutSpecError::BadOption {
+                    spec: s.to_string(),
+                    reason: "`dpdk=` needs a path: `dpdk=/path/to/dpdk-testpmd`".into(),
+                }),
+                Some(path) => Ok(SutSpec::Dpdk {
+                    binary: Some(PathBuf::from(path)),
+                }),
+                None => Err(SutSpecError::UnknownKind(s.to_string())),
+            };
+        }
+        if let Some(rest) = s.strip_prefix("vhost-user") {
+            let needs = || SutSpecError::BadOption {
+                spec: s.to_string(),
+                reason: "`vhost-user` needs the backend's socket: `vhost-user=/run/backend.sock`"
+                    .into(),
+            };
+            return match rest.strip_prefix('=') {
+                Some("") => Err(needs()),
+                Some(socket) => Ok(SutSpec::VhostUser {
+                    socket: PathBuf::from(socket),
+                }),
+                None if rest.is_empty() => Err(needs()),
+                None => Err(SutSpecError::UnknownKind(s.to_string())),
+            };
+        }
         let (head, options) = match s.split_once(',') {
             Some((h, o)) => (h, Some(o)),
             None => (s, None),
@@ -328,6 +375,9 @@ impl fmt::Display for SutSpec {
                 }
                 Ok(())
             }
+            SutSpec::Dpdk { binary: None } => write!(f, "dpdk"),
+            SutSpec::Dpdk { binary: Some(path) } => write!(f, "dpdk={}", path.display()),
+            SutSpec::VhostUser { socket } => write!(f, "vhost-user={}", socket.display()),
             SutSpec::Qemu(q) => {
                 match &q.binary {
                     Some(path) => write!(f, "qemu={}", path.display())?,
@@ -364,20 +414,20 @@ impl SutSpec {
     pub fn notify_model(&self) -> Option<NotifyModel> {
         match self {
             SutSpec::Vnetbed { model, .. } => Some(*model),
-            SutSpec::Qemu(_) => None,
+            SutSpec::Qemu(_) | SutSpec::Dpdk { .. } | SutSpec::VhostUser { .. } => None,
         }
     }
 
-    /// vnetbed's transport, for a vnetbed system under test.
+    /// vnetbed's transport, for a vnetbed system under test on a tap.
     pub fn net_transport(&self) -> Option<NetTransport> {
         match self {
             SutSpec::Vnetbed { transport, .. } => Some(*transport),
-            SutSpec::Qemu(_) => None,
+            SutSpec::Qemu(_) | SutSpec::Dpdk { .. } | SutSpec::VhostUser { .. } => None,
         }
     }
 
     /// A short name for directories and headings: the notify model for vnetbed
-    /// (`unfenced`, `fenced`, `virtio-queue`), `qemu` for QEMU.
+    /// (`unfenced`, `fenced`, `virtio-queue`), `qemu` for QEMU, `dpdk`, `vhost-user`.
     pub fn label(&self) -> String {
         match self {
             SutSpec::Vnetbed {
@@ -386,13 +436,17 @@ impl SutSpec {
             } => model.to_string(),
             SutSpec::Vnetbed { model, transport } => format!("{model}-{transport}"),
             SutSpec::Qemu(_) => "qemu".into(),
+            SutSpec::Dpdk { .. } => "dpdk".into(),
+            SutSpec::VhostUser { .. } => "vhost-user".into(),
         }
     }
 
-    /// Whether vnetbed's own device runs, so that the device's watchdog and counters are in
-    /// the record (for QEMU only the guest's detector and counters are).
+    /// Whether vnetbed's VMM and device model run, so that the device's watchdog and
+    /// counters are in the record (for QEMU only the guest's detector and counters are).
+    /// True for the vhost-user backends too: vnetbed relays their kicks and calls and its
+    /// watchdog judges them.
     pub fn is_vnetbed(&self) -> bool {
-        matches!(self, SutSpec::Vnetbed { .. })
+        !matches!(self, SutSpec::Qemu(_))
     }
 
     /// What can be checked before anything starts: the QEMU binary is there.
@@ -400,6 +454,19 @@ impl SutSpec {
         match self {
             SutSpec::Vnetbed { .. } => Ok(()),
             SutSpec::Qemu(q) => q.resolve_binary().map(|_| ()),
+            SutSpec::Dpdk { binary } => crate::dpdk::resolve_binary(binary.as_deref())
+                .map(|_| ())
+                .map_err(|e| SutSpecError::NoBinary(e.to_string())),
+            SutSpec::VhostUser { socket } => {
+                use std::os::unix::fs::FileTypeExt;
+                match std::fs::metadata(socket) {
+                    Ok(m) if m.file_type().is_socket() => Ok(()),
+                    _ => Err(SutSpecError::NoBinary(format!(
+                        "{} is not a socket: start the vhost-user backend (listening there) first",
+                        socket.display()
+                    ))),
+                }
+            }
         }
     }
 
@@ -407,7 +474,9 @@ impl SutSpec {
     /// to 256 (both queues), QEMU's `rx_queue_size` powers of two from 256 to 1024.
     pub fn check_queue_size(&self, size: u16) -> Result<(), SutSpecError> {
         let (sut, range) = match self {
-            SutSpec::Vnetbed { .. } => ("vnetbed", 2..=vmm::devices::virtio::queue::MAX_QUEUE_SIZE),
+            SutSpec::Vnetbed { .. } | SutSpec::Dpdk { .. } | SutSpec::VhostUser { .. } => {
+                ("vnetbed", 2..=vmm::devices::virtio::queue::MAX_QUEUE_SIZE)
+            }
             SutSpec::Qemu(_) => ("qemu", crate::qemu::RX_QUEUE_SIZES),
         };
         if size.is_power_of_two() && range.contains(&size) {
@@ -435,6 +504,16 @@ impl SutSpec {
                 "vnetbed ({}, virtio-{transport})",
                 queue_backend_identity(*model)
             ),
+            SutSpec::Dpdk { binary } => format!(
+                "vnetbed + {} (vhost-user)",
+                binary.as_deref().map_or_else(
+                    || crate::dpdk::DEFAULT_BINARY.to_string(),
+                    |p| p.display().to_string()
+                )
+            ),
+            SutSpec::VhostUser { socket } => {
+                format!("vnetbed + vhost-user backend at {}", socket.display())
+            }
             SutSpec::Qemu(q) => format!(
                 "QEMU {} ({}, {}{})",
                 q.binary.as_deref().map_or_else(
@@ -456,25 +535,35 @@ impl SutSpec {
     /// machine and the device. Fields that cannot be read stay empty; nothing here fails.
     pub fn vmm_identity(&self) -> VmmIdentity {
         match self {
-            SutSpec::Vnetbed { model, transport } => {
-                let path = std::env::current_exe().ok();
-                VmmIdentity {
-                    spec: self.to_string(),
-                    sha256: path.as_deref().and_then(sha256_of),
-                    path: path.map(|p| p.display().to_string()),
-                    version: Some(crate::build_info::version_line()),
-                    machine: "vnetbed".into(),
-                    device: format!(
-                        "virtio-net on virtio-{}, {} notify model, {}",
-                        match transport {
-                            NetTransport::Mmio => "mmio",
-                            NetTransport::Pci => "pci (MSI-X)",
-                        },
-                        model,
-                        queue_backend_identity(*model)
+            SutSpec::Vnetbed { model, transport } => self.vnetbed_identity(format!(
+                "virtio-net on virtio-{}, {} notify model, {}",
+                match transport {
+                    NetTransport::Mmio => "mmio",
+                    NetTransport::Pci => "pci (MSI-X)",
+                },
+                model,
+                queue_backend_identity(*model)
+            )),
+            SutSpec::Dpdk { binary } => {
+                let testpmd = crate::dpdk::resolve_binary(binary.as_deref()).ok();
+                let dpdk = testpmd.as_deref().and_then(crate::dpdk::version);
+                self.vnetbed_identity(format!(
+                    "virtio-net on virtio-mmio, datapath in {} ({}, sha256 {}) over vhost-user, relay mode",
+                    testpmd.as_deref().map_or_else(
+                        || crate::dpdk::DEFAULT_BINARY.to_string(),
+                        |p| p.display().to_string()
                     ),
-                }
+                    dpdk.as_deref().unwrap_or("DPDK version unknown"),
+                    testpmd
+                        .as_deref()
+                        .and_then(sha256_of)
+                        .unwrap_or_else(|| "unknown".into()),
+                ))
             }
+            SutSpec::VhostUser { socket } => self.vnetbed_identity(format!(
+                "virtio-net on virtio-mmio, datapath in the vhost-user backend at {} (not identified), relay mode",
+                socket.display()
+            )),
             SutSpec::Qemu(q) => {
                 let path = q.resolve_binary().ok();
                 VmmIdentity {
@@ -496,6 +585,21 @@ impl SutSpec {
                     ),
                 }
             }
+        }
+    }
+}
+
+impl SutSpec {
+    /// The identity of this vnetbed binary running a device described by `device`.
+    fn vnetbed_identity(&self, device: String) -> VmmIdentity {
+        let path = std::env::current_exe().ok();
+        VmmIdentity {
+            spec: self.to_string(),
+            sha256: path.as_deref().and_then(sha256_of),
+            path: path.map(|p| p.display().to_string()),
+            version: Some(crate::build_info::version_line()),
+            machine: "vnetbed".into(),
+            device,
         }
     }
 }
@@ -626,6 +730,9 @@ mod tests {
             "qemu,machine=q35,device=virtio-net-pci",
             "qemu=/x/qemu,machine=pc,device=virtio-net-pci,modern=off,extra=-smp 2",
             "qemu,machine=microvm,device=virtio-net-device",
+            "dpdk",
+            "dpdk=/opt/dpdk/bin/dpdk-testpmd",
+            "vhost-user=/run/ovs/vhu0.sock",
         ] {
             let spec: SutSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);
@@ -643,6 +750,14 @@ mod tests {
         assert!("".parse::<SutSpec>().is_err());
         assert!("vnetbed:".parse::<SutSpec>().is_err());
         assert!("qemux".parse::<SutSpec>().is_err());
+        assert!(matches!(
+            "dpdkx".parse::<SutSpec>(),
+            Err(SutSpecError::UnknownKind(_))
+        ));
+        assert!(matches!(
+            "vhost-users=/x".parse::<SutSpec>(),
+            Err(SutSpecError::UnknownKind(_))
+        ));
         for (spec, words) in [
             ("qemu=", "needs a path"),
             ("qemu,machine=virt", "use q35, pc or microvm"),
@@ -658,6 +773,9 @@ mod tests {
                 "only modern",
             ),
             ("qemu,extra=", "needs QEMU arguments"),
+            ("dpdk=", "needs a path"),
+            ("vhost-user", "needs the backend's socket"),
+            ("vhost-user=", "needs the backend's socket"),
         ] {
             let e = spec.parse::<SutSpec>().unwrap_err().to_string();
             assert!(e.contains(words), "{spec}: {e}");
@@ -676,5 +794,33 @@ mod tests {
         let _ = std::fs::remove_file(&plain);
         assert!(e.contains("not an executable"), "{e}");
         assert!("vnetbed".parse::<SutSpec>().unwrap().check().is_ok());
+        let e = "dpdk=/nonexistent/dpdk-testpmd"
+            .parse::<SutSpec>()
+            .unwrap()
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/dpdk-testpmd"), "{e}");
+        let e = "vhost-user=/nonexistent.sock"
+            .parse::<SutSpec>()
+            .unwrap()
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a socket"), "{e}");
+    }
+
+    #[test]
+    fn vhost_user_specs_are_vnetbed_without_a_notify_model() {
+        let d: SutSpec = "dpdk".parse().unwrap();
+        assert_eq!(d, SutSpec::Dpdk { binary: None });
+        assert_eq!(
+            (d.label(), d.notify_model(), d.is_vnetbed()),
+            ("dpdk".into(), None, true)
+        );
+        assert_eq!(d.identity(), "vnetbed + dpdk-testpmd (vhost-user)");
+        let v: SutSpec = "vhost-user=/run/b.sock".parse().unwrap();
+        assert_eq!(v.label(), "vhost-user");
+        assert!(v.is_vnetbed());
     }
 }

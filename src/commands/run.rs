@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use vmm::devices::virtio::net::vhost_user::VhostUserConfig;
 use vmm::devices::virtio::net::{NetConfig, NetOptions, NotifyModel, OnStall, RaceQueues};
 use vmm::events::EventSink;
 use vmm::exit::{ExitReason, STATUS_ERROR};
@@ -45,6 +46,13 @@ pub struct RunArgs {
     /// a network namespace under /var/run/netns (a testbed's is `vnetbed-<name>`). Repeatable.
     #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<NetConfig>().map_err(|e| e.to_string()))]
     pub net: Vec<NetConfig>,
+    /// A virtio-net device whose datapath is a vhost-user backend listening on SOCKET:
+    /// `SOCKET[,mac=MAC][,queue-size=N][,mode=relay|direct]`. vnetbed keeps the device
+    /// model; in relay mode (default) it counts and passes on every kick and call and its
+    /// watchdog judges lost ones; in direct mode kicks go from KVM straight to the backend,
+    /// uncounted. A backend that dies ends the VM with status 14. Repeatable.
+    #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<VhostUserConfig>().map_err(|e| e.to_string()))]
+    pub vhost_user: Vec<VhostUserConfig>,
     /// How the device enables notifications and decides to interrupt: fenced (correct; QEMU >= 1.1),
     /// unfenced (alias qemu-kvm-1.0: no fences, emulated store buffer), no-recheck (QEMU before 2010),
     /// missing-enable-fence / missing-notify-fence (the fix with one of its two fences missing),
@@ -142,6 +150,15 @@ pub enum RunError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A vhost-user NIC could not be attached.
+    #[error("--vhost-user {socket}: {source}")]
+    VhostUser {
+        /// The backend's socket.
+        socket: String,
+        /// Why.
+        #[source]
+        source: vmm::vhost_netdev::VhostNetDevError,
     },
     /// The VM could not be built or started.
     #[error(transparent)]
@@ -252,6 +269,14 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             tap: cfg.tap.clone(),
             source,
         })?;
+    }
+    for cfg in &args.vhost_user {
+        vmm::vhost_netdev::attach_vhost_user_net(&mut vm, cfg, options.stall_timeout).map_err(
+            |source| RunError::VhostUser {
+                socket: cfg.socket.display().to_string(),
+                source,
+            },
+        )?;
     }
     let exit = vm.run()?;
     match &exit.reason {

@@ -27,6 +27,7 @@ use crate::record::{
 };
 use crate::report::Progress;
 use crate::sut::SutSpec;
+use vmm::devices::virtio::net::NotifyModel;
 
 /// A MAC address unique to this process (locally administered, QEMU's 52:54:00 prefix).
 fn guest_mac() -> String {
@@ -64,17 +65,72 @@ impl Vmm {
     }
 }
 
+/// Start the vhost-user backend a `dpdk` system under test needs (testpmd in the testbed's
+/// namespace, its tap on the bridge); `None` for the others.
+fn start_backend(
+    plan: &SoakPlan,
+    info: &crate::net::TestbedInfo,
+) -> Result<Option<crate::dpdk::Testpmd>, SoakError> {
+    let SutSpec::Dpdk { binary } = &plan.sut else {
+        return Ok(None);
+    };
+    let as_soak = |e: crate::dpdk::DpdkError| SoakError::Vmm(std::io::Error::other(e.to_string()));
+    let binary = crate::dpdk::resolve_binary(binary.as_deref()).map_err(as_soak)?;
+    crate::dpdk::Testpmd::start(
+        &binary,
+        &info.netns,
+        &info.bridge,
+        Some(&plan.out.join(TESTPMD_LOG_FILE)),
+    )
+    .map(Some)
+    .map_err(as_soak)
+}
+
+/// testpmd's output, in the soak's directory.
+const TESTPMD_LOG_FILE: &str = "testpmd.log";
+
 fn start_vmm(
     plan: &SoakPlan,
     testbed: &Testbed,
     mac: &str,
     inputs: &Sender<Input>,
+    backend: Option<&crate::dpdk::Testpmd>,
 ) -> Result<Vmm, SoakError> {
     let info = testbed.info();
     let tap = info.taps.first().cloned().unwrap_or_default();
+    // The queue size of the shaping, for vnetbed's device on a tap or on a backend.
+    let queue_size = plan
+        .shaping
+        .queue_size
+        .map(|n| format!(",queue-size={n}"))
+        .unwrap_or_default();
+    let transport = plan.sut.net_transport().unwrap_or_default();
+    let tap_nic = || {
+        format!(
+            "tap={tap},netns={},mac={mac},transport={transport}{queue_size}",
+            info.netns
+        )
+    };
+    let vhost_nic =
+        |socket: &std::path::Path| format!("{},mac={mac}{queue_size}", socket.display());
     let (mut cmd, events) = match &plan.sut {
         SutSpec::Vnetbed { model, .. } => {
-            let (cmd, events) = vnetbed_command(plan, *model, &info.netns, &tap, mac)?;
+            let (cmd, events) = vnetbed_command(plan, *model, ["--net", &tap_nic()])?;
+            (cmd, Some(events))
+        }
+        SutSpec::VhostUser { socket } => {
+            let nic = vhost_nic(socket);
+            let (cmd, events) = vnetbed_command(plan, NotifyModel::Fenced, ["--vhost-user", &nic])?;
+            (cmd, Some(events))
+        }
+        SutSpec::Dpdk { .. } => {
+            let Some(testpmd) = backend else {
+                return Err(SoakError::Vmm(std::io::Error::other(
+                    "the dpdk system under test has no testpmd running",
+                )));
+            };
+            let nic = vhost_nic(testpmd.socket());
+            let (cmd, events) = vnetbed_command(plan, NotifyModel::Fenced, ["--vhost-user", &nic])?;
             (cmd, Some(events))
         }
         SutSpec::Qemu(q) => {
@@ -123,13 +179,22 @@ fn start_vmm(
     })
 }
 
-/// `vnetbed run` for the soak, with its event stream through a pipe.
+/// What a vhost-user VMM said about its backend dying (its `backend_died` error event).
+fn backend_death(events: &[serde_json::Value]) -> Option<String> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "error" && e["kind"] == "backend_died")
+        .and_then(|e| e["error"].as_str())
+        .map(str::to_string)
+}
+
+/// `vnetbed run` for the soak, with its event stream through a pipe and its NIC given by
+/// `nic` (`--net SPEC` or `--vhost-user SPEC`).
 fn vnetbed_command(
     plan: &SoakPlan,
-    model: vmm::devices::virtio::net::NotifyModel,
-    netns: &str,
-    tap: &str,
-    mac: &str,
+    model: NotifyModel,
+    nic: [&str; 2],
 ) -> Result<(Command, EventPipe), SoakError> {
     let exe = std::env::current_exe().map_err(SoakError::Vmm)?;
     let mut cmd = Command::new(exe);
@@ -141,12 +206,7 @@ fn vnetbed_command(
         cmd.arg("--initrd").arg(i);
     }
     cmd.args(["--mem", &plan.mem_mib.to_string()]);
-    let transport = plan.sut.net_transport().unwrap_or_default();
-    let mut net = format!("tap={tap},netns={netns},mac={mac},transport={transport}");
-    if let Some(size) = plan.shaping.queue_size {
-        net.push_str(&format!(",queue-size={size}"));
-    }
-    cmd.args(["--net", &net]);
+    cmd.args(nic);
     if let Some(words) = &plan.shaping.guest_cmdline {
         cmd.args([
             "--cmdline",
@@ -245,6 +305,9 @@ struct Run<'a> {
     load_tx: Sender<LoadMsg>,
     load_thread: Option<std::thread::JoinHandle<()>>,
     ping: Option<LineChild>,
+    /// A `dpdk` system under test's testpmd: stopped when the run is dropped, after
+    /// [`Run::finish`] has stopped the VMM (or on any other way out).
+    backend: Option<crate::dpdk::Testpmd>,
     t0: Instant,
     next_sample: u64,
 }
@@ -394,8 +457,12 @@ impl Run<'_> {
         // Everything it wrote before it ended goes in first (its last events).
         self.vmm.finish_events();
         self.take_waiting()?;
+        let backend_died = backend_death(self.soak.last_events());
         let cause = hung.unwrap_or_else(|| match (status.code(), status.signal()) {
-            (Some(c), _) => format!("the VMM exited with status {c}"),
+            (Some(c), _) => match backend_died {
+                Some(why) => format!("the VMM exited with status {c}: its backend died: {why}"),
+                None => format!("the VMM exited with status {c}"),
+            },
             (None, Some(s)) => format!("the VMM was killed by signal {s}"),
             _ => "the VMM ended".to_string(),
         });
@@ -523,6 +590,10 @@ impl Run<'_> {
         } else {
             self.vmm.finish_events()
         };
+        // The VMM is gone: its backend may go too.
+        if let Some(mut testpmd) = self.backend.take() {
+            testpmd.stop();
+        }
         // Notes of the last, unsampled moments.
         for text in self.soak.take_notes() {
             self.writer
@@ -591,11 +662,16 @@ fn run_on(
     input::forward(testbed.subscribe(), inputs_tx.clone(), Input::Dhcp);
     let info = testbed.info();
     let netns = info.netns.clone();
-    let tap = info.taps.first().cloned().unwrap_or_default();
     let mac = guest_mac();
+    // A dpdk system under test's backend first: its tap is the one the guest's frames cross.
+    let backend = start_backend(plan, info)?;
+    let tap = match &backend {
+        Some(testpmd) => testpmd.tap().to_string(),
+        None => info.taps.first().cloned().unwrap_or_default(),
+    };
     // The capture starts before the guest, so that its boot's DHCP is in it.
     let capture = capture::Capture::start(plan.capture, &netns, &tap, &plan.out)?;
-    let vmm = start_vmm(plan, testbed, &mac, &inputs_tx)?;
+    let vmm = start_vmm(plan, testbed, &mac, &inputs_tx, backend.as_ref())?;
     writer.append(&Record::Note(Note {
         at: 0.0,
         text: format!("testbed {netns}; guest MAC {mac}; {}", info.lease_note),
@@ -629,6 +705,7 @@ fn run_on(
         load_tx,
         load_thread: None,
         ping: None,
+        backend,
         // One clock for the whole record: run-elapsed seconds count from the header's
         // `started_unix`, as the VMM's and dnsmasq's wall-clock times are converted, not
         // from the moment the testbed was up and the VMM started.

@@ -167,9 +167,22 @@ pub struct RunningGuest {
     console: std::sync::Arc<std::sync::Mutex<String>>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// A vhost-user backend the guest's NIC needs, stopped after the guest.
+    backend: Option<vnetbed::dpdk::Testpmd>,
 }
 
 impl RunningGuest {
+    /// Keep `backend` running while the guest runs.
+    pub fn with_backend(mut self, backend: vnetbed::dpdk::Testpmd) -> RunningGuest {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// The backend, if any.
+    pub fn backend(&mut self) -> Option<&mut vnetbed::dpdk::Testpmd> {
+        self.backend.as_mut()
+    }
+
     /// Start `command` (its stdout is the serial console).
     pub fn start(mut command: Command) -> RunningGuest {
         command
@@ -190,6 +203,7 @@ impl RunningGuest {
             console,
             stderr,
             readers,
+            backend: None,
         }
     }
 
@@ -242,6 +256,9 @@ impl Drop for RunningGuest {
         let _ = self.child.wait();
         for reader in self.readers.drain(..) {
             let _ = reader.join();
+        }
+        if let Some(mut backend) = self.backend.take() {
+            backend.stop();
         }
     }
 }

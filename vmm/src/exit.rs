@@ -10,6 +10,7 @@
 //! | 8 | a virtio-net stall was detected and `--on-stall exit` was given |
 //! | 10 | stopped by SIGINT or SIGTERM, after a clean shutdown |
 //! | 12 | a VMM thread made a system call its seccomp filter forbids ([`crate::seccomp`]); stderr names it |
+//! | 14 | the vhost-user backend of a virtio-net device died (closed its socket) and the run cannot go on |
 
 use std::fmt;
 use std::time::Instant;
@@ -44,6 +45,8 @@ pub enum ExitReason {
     StallDetected(String),
     /// SIGINT or SIGTERM (the signal number).
     Signal(i32),
+    /// The vhost-user backend of a virtio-net device went away (what happened, in words).
+    BackendDied(String),
 }
 
 impl ExitReason {
@@ -56,6 +59,7 @@ impl ExitReason {
             ExitReason::InternalError { .. } => 6,
             ExitReason::StallDetected(_) => 8,
             ExitReason::Signal(_) => 10,
+            ExitReason::BackendDied(_) => 14,
         }
     }
 
@@ -68,6 +72,7 @@ impl ExitReason {
             ExitReason::InternalError { .. } => "internal_error",
             ExitReason::StallDetected(_) => "stall",
             ExitReason::Signal(_) => "signal",
+            ExitReason::BackendDied(_) => "backend_died",
         }
     }
 }
@@ -92,6 +97,7 @@ impl fmt::Display for ExitReason {
             }
             ExitReason::StallDetected(s) => write!(f, "virtio-net stall detected: {s}"),
             ExitReason::Signal(s) => write!(f, "stopped by signal {s}"),
+            ExitReason::BackendDied(s) => write!(f, "the vhost-user backend died: {s}"),
         }
     }
 }
@@ -127,8 +133,9 @@ mod tests {
         assert_eq!(ie.status(), 6);
         assert_eq!(ExitReason::StallDetected(String::new()).status(), 8);
         assert_eq!(ExitReason::Signal(15).status(), 10);
+        assert_eq!(ExitReason::BackendDied(String::new()).status(), 14);
         // Every status vnetbed itself uses is even, so none collides with a debug-exit status.
-        for s in [STATUS_ERROR, 4, 6, 8, 10] {
+        for s in [STATUS_ERROR, 4, 6, 8, 10, 12, 14] {
             assert_eq!(s % 2, 0);
         }
     }

@@ -21,4 +21,5 @@ pub mod signals;
 pub mod speedtest;
 pub mod testguest;
 pub mod vcpu;
+pub mod vhost_netdev;
 pub mod vm;

@@ -1,8 +1,9 @@
-//! Guest RAM: allocation through `vm-memory` and registration with KVM.
+//! Guest RAM: allocation through `vm-memory` (backed by one memfd, so that a vhost-user
+//! backend can map it) and registration with KVM.
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::layout::{ram_regions, MIN_MEM_MIB};
 
@@ -37,6 +38,15 @@ pub enum MemoryError {
         #[source]
         source: vm_memory::mmap::FromRangesError,
     },
+    /// The memfd backing guest RAM could not be created or sized.
+    #[error("cannot create a {mib} MiB memfd for guest memory: {source}; lower --mem or free host memory")]
+    Memfd {
+        /// The size asked for.
+        mib: u64,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// KVM refused the memory slot.
     #[error("KVM refused guest memory slot {slot}: {source}")]
     Register {
@@ -56,13 +66,26 @@ pub fn create_guest_memory(mem_mib: u64) -> Result<GuestMemoryMmap, MemoryError>
     let bytes = mem_mib
         .checked_mul(1 << 20)
         .ok_or(MemoryError::TooLarge(mem_mib))?;
-    let ranges: Vec<(GuestAddress, usize)> = ram_regions(bytes)
-        .into_iter()
-        .map(|(s, l)| (GuestAddress(s), l as usize))
-        .collect();
-    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Allocate {
+    let memfd = guest_memfd(bytes).map_err(|source| MemoryError::Memfd {
         mib: mem_mib,
         source,
+    })?;
+    // One memfd holds all of guest RAM, each region at its own offset, so that the regions
+    // can be handed to another process (a vhost-user backend maps them from the fd).
+    let mut offset = 0u64;
+    let ranges: Vec<(GuestAddress, usize, Option<FileOffset>)> = ram_regions(bytes)
+        .into_iter()
+        .map(|(s, l)| {
+            let file = FileOffset::from_arc(memfd.clone(), offset);
+            offset += l;
+            (GuestAddress(s), l as usize, Some(file))
+        })
+        .collect();
+    let mem = GuestMemoryMmap::from_ranges_with_files(&ranges).map_err(|source| {
+        MemoryError::Allocate {
+            mib: mem_mib,
+            source,
+        }
     })?;
     for (start, end) in host_ranges(&mem) {
         // Guest RAM is never inherited by a child process (the VMM spawns none today, but a
@@ -86,6 +109,21 @@ pub fn create_guest_memory(mem_mib: u64) -> Result<GuestMemoryMmap, MemoryError>
         }
     }
     Ok(mem)
+}
+
+/// An anonymous, sealed-size memfd of `bytes` bytes (`memfd_create` + `ftruncate`).
+fn guest_memfd(bytes: u64) -> std::io::Result<std::sync::Arc<std::fs::File>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the name is a valid NUL-terminated string; memfd_create has no other
+    // memory-safety preconditions.
+    let fd = unsafe { libc::memfd_create(c"vnetbed-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new fd that nothing else owns.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(bytes)?;
+    Ok(std::sync::Arc::new(file))
 }
 
 /// Register every region of `mem` with the VM.

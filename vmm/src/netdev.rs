@@ -11,6 +11,7 @@ use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::net::tap::{open_tap, TapError};
 use crate::devices::virtio::net::{Net, NetConfig, NetOptions, NetTransport, StallExit};
 use crate::devices::virtio::signals::Signals;
+use crate::devices::virtio::VirtioDevice;
 use crate::exit::ExitReason;
 use crate::exit_notifier::ExitNotifier;
 use crate::pci_netdev::{attach_pci_net, AttachedPciNet};
@@ -73,7 +74,16 @@ pub fn attach_net(
     }
     let net = open_net(vm, cfg, options)?;
     let slot = vm.allocate_virtio_slot()?;
-    let events = vm.events().clone();
+    place_on_mmio(vm, slot, Box::new(net))
+}
+
+/// Put a virtio-net device model on the VM at `slot`: its irqfd, its transport on the MMIO
+/// bus, and one ioeventfd per queue.
+pub(crate) fn place_on_mmio(
+    vm: &mut Vm,
+    slot: VirtioSlot,
+    device: Box<dyn VirtioDevice>,
+) -> Result<AttachedNet, NetDevError> {
     let irq = EventFd::new(libc::EFD_NONBLOCK)?;
     vm.vm_fd()
         .register_irqfd(&irq, slot.irq)
@@ -81,8 +91,8 @@ pub fn attach_net(
             what: "irqfd",
             source,
         })?;
-    let signals = Signals::new(irq, events, "virtio-net");
-    let transport = MmioTransport::new(Box::new(net), vm.memory().clone(), signals)?;
+    let signals = Signals::new(irq, vm.events().clone(), "virtio-net");
+    let transport = MmioTransport::new(device, vm.memory().clone(), signals)?;
     // QueueNotify writes of queue index i go straight to queue i's kick eventfd, without an
     // exit to the VMM (the transport also signals it itself when written through the bus).
     for i in 0..2usize {

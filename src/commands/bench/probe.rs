@@ -36,6 +36,11 @@ pub fn setup_name(sut: &SutSpec) -> String {
             transport,
         } => format!("vnetbed {transport}"),
         SutSpec::Vnetbed { model, transport } => format!("vnetbed {transport} ({model})"),
+        SutSpec::Dpdk { binary: None } => "vnetbed + DPDK vhost-user (dpdk-testpmd)".into(),
+        SutSpec::Dpdk { binary: Some(path) } => {
+            format!("vnetbed + DPDK vhost-user ({})", path.display())
+        }
+        SutSpec::VhostUser { socket } => format!("vnetbed + vhost-user ({})", socket.display()),
         SutSpec::Qemu(q) => {
             let mut name = format!("QEMU {} {}", q.machine.name(), q.device.name());
             match q.modern {
@@ -52,6 +57,25 @@ pub fn setup_name(sut: &SutSpec) -> String {
             name
         }
     }
+}
+
+/// `vnetbed run` booting `image` with 64 MiB, the console on stdout, and `nic`.
+fn vnetbed_run(image: &Path, nic: &[&str]) -> Result<Command, BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::Io {
+        what: "locate the vnetbed binary".into(),
+        source: e,
+    })?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("run").arg("--kernel").arg(image).args([
+        "--mem",
+        "64",
+        "--serial",
+        "stdout",
+        "--cmdline",
+        "console=ttyS0",
+    ]);
+    cmd.args(nic);
+    Ok(cmd)
 }
 
 /// The probe's DHCP binding, and how long it took.
@@ -72,6 +96,8 @@ pub struct ProbeGuest {
     started: Instant,
     tail: VecDeque<String>,
     name: String,
+    /// The `dpdk` system under test's testpmd, stopped after the guest (drop order).
+    _backend: Option<vnetbed::dpdk::Testpmd>,
 }
 
 impl ProbeGuest {
@@ -80,27 +106,37 @@ impl ProbeGuest {
         let info = testbed.info();
         let tap = info.taps.first().cloned().unwrap_or_default();
         let name = setup_name(sut);
+        let guest_err = |detail: String| BenchError::Guest {
+            vmm: name.clone(),
+            detail,
+        };
+        let mut backend = None;
         let mut cmd = match sut {
-            SutSpec::Vnetbed { model, transport } => {
-                let exe = std::env::current_exe().map_err(|e| BenchError::Io {
-                    what: "locate the vnetbed binary".into(),
-                    source: e,
-                })?;
-                let mut cmd = Command::new(exe);
-                cmd.arg("run").arg("--kernel").arg(image).args([
-                    "--mem",
-                    "64",
-                    "--serial",
-                    "stdout",
-                    "--cmdline",
-                    "console=ttyS0",
+            SutSpec::Dpdk { binary } => {
+                let binary = vnetbed::dpdk::resolve_binary(binary.as_deref())
+                    .map_err(|e| guest_err(e.to_string()))?;
+                let testpmd =
+                    vnetbed::dpdk::Testpmd::start(&binary, &info.netns, &info.bridge, None)
+                        .map_err(|e| guest_err(e.to_string()))?;
+                let cmd = vnetbed_run(
+                    image,
+                    &["--vhost-user", &testpmd.socket().display().to_string()],
+                )?;
+                backend = Some(testpmd);
+                cmd
+            }
+            SutSpec::VhostUser { socket } => {
+                vnetbed_run(image, &["--vhost-user", &socket.display().to_string()])?
+            }
+            SutSpec::Vnetbed { model, transport } => vnetbed_run(
+                image,
+                &[
                     "--net",
                     &format!("tap={tap},netns={},transport={transport}", info.netns),
                     "--notify-model",
                     &model.to_string(),
-                ]);
-                cmd
-            }
+                ],
+            )?,
             SutSpec::Qemu(q) => {
                 let binary = q.resolve_binary().map_err(|e| BenchError::Guest {
                     vmm: name.clone(),
@@ -135,6 +171,7 @@ impl ProbeGuest {
             started,
             tail: VecDeque::new(),
             name,
+            _backend: backend,
         })
     }
 

@@ -7,6 +7,7 @@
 //! | [`ThreadKind::Vcpu`] | `vcpu0`, `vcpu1`, ...: `KVM_RUN` and the device models on the buses | first thing in each vCPU thread |
 //! | [`ThreadKind::DeviceWorker`] | `virtio-net`: the device's epoll loop, which also runs the stall watchdog on its timerfd | first thing in the thread (it is started by a vCPU thread at DRIVER_OK, so it also inherits the vCPU filter) |
 //! | [`ThreadKind::StallExit`] | `stall-exit`: ends the VM when the watchdog fires with `--on-stall exit` | first thing in the thread |
+//! | [`ThreadKind::VhostUser`] | `vhost-user`: a vhost-user virtio-net's relay of kicks and calls, its watchdog, and its messages to the backend; `vhost-deadline`: shuts the backend's socket down when an exchange outlives its deadline | first thing in `vhost-deadline`; in `vhost-user` after it has set up its epoll and timer (both are started by the main thread at attach, before the guest runs) |
 //!
 //! The stall watchdog has no thread of its own: it runs on the device worker's timer. The tap
 //! helper thread (`setns` into the testbed's namespace to open the tap) ends before the VM is
@@ -38,15 +39,18 @@ pub enum ThreadKind {
     DeviceWorker,
     /// The `--on-stall exit` link from the watchdog to the VM's end.
     StallExit,
+    /// The vhost-user frontend's relay thread.
+    VhostUser,
 }
 
 impl ThreadKind {
     /// Every kind.
-    pub const ALL: [ThreadKind; 4] = [
+    pub const ALL: [ThreadKind; 5] = [
         ThreadKind::Main,
         ThreadKind::Vcpu,
         ThreadKind::DeviceWorker,
         ThreadKind::StallExit,
+        ThreadKind::VhostUser,
     ];
 
     /// The name used in messages and in `VNETBED_SECCOMP_SELFTEST`.
@@ -56,6 +60,7 @@ impl ThreadKind {
             ThreadKind::Vcpu => "vcpu",
             ThreadKind::DeviceWorker => "device-worker",
             ThreadKind::StallExit => "stall-exit",
+            ThreadKind::VhostUser => "vhost-user",
         }
     }
 
@@ -103,7 +108,7 @@ pub enum SeccompError {
 }
 
 struct Policy {
-    filters: [BpfProgram; 4],
+    filters: [BpfProgram; 5],
     selftest: Option<ThreadKind>,
 }
 
@@ -131,6 +136,7 @@ pub fn enable() -> Result<(), SeccompError> {
         compile(ThreadKind::Vcpu)?,
         compile(ThreadKind::DeviceWorker)?,
         compile(ThreadKind::StallExit)?,
+        compile(ThreadKind::VhostUser)?,
     ];
     handler::install().map_err(SeccompError::Handler)?;
     let _ = POLICY.set(Policy { filters, selftest });

@@ -79,6 +79,23 @@ const VCPU: &[i64] = &[
 /// The stall-exit thread: poll the stall eventfd, then write the VM's exit eventfd.
 const STALL_EXIT: &[i64] = &[libc::SYS_poll, libc::SYS_ppoll];
 
+/// The vhost-user relay: its epoll loop over eventfds, the backend's socket and a timerfd
+/// (created before it confines itself), and the vhost-user messages it sends and receives
+/// on the socket it was given (never a new socket); and the deadline thread beside it, which
+/// shuts that socket down when the backend does not answer in time.
+const VHOST_USER: &[i64] = &[
+    libc::SYS_shutdown,
+    libc::SYS_read,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_timerfd_settime,
+    libc::SYS_sendmsg,
+    libc::SYS_recvmsg,
+    libc::SYS_recvfrom,
+    libc::SYS_close,
+];
+
 /// `fcntl` commands that only read a descriptor's flags (std checks that a descriptor it
 /// closes is open, in builds with debug assertions).
 const FCNTL_CHECKS: &[u64] = &[libc::F_GETFD as u64, libc::F_GETFL as u64];
@@ -165,6 +182,7 @@ pub(super) fn rules(kind: ThreadKind) -> Rules {
         }
         ThreadKind::DeviceWorker => allow(&mut r, DEVICE_WORKER),
         ThreadKind::StallExit => allow(&mut r, STALL_EXIT),
+        ThreadKind::VhostUser => allow(&mut r, VHOST_USER),
     }
     r
 }

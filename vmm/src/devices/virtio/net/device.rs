@@ -113,19 +113,27 @@ impl Net {
         self.exit.clone()
     }
 
-    fn config_bytes(&self) -> [u8; 8] {
-        // struct virtio_net_config { u8 mac[6]; le16 status; } (§5.1.4); link always up.
-        let mut c = [0u8; 8];
-        c[..6].copy_from_slice(&self.mac.0);
-        c[6..].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
-        c
-    }
-
     fn take_backend(&self) -> Option<Box<dyn NetBackend>> {
         self.backend
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+}
+
+/// A guest read of a virtio-net device's configuration space at `offset`: `struct
+/// virtio_net_config { u8 mac[6]; le16 status; }` (§5.1.4), link always up; bytes past it
+/// read as 0 (never panics).
+pub fn read_net_config(mac: MacAddr, offset: u64, data: &mut [u8]) {
+    let mut c = [0u8; 8];
+    c[..6].copy_from_slice(&mac.0);
+    c[6..].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = offset
+            .checked_add(i as u64)
+            .and_then(|o| c.get(o as usize))
+            .copied()
+            .unwrap_or(0);
     }
 }
 
@@ -158,14 +166,7 @@ impl VirtioDevice for Net {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let c = self.config_bytes();
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| c.get(o as usize))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_net_config(self.mac, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {

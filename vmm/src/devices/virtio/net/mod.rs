@@ -10,6 +10,8 @@
 //! - [`worker`]: the device thread (epoll, timers);
 //! - [`backend`], [`tap`]: where frames come from and go to;
 //! - [`config`]: `--net` and the device options; [`metrics`]: counters;
+//! - [`vhost_user`]: the same device model with its datapath in a vhost-user backend
+//!   (`--vhost-user`): kicks and calls relayed and counted, a watchdog over the rings;
 //! - `test_driver`: a Linux-faithful guest driver on host threads, and `test_netns`:
 //!   throwaway network namespaces and an AF_PACKET peer on a tap; the test rig, only with the
 //!   `test-rig` feature (tests and benchmarks), not part of the library's API.
@@ -41,7 +43,8 @@
 //!   `counters`.
 //! - `error`: `device`, `kind` (e.g. `descriptor_loop`, `avail_idx_jump`,
 //!   `register_write_at_wrong_status`), `error` (message), `queue` (or null),
-//!   `needs_reset: true`.
+//!   `needs_reset: true`. With `--vhost-user`: `backend_died` (the VM then ends with status
+//!   14) and `vhost_user_vring_error`.
 //!
 //! `--on-stall exit` fires [`StallExit`] (a flag and an EventFd); the VMM ends with its stall
 //! exit status.
@@ -56,6 +59,7 @@ pub mod ring;
 pub mod rx;
 pub mod tap;
 pub mod tx;
+pub mod vhost_user;
 pub mod watchdog;
 pub mod worker;
 

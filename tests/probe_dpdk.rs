@@ -1,0 +1,42 @@
+//! The probe's acceptance checks through a vhost-user backend: vnetbed's virtio-mmio device
+//! model with DPDK's `dpdk-testpmd` (Debian's `dpdk` package) as the datapath, which the
+//! test starts in the testbed's namespace (vhost PMD port + tap PMD port on the bridge, io
+//! forwarding). Shared checks: tests/probe_support/acceptance.rs.
+
+mod common;
+mod probe_support;
+
+use common::require;
+use probe_support::acceptance::{self, Vmm};
+
+const VMM: Vmm = Vmm::Dpdk;
+
+#[test]
+fn probe_through_dpdk_binds_dhcp_and_answers_100_pings() {
+    if require(
+        "probe_through_dpdk_binds_dhcp_and_answers_100_pings",
+        &VMM.caps(),
+    ) {
+        acceptance::dhcp_and_ping(VMM, "", true);
+    }
+}
+
+#[test]
+fn probe_through_dpdk_serves_iperf3_tcp_both_directions() {
+    if require(
+        "probe_through_dpdk_serves_iperf3_tcp_both_directions",
+        &VMM.caps(),
+    ) {
+        acceptance::iperf3_tcp_both_directions(VMM);
+    }
+}
+
+#[test]
+fn probe_through_dpdk_in_direct_mode_answers_pings_with_kicks_uncounted() {
+    if require(
+        "probe_through_dpdk_in_direct_mode_answers_pings_with_kicks_uncounted",
+        &VMM.caps(),
+    ) {
+        acceptance::dpdk_direct_mode();
+    }
+}
