@@ -83,7 +83,13 @@ pub struct QemuLaunch<'a> {
     pub tap: Option<&'a str>,
     /// The NIC's MAC address (QEMU's default when absent).
     pub mac: Option<&'a str>,
+    /// `rx_queue_size=` of the NIC; `None`: 1024 (see [`DEFAULT_RX_QUEUE_SIZE`]).
+    pub rx_queue_size: Option<u16>,
 }
+
+/// The rx ring vnetbed gives QEMU's NIC unless a spec says otherwise: QEMU's maximum (its own
+/// default is 256).
+pub const DEFAULT_RX_QUEUE_SIZE: u16 = 1024;
 
 impl QemuLaunch<'_> {
     /// QEMU's arguments.
@@ -121,7 +127,11 @@ impl QemuLaunch<'_> {
             args.push(format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
             // A 1024-entry rx ring (QEMU's maximum; default 256) buffers about 55 ms of
             // 1500-byte frames at 200 Mbit/s while the vCPU waits for one of the shared cores.
-            let mut nic = format!("{},netdev=n0,rx_queue_size=1024", self.device.name());
+            let mut nic = format!(
+                "{},netdev=n0,rx_queue_size={}",
+                self.device.name(),
+                self.rx_queue_size.unwrap_or(DEFAULT_RX_QUEUE_SIZE)
+            );
             if let Some(mac) = self.mac {
                 nic.push_str(&format!(",mac={mac}"));
             }
@@ -204,6 +214,7 @@ fn probe_launch<'a>(
         append,
         tap,
         mac: None,
+        rx_queue_size: None,
     }
 }
 
@@ -306,6 +317,7 @@ mod tests {
             append: "probe.stall_timeout=1s",
             tap: Some("vnb0"),
             mac: Some("52:54:00:01:02:03"),
+            rx_queue_size: None,
         }
     }
 
@@ -335,6 +347,10 @@ mod tests {
             .join(" ");
         assert!(pcie.contains("microvm,pcie=on"), "{pcie}");
         assert!(pcie.contains("disable-legacy=on"), "{pcie}");
+        let mut small = launch(Machine::Q35, Device::VirtioNetPci, None);
+        small.rx_queue_size = Some(256);
+        let small = small.args().join(" ");
+        assert!(small.contains("netdev=n0,rx_queue_size=256,"), "{small}");
     }
 
     #[test]

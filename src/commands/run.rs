@@ -12,7 +12,7 @@ use vmm::testguest::TestGuest;
 use vmm::vm::{SerialOutput, Vm, VmConfig};
 
 /// The default kernel command line.
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
+pub const DEFAULT_CMDLINE: &str = vnetbed::soak::DEFAULT_GUEST_CMDLINE;
 
 /// Arguments of `vnetbed run`.
 #[derive(Debug, Args)]

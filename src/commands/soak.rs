@@ -91,6 +91,11 @@ pub struct CommonArgs {
     /// a copy around each stall and failed renewal: dhcp (UDP 67/68) or all (headers).
     #[arg(long, value_enum, default_value_t = CaptureMode::None)]
     pub capture: CaptureMode,
+    /// More words for the guest's kernel command line, e.g. the probe's rx ring options
+    /// `"probe.rx_buf=256 probe.refill=trickle:2 probe.profile=linux-3.2"` (see
+    /// docs/probe-guest.md). Passed to every system under test alike.
+    #[arg(long, value_name = "WORDS", default_value = "")]
+    pub guest_cmdline: String,
 }
 
 /// Arguments of `vnetbed soak`.
@@ -238,6 +243,7 @@ pub fn plan(
         dhcp_timeout: Duration::from_secs(60),
         phase: None,
         expect_stall: false,
+        guest_cmdline: common.guest_cmdline.clone(),
         capture: common.capture,
     })
 }

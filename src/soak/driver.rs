@@ -79,10 +79,15 @@ fn start_vmm(
         }
         SutSpec::Qemu(q) => {
             let binary = q.resolve_binary()?;
-            let append = match plan.stall_timeout {
+            let mut append = match plan.stall_timeout {
                 Some(t) => format!("probe.stall_timeout={}ms", t.as_millis()),
                 None => String::new(),
             };
+            if !plan.guest_cmdline.is_empty() {
+                append = format!("{append} {}", plan.guest_cmdline)
+                    .trim()
+                    .to_string();
+            }
             let launch = crate::qemu::QemuLaunch {
                 binary: &binary,
                 machine: q.machine,
@@ -95,6 +100,7 @@ fn start_vmm(
                 append: &append,
                 tap: Some(&tap),
                 mac: Some(mac),
+                rx_queue_size: q.rx_queue_size,
             };
             (launch.in_netns(&info.netns), None)
         }
@@ -145,6 +151,10 @@ fn vnetbed_command(
     }
     if let Some(t) = plan.stall_timeout {
         cmd.args(["--stall-timeout", &text(t)]);
+    }
+    if !plan.guest_cmdline.is_empty() {
+        let cmdline = format!("{} {}", super::DEFAULT_GUEST_CMDLINE, plan.guest_cmdline);
+        cmd.args(["--cmdline", &cmdline]);
     }
     cmd.args(["--events", &events_path, "--serial", "stdout"]);
     Ok((cmd, events))

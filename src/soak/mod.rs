@@ -42,6 +42,9 @@ pub use event_pipe::VMM_EVENTS_FILE;
 use load::LoadKind;
 pub use stop::StopWhen;
 
+/// `vnetbed run --cmdline`'s default, which `--guest-cmdline` words are appended to.
+pub const DEFAULT_GUEST_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
+
 /// Everything a soak needs.
 #[derive(Debug, Clone)]
 pub struct SoakPlan {
@@ -89,6 +92,8 @@ pub struct SoakPlan {
     pub expect_stall: bool,
     /// What tcpdump captures on the guest's tap (`--capture`).
     pub capture: capture::CaptureMode,
+    /// Extra guest kernel command-line words (`--guest-cmdline`), for every SUT alike.
+    pub guest_cmdline: String,
 }
 
 /// Errors that keep a soak from running at all (a failed run is a verdict, not an error).

@@ -107,6 +107,7 @@ impl ProbeGuest {
                     append: "",
                     tap: Some(&tap),
                     mac: None,
+                    rx_queue_size: None,
                 }
                 .in_netns(&info.netns)
             }
