@@ -47,7 +47,12 @@ fn revert_build(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// Measured on the 2-core development machine (BENCHMARKS.md): the control stalls after
+/// 20-160 s, and verify then runs Debian's QEMU as long again, so this takes about 4 minutes
+/// and up to 10: more than a CI job's share. Run it with
+/// `cargo test --test qemu_2024 -- --ignored` (after `scripts/build-qemu.sh --revert f937309`).
 #[test]
+#[ignore = "takes 4-10 minutes: cargo test --test qemu_2024 -- --ignored"]
 fn the_f937309_revert_stalls_with_the_lost_kick_and_debian_qemu_does_not() {
     let test = "qemu_2024_lost_kick";
     if !require(test, CAPS) {
