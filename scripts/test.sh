@@ -4,11 +4,6 @@
 # with a printed reason elsewhere, and fail under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# QEMU 7.2 from Debian's source with f937309 reverted (tests/qemu_2024.rs's control): built
-# in the background while Rust builds (~2-3 min on 2 idle cores; reused when unchanged).
-mkdir -p target
-bash scripts/build-qemu.sh --revert f937309 >target/build-qemu.log 2>&1 &
-qemu_build=$!
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
@@ -20,8 +15,6 @@ cargo build --workspace --all-targets
 # seed corpus: builds them, and fails on any crash, panic or hang.
 (cd fuzz && cargo fmt -- --check)
 bash scripts/fuzz.sh smoke 5
-wait "$qemu_build" || { tail -30 target/build-qemu.log; echo "scripts/build-qemu.sh failed" >&2; exit 1; }
-tail -1 target/build-qemu.log
 cargo test --workspace -- --nocapture 2>&1 | tee target/test-output.txt
 # A test that skips (the host lacks a capability: only off CI; or, by design, the Linux-guest
 # tests on hosts without hardware virtualization) prints "SKIP <name>: <reason>" and returns,

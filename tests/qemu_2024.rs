@@ -30,8 +30,8 @@ const CAPS: &[Capability] = &[
 const GUEST_CMDLINE: &str = "probe.rx_buf=256 probe.refill=trickle:2";
 const RATE: &str = "400M";
 
-/// The revert build, made by `scripts/build-qemu.sh --revert f937309` (scripts/test.sh runs
-/// it). Missing: a skip off CI, a failure under CI=true.
+/// The revert build, made by `scripts/build-qemu.sh --revert f937309`. Missing: a skip off
+/// CI, a failure under CI=true.
 fn revert_build(test: &str) -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target/qemu-revert-f937309/bin/qemu-system-x86_64");
@@ -48,11 +48,12 @@ fn revert_build(test: &str) -> Option<PathBuf> {
 }
 
 /// Measured on the 2-core development machine (BENCHMARKS.md): the control stalls after
-/// 20-160 s, and verify then runs Debian's QEMU as long again, so this takes about 4 minutes
-/// and up to 10: more than a CI job's share. Run it with
+/// 84-160 s in 3 of 5 runs, and not within 300 s in the other 2; verify then runs Debian's
+/// QEMU as long again. So this takes about 5 minutes and up to 20 (the control's 10-minute
+/// timeout, twice): far more than a CI job's share. Run it with
 /// `cargo test --test qemu_2024 -- --ignored` (after `scripts/build-qemu.sh --revert f937309`).
 #[test]
-#[ignore = "takes 4-10 minutes: cargo test --test qemu_2024 -- --ignored"]
+#[ignore = "takes 5-20 minutes: cargo test --test qemu_2024 -- --ignored"]
 fn the_f937309_revert_stalls_with_the_lost_kick_and_debian_qemu_does_not() {
     let test = "qemu_2024_lost_kick";
     if !require(test, CAPS) {
@@ -72,7 +73,7 @@ fn the_f937309_revert_stalls_with_the_lost_kick_and_debian_qemu_does_not() {
         .arg("--control")
         .arg(format!("qemu={},rx_queue_size=256", control.display()))
         .args(["--sut", "qemu,rx_queue_size=256"])
-        .args(["--runs", "1", "--timeout", "5m", "--duration", "30s"])
+        .args(["--runs", "1", "--timeout", "10m", "--duration", "30s"])
         .args(["--rate", RATE, "--guest-cmdline", GUEST_CMDLINE])
         .output()
         .unwrap();
