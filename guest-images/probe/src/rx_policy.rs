@@ -57,7 +57,9 @@ impl RefillPolicy {
             "low" => Some(RefillPolicy::Low),
             _ => {
                 let batch: u16 = text.strip_prefix("trickle:")?.parse().ok()?;
-                (1..=256).contains(&batch).then_some(RefillPolicy::Trickle(batch))
+                (1..=256)
+                    .contains(&batch)
+                    .then_some(RefillPolicy::Trickle(batch))
             }
         }
     }
@@ -212,7 +214,14 @@ mod tests {
             assert_eq!(format!("{policy}"), text);
         }
         assert_eq!(RefillPolicy::parse("linux-3.2"), Some(RefillPolicy::Half));
-        for bad in ["", "trickle", "trickle:0", "trickle:257", "trickle:x", "lazy"] {
+        for bad in [
+            "",
+            "trickle",
+            "trickle:0",
+            "trickle:257",
+            "trickle:x",
+            "lazy",
+        ] {
             assert_eq!(RefillPolicy::parse(bad), None, "{bad}");
         }
         assert_eq!(Profile::parse("linux-3.2"), Some(Profile::Linux32));
@@ -247,7 +256,13 @@ mod tests {
         buffers.push(vec![0xee; 64]); // the next frame's first buffer: must stay unconsumed
         let mut rest = buffers[1..].iter();
         let mut out = [0u8; 1514];
-        let len = merge_frame(&buffers[0], 12, true, || rest.next().map(|b| &b[..]), &mut out);
+        let len = merge_frame(
+            &buffers[0],
+            12,
+            true,
+            || rest.next().map(|b| &b[..]),
+            &mut out,
+        );
         assert_eq!(len, Ok(1514));
         assert_eq!(&out[..], &frame[..]);
         assert_eq!(rest.len(), 1, "only the announced buffers are consumed");
@@ -260,16 +275,32 @@ mod tests {
         let mut rest = buffers[1..3].iter(); // two of the four further buffers are missing
         let mut out = [0u8; 1514];
         assert_eq!(
-            merge_frame(&buffers[0], 12, true, || rest.next().map(|b| &b[..]), &mut out),
+            merge_frame(
+                &buffers[0],
+                12,
+                true,
+                || rest.next().map(|b| &b[..]),
+                &mut out
+            ),
             Err(MergeError::MissingBuffers)
         );
         let mut rest = buffers[1..].iter();
         let mut small = [0u8; 600];
         assert_eq!(
-            merge_frame(&buffers[0], 12, true, || rest.next().map(|b| &b[..]), &mut small),
+            merge_frame(
+                &buffers[0],
+                12,
+                true,
+                || rest.next().map(|b| &b[..]),
+                &mut small
+            ),
             Err(MergeError::TooLong)
         );
-        assert_eq!(rest.len(), 0, "an oversized frame's buffers are all consumed");
+        assert_eq!(
+            rest.len(),
+            0,
+            "an oversized frame's buffers are all consumed"
+        );
         let mut zero = buffers[0].clone();
         zero[10..12].copy_from_slice(&0u16.to_le_bytes());
         assert_eq!(

@@ -609,7 +609,11 @@ mod tests {
                 assert_eq!(rings.avail_flags(), VRING_AVAIL_F_NO_INTERRUPT);
                 assert_eq!(rings.used_event(), 5, "3.2 leaves used_event alone");
             } else {
-                assert_eq!(rings.avail_flags(), 0, "with EVENT_IDX modern leaves the flags");
+                assert_eq!(
+                    rings.avail_flags(),
+                    0,
+                    "with EVENT_IDX modern leaves the flags"
+                );
                 assert_eq!(rings.used_event(), 0, "modern writes used_event = 0");
             }
             assert!(q.enable_cb());
