@@ -350,6 +350,10 @@ mod tests {
             .join(" ");
         assert!(pcie.contains("microvm,pcie=on"), "{pcie}");
         assert!(pcie.contains("disable-legacy=on"), "{pcie}");
+        let mut small = launch(Machine::Q35, Device::VirtioNetPci, None);
+        small.rx_queue_size = Some(256);
+        let small = small.args().join(" ");
+        assert!(small.contains("netdev=n0,rx_queue_size=256,"), "{small}");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //!   default).
 //! - `qemu` (the `qemu-system-x86_64` on PATH) or `qemu=PATH`, with options after commas:
 //!   `machine=q35|pc|microvm` (default q35), `device=virtio-net-pci|virtio-net-device`
-//!   (default virtio-net-pci; virtio-net-device needs microvm), `modern=on|off`, and
-//!   `extra=...`, which takes the rest of the spec, commas included, as more QEMU arguments
+//!   (default virtio-net-pci; virtio-net-device needs microvm), `modern=on|off`,
+//!   `rx_queue_size=256|512|1024` (the NIC's rx ring; default 1024), and `extra=...`, which takes the rest of the spec, commas included, as more QEMU arguments
 //!   split at white space.
 //! - `dpdk` (the `dpdk-testpmd` on PATH) or `dpdk=PATH`: vnetbed's VMM and device model, the
 //!   datapath in DPDK's vhost library: vnetbed starts testpmd in the testbed's namespace
@@ -57,7 +57,7 @@ pub enum SutSpec {
     },
 }
 
-/// `qemu[=PATH][,machine=...][,device=...][,modern=on|off][,extra=...]`.
+/// `qemu[=PATH][,machine=...][,device=...][,modern=on|off][,rx_queue_size=N][,extra=...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuSpec {
     /// The binary given with `qemu=PATH`; `None`: `qemu-system-x86_64` on PATH.
@@ -70,6 +70,8 @@ pub struct QemuSpec {
     pub modern: Option<bool>,
     /// More QEMU arguments (`extra=`).
     pub extra: Vec<String>,
+    /// `rx_queue_size=N` (a power of two, 256..=1024, QEMU's limits); `None`: 1024.
+    pub rx_queue_size: Option<u16>,
 }
 
 /// Why a spec was refused.
@@ -80,7 +82,8 @@ pub enum SutSpecError {
         "unknown system under test `{0}`: use `vnetbed`, `vnetbed:MODEL` (MODEL: fenced, \
          virtio-queue, unfenced, no-recheck, missing-enable-fence, missing-notify-fence), \
          `qemu` or `qemu=PATH` with options `,machine=q35|pc|microvm`, \
-         `,device=virtio-net-pci|virtio-net-device`, `,modern=on|off`, `,extra=ARGS`, \
+         `,device=virtio-net-pci|virtio-net-device`, `,modern=on|off`, \
+         `,rx_queue_size=256|512|1024`, `,extra=ARGS`, \
          `dpdk` or `dpdk=PATH` (DPDK's testpmd as a vhost-user backend), or \
          `vhost-user=SOCKET` (a vhost-user backend you run)"
     )]
@@ -146,6 +149,7 @@ impl QemuSpec {
             None => None,
         };
         let (mut machine, mut device, mut modern, mut extra) = (None, None, None, None);
+        let mut rx_queue_size = None;
         let mut rest = options;
         while let Some(text) = rest {
             // `extra=` takes everything after it, commas included.
@@ -166,7 +170,7 @@ impl QemuSpec {
             rest = next;
             let Some((key, value)) = option.split_once('=') else {
                 return Err(bad(format!(
-                    "`{option}` is not KEY=VALUE; the options are machine=, device=, modern= and extra="
+                    "`{option}` is not KEY=VALUE; the options are machine=, device=, modern=, rx_queue_size= and extra="
                 )));
             };
             let repeated = || bad(format!("`{key}` is given twice"));
@@ -196,6 +200,20 @@ impl QemuSpec {
                         return Err(repeated());
                     }
                 }
+                "rx_queue_size" => {
+                    let size = value
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|n| n.is_power_of_two() && (256..=1024).contains(n))
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "rx_queue_size `{value}`: use 256, 512 or 1024 (QEMU's limits)"
+                            ))
+                        })?;
+                    if rx_queue_size.replace(size).is_some() {
+                        return Err(repeated());
+                    }
+                }
                 "modern" => {
                     let Some(m) = on_off(value) else {
                         return Err(bad(format!("modern `{value}`: use on or off")));
@@ -206,7 +224,7 @@ impl QemuSpec {
                 }
                 _ => {
                     return Err(bad(format!(
-                    "unknown option `{key}`: the options are machine=, device=, modern= and extra="
+                    "unknown option `{key}`: the options are machine=, device=, modern=, rx_queue_size= and extra="
                 )))
                 }
             }
@@ -239,6 +257,7 @@ impl QemuSpec {
             device,
             modern,
             extra: extra.unwrap_or_default(),
+            rx_queue_size,
         })
     }
 
@@ -391,6 +410,9 @@ impl fmt::Display for SutSpec {
                 )?;
                 if let Some(m) = q.modern {
                     write!(f, ",modern={}", if m { "on" } else { "off" })?;
+                }
+                if let Some(n) = q.rx_queue_size {
+                    write!(f, ",rx_queue_size={n}")?;
                 }
                 if !q.extra.is_empty() {
                     write!(f, ",extra={}", q.extra.join(" "))?;
@@ -720,6 +742,29 @@ mod tests {
         let SutSpec::Qemu(q) = &s else { panic!() };
         assert_eq!(q.device, Device::VirtioNetDevice);
         assert_eq!(q.extra, ["-smp", "2,cores=2"]);
+        assert_eq!(q.rx_queue_size, None);
+    }
+
+    #[test]
+    fn parses_and_prints_rx_queue_size() {
+        let s: SutSpec = "qemu,rx_queue_size=256".parse().unwrap();
+        let SutSpec::Qemu(q) = &s else { panic!() };
+        assert_eq!(q.rx_queue_size, Some(256));
+        assert_eq!(
+            s.to_string(),
+            "qemu,machine=q35,device=virtio-net-pci,rx_queue_size=256"
+        );
+        for bad in [
+            "qemu,rx_queue_size=128",
+            "qemu,rx_queue_size=300",
+            "qemu,rx_queue_size=x",
+        ] {
+            let e = bad.parse::<SutSpec>().unwrap_err().to_string();
+            assert!(e.contains("use 256, 512 or 1024"), "{bad}: {e}");
+        }
+        assert!("qemu,rx_queue_size=512,rx_queue_size=512"
+            .parse::<SutSpec>()
+            .is_err());
     }
 
     #[test]

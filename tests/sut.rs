@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use common::reports::python_with_modules;
 use common::soak::{
-    check, no_testbed_left, out_dir, pid_of, report, reports_are_valid, text, wait_for_samples,
+    check, json_file, no_testbed_left, out_dir, pid_of, report, reports_are_valid, text,
+    wait_for_samples,
 };
 use common::{find_program, require, vnetbed, vnetbed_bin, Capability};
 use serde_json::Value;
@@ -54,11 +55,6 @@ fn sha256(path: &Path) -> String {
 
 fn qemu_binary() -> PathBuf {
     find_program("qemu-system-x86_64").expect("qemu-system-x86_64 on PATH")
-}
-
-fn json_file(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn records(out: &Path) -> Vec<Value> {

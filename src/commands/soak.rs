@@ -64,8 +64,9 @@ pub struct CommonArgs {
     /// lost kick.
     #[arg(long, value_name = "N")]
     pub queue_size: Option<u16>,
-    /// Words added to the guest's kernel command line, e.g. the probe's refill policy
-    /// (`probe.refill=half`); see the probe's options in the README.
+    /// Words added to the guest's kernel command line, for every system under test alike,
+    /// e.g. the probe's rx ring shaping (`probe.rx_buf=256 probe.refill=half
+    /// probe.profile=linux-3.2`; guest-images/probe/README.md lists them).
     #[arg(long, value_name = "WORDS")]
     pub guest_cmdline: Option<String>,
     /// UDP rate (iperf3 -b) in bits/s, with k, M or G (e.g. 200M). Default 200M (verify:

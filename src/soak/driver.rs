@@ -154,7 +154,8 @@ fn start_vmm(
                 append: &append,
                 tap: Some(&tap),
                 mac: Some(mac),
-                rx_queue_size: plan.shaping.queue_size,
+                // The spec's own rx_queue_size wins over the run's shaping.
+                rx_queue_size: q.rx_queue_size.or(plan.shaping.queue_size),
             };
             (launch.in_netns(&info.netns), None)
         }

@@ -15,6 +15,12 @@ pub fn out_dir(name: &str) -> PathBuf {
     d
 }
 
+/// A JSON file, parsed (the test fails naming the file if it is missing or malformed).
+pub fn json_file(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 pub fn report(out: &Path) -> Value {
     let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
     serde_json::from_str(&text).expect("report.json parses")

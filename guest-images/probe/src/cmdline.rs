@@ -1,6 +1,8 @@
 //! The kernel command line: NICs in Linux syntax (`virtio_mmio.device=<size>@<base>:<irq>`)
 //! and the probe's own `probe.<name>=<value>` options. Other words (console=...) are ignored.
 
+use crate::rx_policy::{Profile, RefillPolicy};
+
 /// Most virtio-mmio devices we track.
 pub const MAX_DEVICES: usize = 4;
 
@@ -70,7 +72,20 @@ pub struct Options {
     pub on_stall: OnStall,
     /// `probe.msix=0` makes a PCI NIC use INTx even if it has MSI-X (default on).
     pub msix: bool,
+    /// `probe.rx_buf=BYTES`: the rx buffer size posted to the device ([`MIN_RX_BUF`]..=
+    /// [`MAX_RX_BUF`]); `None`: 1536, a full frame per buffer. Smaller buffers make a frame
+    /// span several (with MRG_RXBUF; without it the driver keeps full-frame buffers).
+    pub rx_buf: Option<usize>,
+    /// `probe.refill=eager|half|low|trickle:N`; `None`: the profile's default.
+    pub refill: Option<RefillPolicy>,
+    /// `probe.profile=modern|linux-3.2` (default modern).
+    pub profile: Profile,
 }
+
+/// Smallest `probe.rx_buf`: the virtio-net header plus some data.
+pub const MIN_RX_BUF: usize = 64;
+/// Largest `probe.rx_buf`: the driver's buffer slots.
+pub const MAX_RX_BUF: usize = 2048;
 
 impl Default for Options {
     fn default() -> Self {
@@ -84,6 +99,9 @@ impl Default for Options {
             stall_timeout_us: DEFAULT_STALL_TIMEOUT_US,
             on_stall: OnStall::Report,
             msix: true,
+            rx_buf: None,
+            refill: None,
+            profile: Profile::Modern,
         }
     }
 }
@@ -92,6 +110,11 @@ impl Options {
     /// The NICs found.
     pub fn devices(&self) -> impl Iterator<Item = &VirtioMmioDevice> {
         self.devices.iter().flatten()
+    }
+
+    /// The refill policy in force: `probe.refill=`, else the profile's.
+    pub fn refill_policy(&self) -> RefillPolicy {
+        self.refill.unwrap_or(self.profile.default_refill())
     }
 }
 
@@ -123,7 +146,8 @@ impl core::fmt::Display for CmdlineError<'_> {
             CmdlineError::UnknownOption(w) => write!(
                 f,
                 "unknown option `{w}` (known: probe.tsc_khz, probe.event_idx, probe.mrg_rxbuf, \
-                 probe.exit_after_boot, probe.selftest, probe.stall_timeout, probe.on_stall, probe.msix)"
+                 probe.exit_after_boot, probe.selftest, probe.stall_timeout, probe.on_stall, probe.msix, \
+                 probe.rx_buf, probe.refill, probe.profile)"
             ),
             CmdlineError::BadValue(w) => write!(f, "bad value in `{w}`"),
         }
@@ -153,6 +177,15 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                 "event_idx" => options.event_idx = parse_bool(value).ok_or(bad)?,
                 "mrg_rxbuf" => options.mrg_rxbuf = parse_bool(value).ok_or(bad)?,
                 "msix" => options.msix = parse_bool(value).ok_or(bad)?,
+                "rx_buf" => {
+                    let bytes = parse_u64(value)
+                        .and_then(|b| usize::try_from(b).ok())
+                        .filter(|b| (MIN_RX_BUF..=MAX_RX_BUF).contains(b))
+                        .ok_or(bad)?;
+                    options.rx_buf = Some(bytes);
+                }
+                "refill" => options.refill = Some(RefillPolicy::parse(value).ok_or(bad)?),
+                "profile" => options.profile = Profile::parse(value).ok_or(bad)?,
                 "exit_after_boot" => options.exit_after_boot = parse_bool(value).ok_or(bad)?,
                 "selftest" => {
                     options.selftest = Some(match value {
@@ -294,6 +327,33 @@ mod tests {
             700_000
         );
         assert_eq!(parse("probe.stall_timeout=0").unwrap().stall_timeout_us, 0);
+    }
+
+    #[test]
+    fn parses_rx_ring_options() {
+        let options = parse("").unwrap();
+        assert_eq!(options.rx_buf, None);
+        assert_eq!(options.profile, Profile::Modern);
+        assert_eq!(options.refill_policy(), RefillPolicy::Eager);
+        let options = parse("probe.rx_buf=256 probe.refill=trickle:2").unwrap();
+        assert_eq!(options.rx_buf, Some(256));
+        assert_eq!(options.refill_policy(), RefillPolicy::Trickle(2));
+        let options = parse("probe.profile=linux-3.2").unwrap();
+        assert_eq!(options.refill_policy(), RefillPolicy::Half);
+        let options = parse("probe.profile=linux-3.2 probe.refill=low").unwrap();
+        assert_eq!(options.refill_policy(), RefillPolicy::Low);
+        for word in [
+            "probe.rx_buf=63",
+            "probe.rx_buf=2049",
+            "probe.rx_buf=",
+            "probe.refill=lazy",
+            "probe.profile=linux-2.6",
+        ] {
+            assert!(
+                matches!(parse(word), Err(CmdlineError::BadValue(_))),
+                "{word}"
+            );
+        }
     }
 
     #[test]

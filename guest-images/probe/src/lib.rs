@@ -6,5 +6,6 @@
 pub mod cmdline;
 pub mod iperf3_proto;
 pub mod pci_rules;
+pub mod rx_policy;
 pub mod stall;
 pub mod virtqueue;

@@ -177,12 +177,7 @@ pub fn run(options: &Options, setup: NicSetup) -> ! {
         NicIrq::MsiX { .. } => [Some(1), Some(2)],
         NicIrq::Line { .. } => [None, None],
     };
-    let net = match VirtioNet::new(
-        transport,
-        options.event_idx,
-        options.mrg_rxbuf,
-        queue_vectors,
-    ) {
+    let net = match VirtioNet::new(transport, options, queue_vectors) {
         Some(Ok(net)) => net,
         Some(Err(error)) => start::fatal(ExitCode::DeviceError, "nic", format_args!("{error}")),
         None => start::fatal(
@@ -219,6 +214,8 @@ pub fn run(options: &Options, setup: NicSetup) -> ! {
         .u64("rx_queue_size", u64::from(rx_size))
         .u64("tx_queue_size", u64::from(tx_size))
         .u64("rx_buffer_len", net.rx_buffer_len() as u64)
+        .fmt("refill", format_args!("{}", net.rx_policy().0))
+        .str("profile", net.rx_policy().1.name())
         .emit();
     let mut nic = Nic {
         net,
@@ -273,7 +270,7 @@ pub fn run(options: &Options, setup: NicSetup) -> ! {
             report_counters(&nic.net, &stall_watch);
             next_counters = now_us + COUNTER_PERIOD_US;
         }
-        if nic.net.rx_scheduled() {
+        if nic.net.rx_scheduled() || nic.net.refill_pending() {
             continue;
         }
         let stack_delay = iface.poll_delay(now(), &sockets).map(|d| d.total_micros());
@@ -403,5 +400,8 @@ fn report_counters(net: &VirtioNet, stall_watch: &StallWatch) {
         .bool("rx_polling", net.rx_scheduled())
         .u64("stalls", stall_watch.stalls)
         .u64("stalls_recovered", stall_watch.recovered)
+        .u64("rx_buffer_len", net.rx_buffer_len() as u64)
+        .fmt("refill", format_args!("{}", net.rx_policy().0))
+        .str("profile", net.rx_policy().1.name())
         .emit();
 }

@@ -18,7 +18,13 @@
 //!   means "I ran dry, kick me"). A device that moves `avail_event` with every buffer it
 //!   takes (QEMU) has its request at its position at every decision, so waiting for
 //!   frames with buffers in hand is never taken for a lost kick; nor is any idle ring
-//!   whose request has not changed since the decision.
+//!   whose request has not changed since the decision. The other way a request proves the
+//!   device was waiting is being **ahead** of its `used->idx`: a device (QEMU with
+//!   MRG_RXBUF) that holds buffers yet asks for a kick at a later index found too few for a
+//!   frame it has. If the driver had already published past that index on a decision that
+//!   read an older request, the device wrote its request from an out-of-date `avail->idx`:
+//!   QEMU's 2024 mergeable-rx lost kick (fixed by f937309fbdbb), whose request lags the
+//!   ring, not the device's own progress.
 //!
 //! This module is the pure logic (host-tested); the probe's `stall_watch` feeds it.
 
@@ -191,7 +197,8 @@ impl RingView {
             }
             let published_it = vring_need_event(now, d.new, d.old);
             let request_lagged = (d.used_idx.wrapping_sub(d.request) as i16) > 0;
-            published_it && d.request != now && request_lagged
+            let request_ahead = (now.wrapping_sub(self.used_idx) as i16) > 0;
+            published_it && d.request != now && (request_lagged || request_ahead)
         })
     }
 
@@ -463,6 +470,47 @@ mod tests {
         assert_eq!(found[0].kind, StallKind::DeviceStalled);
         assert!(found[0].lost_kick_signature);
         assert_eq!(found[0].since_us, 0);
+    }
+
+    #[test]
+    fn qemu_2024_mergeable_lost_kick_has_the_signature() {
+        // QEMU took buffers up to 300 (avail_event 300 from its last pop, used 300). A
+        // 6-buffer frame came with 3 posted (303): QEMU read avail->idx 303, the driver
+        // published 303..304 reading avail_event 300 (no kick), QEMU wrote avail_event 303
+        // (stale), re-checked 4 < 6 buffers and waits; the driver posted on to 556 seeing
+        // 303 behind it: no kick.
+        let view = RingView {
+            avail_idx: 556,
+            used_idx: 300,
+            last_used_idx: 300,
+            used_event: 300,
+            avail_event: 303,
+            kicked_avail_idx: 301,
+            last_decision: KickDecision::Suppressed,
+            decided_request: 303,
+            suppressed: suppressed(&[
+                (301, 302, 300, 300),
+                (302, 303, 300, 300),
+                (303, 304, 300, 300),
+                (304, 556, 303, 300),
+            ]),
+            ..idle_rx()
+        };
+        assert!(view.lost_kick_signature(Queue::Rx));
+        let found = run(&mut Watch::new(), Queue::Rx, &view, None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, StallKind::DeviceStalled);
+        assert!(found[0].lost_kick_signature);
+        // The fixed QEMU writes the index it re-checks: 304 after the driver's 303..304, so
+        // the next batch (304..556) kicks; were it suppressed having read 304 itself, the
+        // request is not one the driver had passed on a stale view: no signature.
+        let fixed = RingView {
+            avail_event: 304,
+            decided_request: 304,
+            suppressed: suppressed(&[(303, 304, 300, 300), (304, 556, 304, 300)]),
+            ..view
+        };
+        assert!(!fixed.lost_kick_signature(Queue::Rx));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use core::cell::UnsafeCell;
 use crate::pci::{Function, PciError};
 use crate::transport::{status, QueueAddresses, Transport};
 
+use probe::cmdline::Options;
+use probe::rx_policy::{buffers_per_frame, merge_frame, Profile, RefillPolicy};
 use probe::stall::{Queue, RingView, StallKind};
 use probe::virtqueue::{ring_bytes, QueueMemory, SplitQueue, MAX_QUEUE_SIZE};
 
@@ -43,12 +45,12 @@ const TX_QUEUE: u16 = 1;
 /// num_buffers at offset 10). Legacy without MRG_RXBUF: 10 bytes.
 pub const NET_HDR_LEN: usize = 12;
 const LEGACY_NET_HDR_LEN: usize = 10;
-const NUM_BUFFERS_OFFSET: usize = 10;
 /// Bytes per rx and tx buffer.
 const BUFFER_LEN: usize = 2048;
-/// rx buffer size: a full-size frame plus header (1514 + 12 bytes) fits, as with Linux's
-/// GOOD_PACKET_LEN-sized buffers. With MRG_RXBUF a device may still spread a packet over
-/// several buffers (num_buffers), which the driver merges.
+/// Default rx buffer size: a full-size frame plus header (1514 + 12 bytes) fits, as with
+/// Linux's GOOD_PACKET_LEN-sized buffers. With MRG_RXBUF a device may still spread a packet
+/// over several buffers (num_buffers), which the driver merges; `probe.rx_buf=` makes the
+/// buffers smaller so that it must.
 const RX_BUFFER_LEN: usize = 1536;
 /// Largest frame we accept: Ethernet MTU 1500 + 14-byte header (no VLAN, no GSO).
 pub const MAX_FRAME: usize = 1514;
@@ -220,6 +222,12 @@ pub struct VirtioNet {
     rx: SplitQueue,
     tx: SplitQueue,
     rx_buffer_len: usize,
+    /// `probe.refill=` in force.
+    refill: RefillPolicy,
+    /// `probe.profile=` in force.
+    profile: Profile,
+    /// Buffers the largest frame needs (1 with full-size buffers).
+    per_frame: u16,
     memory: *mut NicMemory,
     /// NAPI: rx is being polled (callbacks disabled).
     rx_scheduled: bool,
@@ -243,24 +251,25 @@ impl VirtioNet {
     /// Bring up the virtio-net device behind `transport`; `queue_vectors` are the MSI-X
     /// vector indices of rx and tx (PCI with MSI-X). Only one NIC is supported (one set
     /// of static rings); a second call returns None.
+    /// `options` gives the features to ask for and the rx ring's buffer size, refill policy
+    /// and profile.
     pub fn new(
         transport: Transport,
-        event_idx: bool,
-        mrg_rxbuf: bool,
+        options: &Options,
         queue_vectors: [Option<u16>; 2],
     ) -> Option<Result<Self, NetError>> {
         if NIC_MEMORY_CLAIMED.swap(true, core::sync::atomic::Ordering::AcqRel) {
             return None;
         }
-        Some(Self::init(transport, event_idx, mrg_rxbuf, queue_vectors))
+        Some(Self::init(transport, options, queue_vectors))
     }
 
     fn init(
         transport: Transport,
-        event_idx: bool,
-        mrg_rxbuf: bool,
+        options: &Options,
         queue_vectors: [Option<u16>; 2],
     ) -> Result<Self, NetError> {
+        let (event_idx, mrg_rxbuf) = (options.event_idx, options.mrg_rxbuf);
         let legacy = transport.is_legacy();
         // 3.1.1 Driver Requirements: Device Initialization.
         transport.set_status(0);
@@ -307,20 +316,29 @@ impl VirtioNet {
                 (*memory).tx_ring.as_mut_ptr(),
             )
         };
-        let rx = setup_queue(
+        let mut rx = setup_queue(
             &transport,
             RX_QUEUE,
             rx_region,
             use_event_idx,
             queue_vectors[0],
         )?;
-        let tx = setup_queue(
+        let mut tx = setup_queue(
             &transport,
             TX_QUEUE,
             tx_region,
             use_event_idx,
             queue_vectors[1],
         )?;
+        let flags_only = options.profile == Profile::Linux32;
+        rx.set_flags_only_disable_cb(flags_only);
+        tx.set_flags_only_disable_cb(flags_only);
+        // Buffers smaller than a frame only with MRG_RXBUF: without it a frame must fit one.
+        let rx_buffer_len = match options.rx_buf {
+            Some(bytes) if features & feature::MRG_RXBUF != 0 => bytes,
+            Some(bytes) => bytes.max(RX_BUFFER_LEN),
+            None => RX_BUFFER_LEN,
+        };
         let mac = if features & feature::MAC != 0 {
             transport.read_mac()
         } else {
@@ -333,7 +351,10 @@ impl VirtioNet {
             features,
             rx,
             tx,
-            rx_buffer_len: RX_BUFFER_LEN,
+            rx_buffer_len,
+            refill: options.refill_policy(),
+            profile: options.profile,
+            per_frame: buffers_per_frame(rx_buffer_len, hdr_len, MAX_FRAME),
             memory,
             rx_scheduled: false,
             budget_left: 0,
@@ -369,6 +390,17 @@ impl VirtioNet {
     /// rx buffer size posted to the device.
     pub fn rx_buffer_len(&self) -> usize {
         self.rx_buffer_len
+    }
+
+    /// The refill policy and profile in force.
+    pub fn rx_policy(&self) -> (RefillPolicy, Profile) {
+        (self.refill, self.profile)
+    }
+
+    /// Whether rx buffers wait to be posted by a trickling refill (the main loop must go on
+    /// without sleeping so that they reach the device).
+    pub fn refill_pending(&self) -> bool {
+        self.refill.trickles() && self.rx.num_free() > 0
     }
 
     /// The NIC's interrupt fired: acknowledge it first (so that any later completion
@@ -451,15 +483,22 @@ impl VirtioNet {
         }
     }
 
-    /// Post every free rx buffer, then kick if the device wants it.
+    /// Post free rx buffers as the refill policy says (every one by default), then kick if
+    /// the device wants it.
     fn refill_rx(&mut self) {
-        if self.rx.num_free() == 0 {
+        let free = self.rx.num_free();
+        let size = self.rx.size();
+        let count = self.refill.to_post(size - free, free, size, self.per_frame);
+        if count == 0 {
             return;
         }
-        if self.rx.num_free() == self.rx.size() {
+        if free == size {
             self.counters.rx_ring_empty += 1;
         }
-        while let Some(id) = self.rx.peek_free() {
+        for _ in 0..count {
+            let Some(id) = self.rx.peek_free() else {
+                break;
+            };
             // SAFETY: id < queue size <= MAX_QUEUE_SIZE; the buffer is not in flight.
             let addr = unsafe { (*self.memory).rx_buffers[id as usize].as_ptr() } as u64;
             if self.rx.add(addr, self.rx_buffer_len as u32, true).is_none() {
@@ -496,34 +535,42 @@ impl VirtioNet {
                 return Ok(None);
             };
             let len = first.len as usize;
-            let buffer = self.rx_buffer(first.id);
             if len < self.hdr_len || len > self.rx_buffer_len {
                 self.counters.rx_errors += 1;
                 continue;
             }
-            let num_buffers = if self.features & feature::MRG_RXBUF != 0 {
-                u16::from_le_bytes([buffer[NUM_BUFFERS_OFFSET], buffer[NUM_BUFFERS_OFFSET + 1]])
-            } else {
-                1
-            };
-            let mut frame_len = 0;
-            let mut ok = self.append(&buffer[self.hdr_len..len], &mut frame_len);
-            for _ in 1..num_buffers {
-                match self.rx.get_buf().map_err(NetError::Queue)? {
-                    Some(next) if next.len as usize <= self.rx_buffer_len => {
-                        let more = self.rx_buffer(next.id);
-                        ok &= self.append(&more[..next.len as usize], &mut frame_len);
+            let buffer = &self.rx_buffer(first.id)[..len];
+            let mergeable = self.features & feature::MRG_RXBUF != 0;
+            let (rx, limit) = (&mut self.rx, self.rx_buffer_len);
+            let mut merged = 0u16;
+            let mut queue_error = None;
+            // Further buffers of a merged frame (probe::rx_policy::merge_frame, host-tested).
+            let next = || {
+                merged += 1;
+                match rx.get_buf() {
+                    Ok(Some(used)) if used.len as usize <= limit => {
+                        // SAFETY: as rx_buffer: get_buf checked the id; the device is done.
+                        let buffers = unsafe { &(*self.memory).rx_buffers };
+                        Some(&buffers[used.id as usize][..used.len as usize])
                     }
-                    _ => ok = false,
+                    Ok(_) => None,
+                    Err(error) => {
+                        queue_error = Some(error);
+                        None
+                    }
                 }
+            };
+            let result = merge_frame(buffer, self.hdr_len, mergeable, next, &mut self.frame);
+            if let Some(error) = queue_error {
+                return Err(NetError::Queue(error));
             }
-            if num_buffers > 1 {
+            if merged > 0 {
                 self.counters.rx_merged += 1;
             }
-            if !ok || num_buffers == 0 {
+            let Ok(frame_len) = result else {
                 self.counters.rx_errors += 1;
                 continue;
-            }
+            };
             self.budget_left -= 1;
             self.round_received += 1;
             self.counters.rx_packets += 1;
@@ -537,16 +584,6 @@ impl VirtioNet {
         // buffer (it was used) and we only read it before re-posting it at refill.
         let buffers = unsafe { &(*self.memory).rx_buffers };
         &buffers[id as usize][..]
-    }
-
-    fn append(&mut self, bytes: &[u8], frame_len: &mut usize) -> bool {
-        let end = *frame_len + bytes.len();
-        if end > MAX_FRAME {
-            return false;
-        }
-        self.frame[*frame_len..end].copy_from_slice(bytes);
-        *frame_len = end;
-        true
     }
 
     /// Reclaim completed tx buffers (free_old_xmit).

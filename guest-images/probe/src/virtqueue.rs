@@ -97,6 +97,9 @@ pub struct SplitQueue {
     free: [u16; MAX_QUEUE_SIZE],
     num_free: u16,
     in_flight: [bool; MAX_QUEUE_SIZE],
+    /// Linux 3.2's interrupt suppression: `avail->flags` NO_INTERRUPT even with EVENT_IDX,
+    /// and no `used_event = 0` on disable (see [`SplitQueue::set_flags_only_disable_cb`]).
+    flags_only_disable_cb: bool,
 }
 
 impl SplitQueue {
@@ -139,7 +142,16 @@ impl SplitQueue {
             free,
             num_free: size,
             in_flight: [false; MAX_QUEUE_SIZE],
+            flags_only_disable_cb: false,
         }
+    }
+
+    /// Follow Linux 3.2 (`true`): `disable_cb` and `enable_cb` write `avail->flags`'
+    /// NO_INTERRUPT bit also with EVENT_IDX (where the device ignores it), and `disable_cb`
+    /// leaves `used_event` where it was. `false` (default): Linux since 2021 (8d622d21d248),
+    /// which with EVENT_IDX writes `used_event = 0` instead and leaves the flags alone.
+    pub fn set_flags_only_disable_cb(&mut self, on: bool) {
+        self.flags_only_disable_cb = on;
     }
 
     /// Queue size.
@@ -297,7 +309,11 @@ impl SplitQueue {
     pub fn disable_cb(&mut self) {
         if self.avail_flags_shadow & VRING_AVAIL_F_NO_INTERRUPT == 0 {
             self.avail_flags_shadow |= VRING_AVAIL_F_NO_INTERRUPT;
-            if self.event_idx {
+            if self.flags_only_disable_cb {
+                // Linux 3.2: only the flag. With EVENT_IDX the device goes by used_event,
+                // which still asks for the next entry: an extra interrupt may come.
+                self.write_avail(0, self.avail_flags_shadow);
+            } else if self.event_idx {
                 // Linux's "hack": an event index the device will not reach soon.
                 self.write_used_event(0);
             } else {
@@ -350,7 +366,7 @@ impl SplitQueue {
     fn clear_no_interrupt(&mut self) {
         if self.avail_flags_shadow & VRING_AVAIL_F_NO_INTERRUPT != 0 {
             self.avail_flags_shadow &= !VRING_AVAIL_F_NO_INTERRUPT;
-            if !self.event_idx {
+            if !self.event_idx || self.flags_only_disable_cb {
                 self.write_avail(0, self.avail_flags_shadow);
             }
         }
@@ -576,6 +592,32 @@ mod tests {
                 "a used buffer arrived while disabled: poll again"
             );
             assert_eq!(q.get_buf().unwrap().map(|u| u.id), Some(id));
+        }
+    }
+
+    #[test]
+    fn linux_3_2_disable_cb_sets_the_flag_and_leaves_used_event() {
+        for flags_only in [false, true] {
+            let mut rings = Rings::new();
+            let mut q = rings.queue(true);
+            q.set_flags_only_disable_cb(flags_only);
+            let last = q.enable_cb_prepare();
+            assert_eq!(rings.used_event(), last);
+            rings.avail[2 + N as usize] = 5; // a used_event the driver asked for earlier
+            q.disable_cb();
+            if flags_only {
+                assert_eq!(rings.avail_flags(), VRING_AVAIL_F_NO_INTERRUPT);
+                assert_eq!(rings.used_event(), 5, "3.2 leaves used_event alone");
+            } else {
+                assert_eq!(
+                    rings.avail_flags(),
+                    0,
+                    "with EVENT_IDX modern leaves the flags"
+                );
+                assert_eq!(rings.used_event(), 0, "modern writes used_event = 0");
+            }
+            assert!(q.enable_cb());
+            assert_eq!(rings.avail_flags(), 0);
         }
     }
 
