@@ -60,7 +60,14 @@ fn root(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<Arc<Mutex<PciRo
         notify_model: model,
         ..NetOptions::default()
     };
-    let net = Net::new(MacAddr::DEFAULT, 16, Box::new(backend()?), options, events.clone()).ok()?;
+    let net = Net::new(
+        MacAddr::DEFAULT,
+        16,
+        Box::new(backend()?),
+        options,
+        events.clone(),
+    )
+    .ok()?;
     let msix = Arc::new(MsixVectors::new(
         vector_fds(2).ok()?,
         24,
