@@ -6,7 +6,6 @@
 //! thread over the fuzzed rings) and guest-memory writes between them. Nothing may panic.
 #![no_main]
 
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 
 use vm_memory::GuestMemoryMmap;
@@ -14,7 +13,6 @@ use vmm::devices::bus::BusDevice;
 use vmm::devices::pci::host::{BarWindow, Ecam, PciRoot, Window};
 use vmm::devices::pci::msix::MsixVectors;
 use vmm::devices::pci::routing::{MsiMessage, MsiRoutes, RouteError};
-use vmm::devices::virtio::net::backend::{socketpair_backend, FdBackend};
 use vmm::devices::virtio::net::{MacAddr, Net, NetOptions, NotifyModel};
 use vmm::devices::virtio::pci::{vector_fds, VirtioPci, BAR_SIZE};
 use vmm::devices::virtio::transport::VirtioState;
@@ -22,7 +20,7 @@ use vmm::devices::virtio::Signals;
 use vmm::events::EventSink;
 use vmm_sys_util::eventfd::EventFd;
 use vnetbed_fuzz::queue_ops::poke;
-use vnetbed_fuzz::{reused_guest_memory, Input};
+use vnetbed_fuzz::{closed_backend, reused_guest_memory, Input};
 
 const MMIO: Window = Window {
     start: 0xe010_0000,
@@ -41,19 +39,6 @@ impl MsiRoutes for AnyRoutes {
     }
 }
 
-/// As in mmio_registers: a duplicate of one seqpacket end whose peer is closed.
-fn backend() -> Option<FdBackend> {
-    thread_local! {
-        static SOCKET: Option<FdBackend> = socketpair_backend(1 << 16).ok().map(|(b, _peer)| b);
-    }
-    let fd = SOCKET.with(|s| {
-        // SAFETY: the fd stays open (owned by SOCKET) for this call, which duplicates it.
-        s.as_ref()
-            .map(|b| unsafe { BorrowedFd::borrow_raw(b.as_raw_fd()) }.try_clone_to_owned())
-    })?;
-    FdBackend::new(fd.ok()?).ok()
-}
-
 fn root(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<Arc<Mutex<PciRoot>>> {
     let events = EventSink::none();
     let options = NetOptions {
@@ -63,7 +48,7 @@ fn root(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<Arc<Mutex<PciRo
     let net = Net::new(
         MacAddr::DEFAULT,
         16,
-        Box::new(backend()?),
+        Box::new(closed_backend()?),
         options,
         events.clone(),
     )
