@@ -6,42 +6,21 @@
 //! interrupt acknowledgement, configuration space, resets.
 #![no_main]
 
-use std::os::fd::{AsRawFd, BorrowedFd};
-
 use vm_memory::GuestMemoryMmap;
 use vmm::devices::bus::BusDevice;
 use vmm::devices::virtio::mmio::MmioTransport;
-use vmm::devices::virtio::net::backend::{socketpair_backend, FdBackend};
 use vmm::devices::virtio::net::{MacAddr, Net, NetOptions, NotifyModel};
 use vmm::devices::virtio::Signals;
 use vmm::events::EventSink;
 use vmm_sys_util::eventfd::EventFd;
 use vnetbed_fuzz::queue_ops::poke;
-use vnetbed_fuzz::{reused_guest_memory, Input};
+use vnetbed_fuzz::{closed_backend, reused_guest_memory, Input};
 
 /// Registers end at 0x100; the net config space follows. Offsets run a little past it.
 const WINDOW: u64 = 0x140;
 
-/// The backend's socket: one end of a seqpacket pair whose peer is closed (every read
-/// returns 0 bytes, every write fails with EPIPE, epoll reports HUP), made once. Each
-/// execution's backend is a duplicate of it; nothing a device does to its fd (reads,
-/// writes, non-blocking mode, epoll registration in its own epoll set) persists into the
-/// next execution, so this is the same backend as a fresh pair with its peer dropped,
-/// without a socket pair's creation and teardown per input.
-fn backend() -> Option<FdBackend> {
-    thread_local! {
-        static SOCKET: Option<FdBackend> = socketpair_backend(1 << 16).ok().map(|(b, _peer)| b);
-    }
-    let fd = SOCKET.with(|s| {
-        // SAFETY: the fd stays open (owned by SOCKET) for this call, which duplicates it.
-        s.as_ref()
-            .map(|b| unsafe { BorrowedFd::borrow_raw(b.as_raw_fd()) }.try_clone_to_owned())
-    })?;
-    FdBackend::new(fd.ok()?).ok()
-}
-
 fn transport(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<MmioTransport> {
-    let backend = backend()?;
+    let backend = closed_backend()?;
     let options = NetOptions {
         notify_model: model,
         ..NetOptions::default()

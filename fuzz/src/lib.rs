@@ -3,7 +3,10 @@
 
 pub mod queue_ops;
 
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm::devices::virtio::net::backend::{socketpair_backend, FdBackend};
 
 /// Zeros to clear a reused guest memory with.
 static ZEROS: [u8; GUEST_MEM as usize] = [0; GUEST_MEM as usize];
@@ -106,4 +109,22 @@ pub fn reused_guest_memory(contents: &[u8]) -> GuestMemoryMmap<()> {
     mem.write_slice(&ZEROS[n..], GuestAddress(n as u64))
         .expect("clear guest memory");
     mem
+}
+
+/// The transport targets' backend: one end of a seqpacket pair whose peer is closed (every
+/// read returns 0 bytes, every write fails with EPIPE, epoll reports HUP), made once. Each
+/// execution's backend is a duplicate of it; nothing a device does to its fd (reads,
+/// writes, non-blocking mode, epoll registration in its own epoll set) persists into the
+/// next execution, so this is the same backend as a fresh pair with its peer dropped,
+/// without a socket pair's creation and teardown per input.
+pub fn closed_backend() -> Option<FdBackend> {
+    thread_local! {
+        static SOCKET: Option<FdBackend> = socketpair_backend(1 << 16).ok().map(|(b, _peer)| b);
+    }
+    let fd = SOCKET.with(|s| {
+        // SAFETY: the fd stays open (owned by SOCKET) for this call, which duplicates it.
+        s.as_ref()
+            .map(|b| unsafe { BorrowedFd::borrow_raw(b.as_raw_fd()) }.try_clone_to_owned())
+    })?;
+    FdBackend::new(fd.ok()?).ok()
 }

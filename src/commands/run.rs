@@ -42,8 +42,11 @@ pub struct RunArgs {
     /// Write the VMM's event stream (JSON lines) to PATH.
     #[arg(long, value_name = "PATH")]
     pub events: Option<PathBuf>,
-    /// A virtio-net device on a tap: `tap=NAME[,mac=MAC][,queue-size=N][,netns=NS]`, where NS is
-    /// a network namespace under /var/run/netns (a testbed's is `vnetbed-<name>`). Repeatable.
+    /// A virtio-net device on a tap:
+    /// `tap=NAME[,mac=MAC][,queue-size=N][,netns=NS][,transport=mmio|pci]`, where NS is a
+    /// network namespace under /var/run/netns (a testbed's is `vnetbed-<name>`) and
+    /// `transport=pci` puts the device behind a virtio-pci function with MSI-X (default
+    /// mmio). Repeatable.
     #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<NetConfig>().map_err(|e| e.to_string()))]
     pub net: Vec<NetConfig>,
     /// A virtio-net device whose datapath is a vhost-user backend listening on SOCKET:
