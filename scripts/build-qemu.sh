@@ -21,8 +21,10 @@
 # the build takes about 2 minutes on 2 idle cores. A binary built from the same inputs (source
 # version, hunk selection, configure flags, this script) is reused.
 #
-# Run as root (apt). Needs: dpkg-dev ninja-build meson libglib2.0-dev libpixman-1-dev
-# pkg-config flex bison python3 patch qemu-system-x86 (scripts/install-deps.sh installs them).
+# Run as root (apt). It installs its build dependencies itself (dpkg-dev ninja-build meson
+# libglib2.0-dev libpixman-1-dev pkg-config flex bison python3 patch), so that hosts and CI
+# runs that never build QEMU do not carry them; qemu-system-x86 (the firmware the binary
+# boots with) comes from scripts/install-deps.sh.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,6 +43,17 @@ if [[ -n $revert ]]; then
   hunks="$root/scripts/qemu-reverts/$revert.hunks"
   [[ -f $hunks ]] || { echo "build-qemu.sh: no hunk selection $hunks" >&2; exit 2; }
   name="revert-$revert"
+fi
+
+build_deps=(dpkg-dev ninja-build meson libglib2.0-dev libpixman-1-dev pkg-config flex bison
+  python3 patch)
+missing=()
+for p in "${build_deps[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "build-qemu.sh: installing the build dependencies: ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 work="$root/target/qemu-src"

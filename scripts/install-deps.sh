@@ -22,8 +22,6 @@ packages=(
   procps           # pgrep/pkill, used by tests
   gcc              # the linker driver for the probe guest image
   g++              # libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets (fuzz/)
-  # scripts/build-qemu.sh: qemu-system-x86_64 from Debian's source package (a known-bad control)
-  dpkg-dev ninja-build meson libglib2.0-dev libpixman-1-dev pkg-config flex bison patch
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

@@ -11,10 +11,10 @@ cargo build --workspace --all-targets
 (cd guest-images/probe && cargo fmt -- --check \
     && cargo clippy --release --target x86_64-unknown-linux-gnu --all-targets -- -D warnings \
     && cargo test --target x86_64-unknown-linux-gnu)
-# Every fuzz target (fuzz/, libFuzzer on the stable toolchain) for a few seconds from its
+# Every fuzz target (fuzz/, libFuzzer on the stable toolchain) for two seconds from its
 # seed corpus: builds them, and fails on any crash, panic or hang.
 (cd fuzz && cargo fmt -- --check)
-bash scripts/fuzz.sh smoke 5
+bash scripts/fuzz.sh smoke 2
 cargo test --workspace -- --nocapture 2>&1 | tee target/test-output.txt
 # A test that skips (the host lacks a capability: only off CI; or, by design, the Linux-guest
 # tests on hosts without hardware virtualization) prints "SKIP <name>: <reason>" and returns,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
-use vmm::devices::virtio::net::NotifyModel;
+use vmm::devices::virtio::net::{NetTransport, NotifyModel};
 use vnetbed::soak::{self, StopWhen};
 
 use super::{summarize, BenchError};
@@ -39,6 +39,10 @@ pub struct SensitivityArgs {
         value_parser = |s: &str| s.parse::<NotifyModel>().map_err(|e| e.to_string())
     )]
     pub models: Vec<NotifyModel>,
+    /// The transport of vnetbed's device: mmio (default; one interrupt line for both
+    /// queues) or pci (an MSI-X vector per queue, as the 2012 bug's virtio-net-pci).
+    #[arg(long, default_value = "mmio", value_parser = |s: &str| s.parse::<NetTransport>().map_err(|e| e.to_string()))]
+    pub transport: NetTransport,
     /// Run directory for every soak's record and reports (default
     /// vnetbed-runs/bench-sensitivity-<time>).
     #[arg(long)]
@@ -79,7 +83,10 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         for i in 1..=runs {
             let p = plan(
                 common,
-                &vnetbed::sut::SutSpec::vnetbed(model),
+                &vnetbed::sut::SutSpec::Vnetbed {
+                    model,
+                    transport: args.transport,
+                },
                 args.timeout,
                 out.join(format!("{model}-{i:02}")),
                 StopWhen::FirstStall,
@@ -120,7 +127,8 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
     println!();
     let shaping = common.shaping(&vnetbed::sut::SutSpec::vnetbed(NotifyModel::Unfenced));
     println!(
-        "sensitivity: verify's control phase per model, race window {window}, load {} {} ({} shaping: {}), {} runs each, at most {} s per run",
+        "sensitivity: verify's control phase per model on virtio-{}, race window {window}, load {} {} ({} shaping: {}), {} runs each, at most {} s per run",
+        args.transport,
         common.load().name(),
         common.rate().text,
         args.shaping.name(),
@@ -158,6 +166,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
         "load": common.load().name(),
         "rate": common.rate().text,
         "shaping": args.shaping.name(),
+        "transport": args.transport.to_string(),
         "queue_size": shaping.queue_size,
         "burst": shaping.burst,
         "timeout_s": args.timeout.as_secs_f64(),
