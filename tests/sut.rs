@@ -216,6 +216,22 @@ fn verify_passes_qemu_against_the_default_control() {
     assert_eq!(b["exposure_source"], "guest", "{b:#}");
     assert!(b["rx_interrupt_decisions"].as_u64().unwrap() > 0, "{b:#}");
     assert!(b["duration_s"].as_f64().unwrap() >= 30.0, "{b:#}");
+    // verify's race shaping: QEMU's smallest rx ring, and the probe's merged-buffer mode
+    // runs it short of buffers (chances for the lost kick the guest counts).
+    let b_report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("B-qemu").join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let shaping = &b_report["run"]["config"]["shaping"];
+    assert_eq!(shaping["queue_size"], 256, "{shaping:#}");
+    assert_eq!(
+        shaping["guest_cmdline"], "probe.rx_buf=256 probe.refill=trickle:2",
+        "{shaping:#}"
+    );
+    assert!(
+        b["guest_exposure"]["ring_empty_refills"].as_u64().unwrap() > 0,
+        "{b:#}"
+    );
     let id = &v["identity"];
     assert_eq!(id["sut_vmm"]["sha256"], sha256(&qemu_binary()), "{id:#}");
     assert_eq!(id["sut_vmm"]["machine"], "q35", "{id:#}");

@@ -21,10 +21,11 @@ pub enum ShapingProfile {
     /// 1024): the 2012 incident's kind of load. Few lost-kick chances on an idle host.
     #[default]
     Plain,
-    /// UDP at 120 Mbit/s in bursts of one and a half rings into 4-entry rings (QEMU: its
-    /// smallest, 256): every burst drains the rx ring and the gap after it lets the guest
-    /// refill, so the ring runs dry and is re-armed about two thousand times a second,
-    /// whatever else the host is doing. The rate stays well below what the guest takes in,
+    /// UDP at 120 Mbit/s in bursts of one and a half rings into 4-entry rings: every burst
+    /// drains the rx ring and the gap after it lets the guest refill, so the ring runs dry
+    /// and is re-armed about two thousand times a second, whatever else the host is doing.
+    /// QEMU's ring cannot be shorter than 256 entries; there the probe guest runs in its
+    /// merged-buffer mode with a trickling refill instead. The rate stays well below what the guest takes in,
     /// even on a loaded host, so that no frame, and no DHCP answer, is dropped for want of
     /// room: the races get more chances, the system under test no unfair test.
     Race,
@@ -34,6 +35,11 @@ pub enum ShapingProfile {
 const RACE_RATE: &str = "120M";
 /// The `race` profile's queue size for vnetbed's device.
 const RACE_QUEUE_SIZE: u16 = 4;
+/// The `race` profile's guest options where the ring cannot be made short (QEMU: 256
+/// entries at least): the probe's merged-buffer mode (256-byte rx buffers, so a full-size
+/// frame takes 6) with a refill in batches of 2, which runs QEMU's ring short of buffers
+/// tens of thousands of times a minute (BENCHMARKS.md, "Exposure shaping").
+const RACE_LONG_RING_GUEST: &str = "probe.rx_buf=256 probe.refill=trickle:2";
 /// The plain profile's rate.
 const PLAIN_RATE: &str = "200M";
 
@@ -81,6 +87,19 @@ impl ShapingProfile {
     }
 }
 
+impl ShapingProfile {
+    /// The probe's options for `sut` when racing: none where the ring can be made short
+    /// (a 4-entry ring cannot hold a frame of 256-byte buffers), the merged-buffer mode
+    /// where it cannot.
+    fn guest_cmdline(self, sut: &SutSpec, guest: super::soak::Guest) -> Option<String> {
+        let long_ring = self
+            .queue_size(sut)
+            .is_some_and(|q| q > 4 * RACE_QUEUE_SIZE);
+        (self == ShapingProfile::Race && guest == super::soak::Guest::Probe && long_ring)
+            .then(|| RACE_LONG_RING_GUEST.to_string())
+    }
+}
+
 impl CommonArgs {
     /// The load: `--load`, or the profile's.
     pub fn load(&self) -> LoadKind {
@@ -105,12 +124,11 @@ impl CommonArgs {
             queue_size,
             burst: (self.load() == LoadKind::UdpBurst)
                 .then(|| self.burst.unwrap_or(self.profile.burst(queue_size))),
-            guest_cmdline: self
-                .guest_cmdline
-                .as_deref()
-                .map(str::trim)
-                .filter(|w| !w.is_empty())
-                .map(str::to_string),
+            guest_cmdline: match self.guest_cmdline.as_deref().map(str::trim) {
+                Some("") => None,
+                Some(words) => Some(words.to_string()),
+                None => self.profile.guest_cmdline(sut, self.guest),
+            },
         }
     }
 }
@@ -154,6 +172,20 @@ mod tests {
         assert_eq!((s.queue_size, s.burst), (Some(4), Some(6)));
         let q = c.shaping(&qemu);
         assert_eq!((q.queue_size, q.burst), (Some(256), Some(384)));
+        // QEMU's ring cannot be short: the probe's merged-buffer mode runs it dry instead;
+        // vnetbed's 4-entry ring needs no guest option (and could not hold such a frame).
+        assert_eq!(q.guest_cmdline.as_deref(), Some(RACE_LONG_RING_GUEST));
+        assert_eq!(s.guest_cmdline, None);
+        let given = common(
+            &["--guest-cmdline", "probe.refill=half"],
+            ShapingProfile::Race,
+        );
+        assert_eq!(
+            given.shaping(&qemu).guest_cmdline.as_deref(),
+            Some("probe.refill=half")
+        );
+        let linux = common(&["--guest", "linux"], ShapingProfile::Race);
+        assert_eq!(linux.shaping(&qemu).guest_cmdline, None);
     }
 
     #[test]

@@ -59,11 +59,11 @@ pub struct VerifyArgs {
     /// `qemu[=PATH][,machine=q35|pc|microvm][,device=...][,modern=on|off][,extra=ARGS]`.
     #[arg(long, value_name = "SPEC", default_value = "vnetbed", value_parser = vnetbed::sut::parse_arg)]
     pub sut: SutSpec,
-    /// The defaults of --load, --rate, --burst and --queue-size: race (UDP at 120M in
-    /// bursts of one and a half rings into 4-entry rings, QEMU 256: the most chances for
-    /// both races while every mutant of the fix is still caught and no answer is dropped)
-    /// or plain (soak's: steady UDP at 200M into the VMM's default rings). Options given
-    /// explicitly win.
+    /// The defaults of --load, --rate, --burst, --queue-size and --guest-cmdline: race (UDP
+    /// at 120M in bursts of one and a half rings into 4-entry rings; QEMU: 256 entries and
+    /// the probe's merged-buffer mode; the most chances for both races while every mutant of
+    /// the fix is still caught and no answer is dropped) or plain (soak's: steady UDP at 200M
+    /// into the VMM's default rings). Options given explicitly win.
     #[arg(long, value_enum, default_value_t = ShapingProfile::Race)]
     pub shaping: ShapingProfile,
     /// Run directory (default vnetbed-runs/verify-<time>).
