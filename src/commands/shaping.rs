@@ -85,16 +85,12 @@ impl ShapingProfile {
                 .find(|&n| n >= RACE_QUEUE_SIZE && sut.check_queue_size(n).is_ok()),
         }
     }
-}
 
-impl ShapingProfile {
     /// The probe's options for `sut` when racing: none where the ring can be made short
     /// (a 4-entry ring cannot hold a frame of 256-byte buffers), the merged-buffer mode
     /// where it cannot.
     fn guest_cmdline(self, sut: &SutSpec, guest: super::soak::Guest) -> Option<String> {
-        let long_ring = self
-            .queue_size(sut)
-            .is_some_and(|q| q > 4 * RACE_QUEUE_SIZE);
+        let long_ring = self.queue_size(sut).is_some_and(|q| q > RACE_QUEUE_SIZE);
         (self == ShapingProfile::Race && guest == super::soak::Guest::Probe && long_ring)
             .then(|| RACE_LONG_RING_GUEST.to_string())
     }

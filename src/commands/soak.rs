@@ -214,6 +214,16 @@ pub fn sut_or(sut: &Option<SutSpec>, model: Option<NotifyModel>, default: Notify
         .unwrap_or(SutSpec::vnetbed(model.unwrap_or(default)))
 }
 
+/// What can be checked of `sut` before anything starts: its binary is there, and it takes
+/// the queue size these options give it.
+pub fn check_sut(common: &CommonArgs, sut: &SutSpec) -> Result<(), vnetbed::sut::SutSpecError> {
+    sut.check()?;
+    match common.shaping(sut).queue_size {
+        Some(size) => sut.check_queue_size(size),
+        None => Ok(()),
+    }
+}
+
 /// Build a plan from the shared options.
 pub fn plan(
     common: &CommonArgs,
@@ -225,13 +235,10 @@ pub fn plan(
     if common.capture != CaptureMode::None && capture_mod::find_tcpdump().is_none() {
         return Err(capture_mod::CaptureError::NoTcpdump.into());
     }
-    // Before anything starts: the QEMU binary is there, and takes the queue size.
-    sut.check()?;
+    check_sut(common, sut)?;
     let shaping = common.shaping(sut);
-    if let Some(size) = shaping.queue_size {
-        sut.check_queue_size(size)?;
-    }
     let (kernel, initrd) = guest_image(common)?;
+    let (load, rate) = (common.load(), common.rate());
     Ok(SoakPlan {
         duration,
         guest: common.guest.name().to_string(),
@@ -245,8 +252,8 @@ pub fn plan(
         sut: sut.clone(),
         race_window: common.race_window,
         stall_timeout: common.stall_timeout,
-        load: common.load(),
-        rate: common.rate().text,
+        load,
+        rate: rate.text.clone(),
         run_length: common.run_length,
         shaping,
         renew_after: common.renew_after,
@@ -255,7 +262,7 @@ pub fn plan(
             .throughput_floor
             .as_ref()
             .map(|r| r.bps)
-            .or_else(|| vnetbed::soak::load::default_floor_bps(common.load(), &common.rate().text)),
+            .or_else(|| vnetbed::soak::load::default_floor_bps(load, &rate.text)),
         out,
         quiet: common.quiet,
         stop_when,

@@ -26,7 +26,7 @@ use vnetbed::verify::{self, identity, Identity, VerifyPlan, VerifySummary};
 use super::args;
 use super::run::report_error;
 use super::shaping::ShapingProfile;
-use super::soak::{guest_image, plan, CommonArgs};
+use super::soak::{check_sut, guest_image, plan, CommonArgs};
 
 /// The default positive control.
 const DEFAULT_CONTROL: SutSpec = SutSpec::vnetbed(NotifyModel::Unfenced);
@@ -126,11 +126,7 @@ pub fn main(mut args: VerifyArgs) -> i32 {
     let label = control.label();
     // Both VMMs must be there, and take the queue size, before anything starts.
     for spec in [&control, &args.sut] {
-        let queue_fits = |size: Option<u16>| size.map_or(Ok(()), |n| spec.check_queue_size(n));
-        if let Err(e) = spec
-            .check()
-            .and_then(|()| queue_fits(args.common.shaping(spec).queue_size))
-        {
+        if let Err(e) = check_sut(&args.common, spec) {
             report_error("vnetbed verify", &e);
             return 2;
         }

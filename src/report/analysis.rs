@@ -307,11 +307,7 @@ impl AnalysisBuilder {
             guest_exposure,
             ..
         } = self;
-        let rx_interrupt_decisions = queue_totals
-            .iter()
-            .filter(|(q, _)| q.starts_with("rx"))
-            .map(|(_, t)| t.1)
-            .sum();
+        let rx_interrupt_decisions = rx_totals(&queue_totals).1;
         seconds.sort_by(|a, b| a.elapsed.total_cmp(&b.elapsed));
         stalls.sort_by(|a, b| a.detected_at.total_cmp(&b.detected_at));
         // The same stall may have been written twice (as its own record and in a sample).
@@ -327,7 +323,7 @@ impl AnalysisBuilder {
             lease_lost_at: lease_lost_at(&seconds),
             throughput: throughput_stats(&seconds),
             ping: ping_stats(&seconds),
-            exposure: exposure(&seconds, &queue_totals, duration_s),
+            exposure: exposure(&queue_totals, duration_s),
             guest_exposure,
             resources: super::resources::trends(&seconds, duration_s),
             rx_interrupt_decisions,
@@ -465,13 +461,20 @@ pub fn exposure_per_sample(samples: &[Second]) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// The rx queues' (kick chances, interrupt decisions) added up.
+fn rx_totals(queue_totals: &std::collections::BTreeMap<String, (u64, u64)>) -> (u64, u64) {
+    queue_totals
+        .iter()
+        .filter(|(q, _)| q.starts_with("rx"))
+        .fold((0, 0), |acc, (_, t)| (acc.0 + t.0, acc.1 + t.1))
+}
+
 fn exposure(
-    samples: &[Second],
     queue_totals: &std::collections::BTreeMap<String, (u64, u64)>,
     duration_s: f64,
 ) -> Exposure {
     let per_minute = |n: u64| (duration_s >= 1.0).then(|| n as f64 * 60.0 / duration_s);
-    let cycles = samples.iter().filter_map(|s| s.exposure).sum();
+    let cycles = rx_totals(queue_totals).0;
     Exposure {
         cycles,
         per_minute: per_minute(cycles),
