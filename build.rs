@@ -31,15 +31,33 @@ fn main() {
             None => "unknown",
         }
     );
-    // Build again when the revision moves (HEAD, the branch it points to, the index) or the
-    // tracked sources change (the dirty flag).
+    // Build again when the revision moves (HEAD, the branch it points to) or the tracked
+    // sources change (the dirty flag). Only files that exist are watched: cargo takes a
+    // missing one as changed on every build, which recompiled the whole crate each time
+    // (`packed-refs` is absent from most working repositories). The index is not watched:
+    // the `git status` above refreshes it on a fresh clone, which made the next build
+    // (CI's `cargo test` after `cargo build`) compile everything again, and staging alone
+    // never changes the dirty flag that the watched sources did not already change.
     let git_dir = git(&["-C", &root, "rev-parse", "--absolute-git-dir"]);
     if let Some(dir) = &git_dir {
-        for f in ["HEAD", "index", "packed-refs"] {
-            println!("cargo:rerun-if-changed={dir}/{f}");
-        }
+        // `--git-path` names files in the common git directory, for a worktree too.
+        let git_path = |name: &str| {
+            git(&["-C", &root, "rev-parse", "--git-path", name]).map(|p| Path::new(&root).join(p))
+        };
+        let mut watched = vec![Path::new(dir).join("HEAD")];
+        watched.extend(git_path("packed-refs"));
+        // The branch's own file or, while the branch lives only in packed-refs (a fresh
+        // clone), its folder: a commit creates the file there.
         if let Some(head_ref) = git(&["-C", &root, "symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={dir}/{head_ref}");
+            if let Some(file) = git_path(&head_ref) {
+                match file.parent() {
+                    Some(folder) if !file.exists() => watched.push(folder.to_path_buf()),
+                    _ => watched.push(file),
+                }
+            }
+        }
+        for path in watched.iter().filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", path.display());
         }
     }
     for p in [
