@@ -34,7 +34,12 @@ const CAPS: &[Capability] = &[
 ];
 
 fn soak_cmd(sub: &str, out: &Path, name: &str) -> Command {
-    let mut c = vnetbed();
+    soak_cmd_of(&common::vnetbed_bin(), sub, out, name)
+}
+
+/// [`soak_cmd`] run by another copy of the vnetbed binary.
+fn soak_cmd_of(program: &Path, sub: &str, out: &Path, name: &str) -> Command {
+    let mut c = Command::new(program);
     c.arg(sub)
         .arg("--out")
         .arg(out)
@@ -430,10 +435,28 @@ fn verify_ab_passes_and_writes_its_summary() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let out = out_dir("verify");
-    let o = soak_cmd("verify", &out, "vf")
+    // verify runs from a copy of the binary, which is replaced on disk once the first run
+    // has started (as a rebuild would do): the later runs' VMMs must still be this build.
+    let bin_dir = out.with_extension("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let copy = bin_dir.join("vnetbed");
+    std::fs::copy(common::vnetbed_bin(), &copy).unwrap();
+    let child = soak_cmd_of(&copy, "verify", &out, "vf")
         .args(["--runs", "2", "--duration", "30s", "--timeout", "60s"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    wait_for_samples(&out.join("A1-unfenced"), 1, Duration::from_secs(60));
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::write(
+        &copy,
+        "#!/bin/sh\necho 'the replaced binary ran' >&2\nexit 99\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&bin_dir);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
     let v: Value =

@@ -15,7 +15,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -158,9 +158,8 @@ const DOWN_TIMEOUT: Duration = Duration::from_secs(15);
 fn up_detached(up: &UpArgs) -> Result<(), NetError> {
     // Catch argument mistakes here, before a process is started.
     up.config()?;
-    let exe =
-        std::env::current_exe().map_err(|e| NetError::io("cannot find the vnetbed binary", e))?;
-    let mut command = Command::new(exe);
+    let mut command =
+        vnetbed::self_command().map_err(|e| NetError::io("cannot find the vnetbed binary", e))?;
     command.args(["net", "supervise"]).args(up.to_args());
     command
         .stdin(Stdio::null())

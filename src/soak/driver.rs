@@ -197,8 +197,7 @@ fn vnetbed_command(
     model: NotifyModel,
     nic: [&str; 2],
 ) -> Result<(Command, EventPipe), SoakError> {
-    let exe = std::env::current_exe().map_err(SoakError::Vmm)?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = crate::self_command().map_err(SoakError::Vmm)?;
     // The event stream comes through a pipe, and its reader keeps vmm-events.jsonl bounded.
     let (events, events_path) =
         EventPipe::attach(&mut cmd, &plan.out.join(VMM_EVENTS_FILE)).map_err(SoakError::Vmm)?;

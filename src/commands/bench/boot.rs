@@ -29,7 +29,6 @@ fn time_to_first_byte(mut cmd: Command) -> std::io::Result<(Duration, Option<i32
 
 /// Measure `runs` boots of `builtin:hello` with `mem` MiB.
 pub fn run(runs: usize, mem: u64) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let events: PathBuf =
         std::env::temp_dir().join(format!("vnetbed-bench-{}.jsonl", std::process::id()));
     let mut boot_ms = Vec::new();
@@ -42,7 +41,7 @@ pub fn run(runs: usize, mem: u64) -> Result<(), String> {
         let (t, _) = time_to_first_byte(echo).map_err(|e| format!("echo: {e}"))?;
         spawn_ms.push(t.as_secs_f64() * 1e3);
 
-        let mut cmd = Command::new(&exe);
+        let mut cmd = vnetbed::self_command().map_err(|e| e.to_string())?;
         cmd.args([
             "run",
             "--kernel",

@@ -61,11 +61,10 @@ pub fn setup_name(sut: &SutSpec) -> String {
 
 /// `vnetbed run` booting `image` with 64 MiB, the console on stdout, and `nic`.
 fn vnetbed_run(image: &Path, nic: &[&str]) -> Result<Command, BenchError> {
-    let exe = std::env::current_exe().map_err(|e| BenchError::Io {
+    let mut cmd = vnetbed::self_command().map_err(|e| BenchError::Io {
         what: "locate the vnetbed binary".into(),
         source: e,
     })?;
-    let mut cmd = Command::new(exe);
     cmd.arg("run").arg("--kernel").arg(image).args([
         "--mem",
         "64",
