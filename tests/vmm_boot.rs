@@ -200,6 +200,39 @@ fn two_vcpus_boot_the_same_guest() {
     assert_eq!(text(&out.stdout), format!("{HELLO_LINE}\n"));
 }
 
+/// Each virtio-mmio device gets its own slot (address, GSI, command-line announcement), and
+/// the VM keeps them all for its DSDT: a second NIC used to get the first one's slot, and
+/// the DSDT described none.
+#[test]
+fn each_virtio_mmio_device_gets_its_own_slot() {
+    if !require("virtio_slots", &[Capability::Kvm]) {
+        return;
+    }
+    let dir = scratch("slots");
+    let mut vm = vmm::vm::Vm::new(vmm::vm::VmConfig {
+        kernel: guest_file(&dir, TestGuest::HelloReset),
+        initrd: None,
+        cmdline: String::new(),
+        mem_mib: 16,
+        vcpus: 1,
+        serial: vmm::vm::SerialOutput::None,
+        events: vmm::events::EventSink::none(),
+    })
+    .unwrap();
+    let a = vm.allocate_virtio_slot().unwrap();
+    let b = vm.allocate_virtio_slot().unwrap();
+    assert_eq!((a.index, b.index), (0, 1));
+    assert_ne!(a.base, b.base);
+    assert_ne!(a.irq, b.irq);
+    let kept: Vec<u64> = vm.virtio_slots().iter().map(|s| s.base).collect();
+    assert_eq!(kept, vec![a.base, b.base]);
+    for s in [a, b] {
+        let announced = format!("virtio_mmio.device=4K@{:#x}:{}", s.base, s.irq);
+        assert!(vm.cmdline().contains(&announced), "{}", vm.cmdline());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The Debian cloud kernel, fetched once (apt-get download + dpkg -x, nothing installed).
 fn debian_kernel() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-debian-kernel.sh");

@@ -417,7 +417,15 @@ impl Vm {
             slot.base,
             slot.irq
         ));
+        // Kept: the next device gets the next slot, and the DSDT describes every slot (a
+        // stock Debian kernel finds virtio-mmio devices only there).
+        self.virtio_slots.push(slot);
         Ok(slot)
+    }
+
+    /// The virtio-mmio slots handed out so far, in order (the DSDT's `LNRO0005` devices).
+    pub fn virtio_slots(&self) -> &[VirtioSlot] {
+        &self.virtio_slots
     }
 
     /// Append `s` to the kernel command line.
