@@ -13,6 +13,7 @@ packages=(
   qemu-system-x86  # QEMU microvm: an independent virtio-mmio peer for the probe guest
   dpdk-dev         # dpdk-testpmd: DPDK's vhost library as a vhost-user backend (`--sut dpdk`)
   librte-net-vhost23 librte-net-tap23 librte-mempool-ring23  # testpmd's vhost and tap ports, its mbuf pool
+  librte-net-af-packet23  # testpmd's af_packet port: the tests' own vhost-user backend (`--sut vhost-user=...,port=`)
   acpica-tools     # iasl: disassembles the ACPI tables vnetbed generates
   cpio             # packs the Linux guest's initramfs
   binutils         # readelf/objcopy: the Linux image builder resolves libraries and module deps

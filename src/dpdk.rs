@@ -89,7 +89,7 @@ fn unique(stem: &str) -> String {
 }
 
 fn remove_runtime_dir(prefix: &str) {
-    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+    let _ = std::fs::remove_dir_all(Path::new(RUNTIME_ROOT).join(prefix));
 }
 
 /// A running testpmd; stopped on drop.
@@ -98,6 +98,10 @@ pub struct Testpmd {
     socket: PathBuf,
     prefix: String,
     tap: String,
+    binary: PathBuf,
+    netns: String,
+    bridge: String,
+    log: Option<PathBuf>,
 }
 
 impl Testpmd {
@@ -118,13 +122,46 @@ impl Testpmd {
             std::process::id() & 0xff_ffff,
             TAPS.fetch_add(1, Ordering::Relaxed) % 10
         );
+        let mut testpmd = Testpmd {
+            child: None,
+            socket,
+            prefix,
+            tap,
+            binary: binary.to_path_buf(),
+            netns: netns.to_string(),
+            bridge: bridge.to_string(),
+            log: log.map(Path::to_path_buf),
+        };
+        testpmd.spawn()?;
+        Ok(testpmd)
+    }
+
+    /// Kill it (SIGKILL, as a crash) and start it again with the same socket, runtime
+    /// directory and tap, as a backend that restarts: a VMM with `reconnect=SECS` connects
+    /// to it again. Returns once the new one is ready.
+    pub fn restart(&mut self) -> Result<(), DpdkError> {
+        if let Some(mut child) = self.child.take() {
+            // std's kill signals only a child not yet reaped (never a recycled pid).
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        self.spawn()
+    }
+
+    /// Start the process and wait until its socket and tap exist; attach the tap to the
+    /// bridge.
+    fn spawn(&mut self) -> Result<(), DpdkError> {
+        let (binary, netns, bridge) = (&self.binary, self.netns.as_str(), self.bridge.as_str());
+        let (socket, prefix, tap) = (&self.socket, &self.prefix, &self.tap);
+        let log = self.log.as_deref();
         let fail = |detail: String| DpdkError::Start {
             binary: binary.display().to_string(),
             detail,
         };
         let mut cmd = in_netns(netns, &binary.display().to_string());
         cmd.args(["-l", "0,1", "--no-huge", "-m", "256", "--no-pci"])
-            .args(["--file-prefix", &prefix])
+            .args(["--file-prefix", prefix])
             .args([
                 "--vdev",
                 &format!("net_vhost0,iface={}", socket.display()),
@@ -147,15 +184,10 @@ impl Testpmd {
         }
         own_process_group(&mut cmd);
         let child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
-        let mut testpmd = Testpmd {
-            child: Some(child),
-            socket,
-            prefix,
-            tap,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + START_LIMIT;
         loop {
-            if let Some(status) = testpmd
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
@@ -171,29 +203,27 @@ impl Testpmd {
                     "ended ({status}) before it was ready\n{tail}"
                 )));
             }
-            if testpmd.socket.exists() && link_exists(netns, &testpmd.tap) {
+            if socket.exists() && link_exists(netns, tap) {
                 break;
             }
             if Instant::now() >= deadline {
                 return Err(fail(format!(
-                    "did not create {} and tap {} within {START_LIMIT:?}",
-                    testpmd.socket.display(),
-                    testpmd.tap
+                    "did not create {} and tap {tap} within {START_LIMIT:?}",
+                    socket.display(),
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let attached = in_netns(netns, "ip")
-            .args(["link", "set", "dev", &testpmd.tap, "master", bridge, "up"])
+            .args(["link", "set", "dev", tap, "master", bridge, "up"])
             .status()
             .map_err(|e| fail(e.to_string()))?;
         if !attached.success() {
             return Err(fail(format!(
-                "cannot attach its tap {} to bridge {bridge}",
-                testpmd.tap
+                "cannot attach its tap {tap} to bridge {bridge}"
             )));
         }
-        Ok(testpmd)
+        Ok(())
     }
 
     /// The vhost-user server socket.
@@ -260,4 +290,98 @@ fn link_exists(netns: &str, name: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Where DPDK keeps a process's runtime directory (`<dir>/<file-prefix>`).
+pub const RUNTIME_ROOT: &str = "/var/run/dpdk";
+
+/// The pid of the vnetbed process that named `name`, if `name` is one of vnetbed's testpmd
+/// file prefixes (`vnetbed-dpdk-<pid>-<n>`, `vnetbed-dpdk-version-<pid>-<n>`) or its socket
+/// (the prefix with `.sock`).
+pub fn prefix_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("vnetbed-dpdk-")?;
+    let rest = rest.strip_prefix("version-").unwrap_or(rest);
+    let rest = rest.strip_suffix(".sock").unwrap_or(rest);
+    let (pid, n) = rest.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether any running process has `prefix` in its arguments (a testpmd still using it).
+fn prefix_in_use(prefix: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.filter_map(|e| e.ok()).any(|e| {
+        e.file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(crate::net::state::process_args)
+            .is_some_and(|args| args.iter().any(|a| a.contains(prefix)))
+    })
+}
+
+/// Remove what dead vnetbed testpmd processes left (after a SIGKILL of the vnetbed that
+/// started them): sockets in the temporary directory and runtime directories under
+/// [`RUNTIME_ROOT`] whose name is one of vnetbed's prefixes ([`prefix_owner`]), where that
+/// vnetbed process is gone and no running process uses the prefix. Returns what was removed
+/// and what could not be.
+pub fn remove_dead_leftovers() -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+    let (mut removed, mut failed) = (Vec::new(), Vec::new());
+    for dir in [std::env::temp_dir(), PathBuf::from(RUNTIME_ROOT)] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(owner) = prefix_owner(&name) else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            let prefix = name.strip_suffix(".sock").unwrap_or(&name);
+            if prefix_in_use(prefix) {
+                continue;
+            }
+            let path = entry.path();
+            let result = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failed.push((path, e.to_string())),
+            }
+        }
+    }
+    (removed, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_vnetbed_prefixes_name_an_owner() {
+        assert_eq!(prefix_owner("vnetbed-dpdk-123-0"), Some(123));
+        assert_eq!(prefix_owner("vnetbed-dpdk-123-4.sock"), Some(123));
+        assert_eq!(prefix_owner("vnetbed-dpdk-version-77-1"), Some(77));
+        for other in [
+            "rte",
+            "vnetbed-dpdk-",
+            "vnetbed-dpdk-123",
+            "vnetbed-dpdk-12a-0",
+            "vnetbed-dpdk-1-2-3",
+            "vnetbed-dpdk-1-2.socket",
+            "x-vnetbed-dpdk-1-2",
+        ] {
+            assert_eq!(prefix_owner(other), None, "{other}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`soak`]: the soak engine behind soak, reproduce and verify;
 //! - [`verify`]: verify's A/B verdict and its outputs, from the run directories;
 //! - [`qemu`]: QEMU's command lines for the probe guest (microvm, q35, pc);
+//! - [`qemu_pin`]: QEMU's vCPU thread pinned apart from its other threads;
 //! - [`sut`]: the system under test (`--sut`, `--control`): vnetbed's VMM or a QEMU build;
 //! - [`build_info`]: the revision this binary was built from.
 
@@ -13,6 +14,7 @@ pub mod build_info;
 pub mod dpdk;
 pub mod net;
 pub mod qemu;
+pub mod qemu_pin;
 pub mod record;
 pub mod report;
 pub mod soak;

@@ -125,6 +125,10 @@ impl QemuLaunch<'_> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // Threads named after their job (`CPU 0/KVM`, `worker`), so that --pin-vcpu can tell
+        // the vCPU thread from the main loop (crate::qemu_pin).
+        args.push("-name".into());
+        args.push("vnetbed-guest,debug-threads=on".into());
         args.push("-m".into());
         args.push(self.mem_mib.to_string());
         if let Some(tap) = self.tap {
@@ -336,6 +340,10 @@ mod tests {
             "{joined}"
         );
         assert!(joined.ends_with("-append console=ttyS0 probe.stall_timeout=1s"));
+        assert!(
+            joined.contains("-name vnetbed-guest,debug-threads=on"),
+            "{joined}"
+        );
         let mmio = launch(Machine::Microvm, Device::VirtioNetDevice, None)
             .args()
             .join(" ");

@@ -6,7 +6,8 @@
 //!   models `unfenced`, `no-recheck`, `missing-enable-fence`, `missing-notify-fence`), and
 //!   optionally `,transport=pci` (the device behind a virtio-pci function with an MSI-X
 //!   vector per queue, as the 2012 bug's `virtio-net-pci`) or `,transport=mmio` (the
-//!   default).
+//!   default); with `,transport=pci,legacy=on` the function is transitional and the guest
+//!   is told to drive its legacy interface ([`SutSpec::guest_words`]).
 //! - `qemu` (the `qemu-system-x86_64` on PATH) or `qemu=PATH`, with options after commas:
 //!   `machine=q35|pc|microvm` (default q35), `device=virtio-net-pci|virtio-net-device`
 //!   (default virtio-net-pci; virtio-net-device needs microvm), `modern=on|off`,
@@ -15,9 +16,15 @@
 //! - `dpdk` (the `dpdk-testpmd` on PATH) or `dpdk=PATH`: vnetbed's VMM and device model, the
 //!   datapath in DPDK's vhost library: vnetbed starts testpmd in the testbed's namespace
 //!   with a vhost PMD port (the vhost-user socket its VMM connects to) and a tap PMD port on
-//!   the testbed bridge, io forwarding ([`crate::dpdk`]).
-//! - `vhost-user=SOCKET`: vnetbed's VMM and device model, the datapath in a vhost-user
-//!   backend the user runs, listening on SOCKET (and connected to the testbed by the user).
+//!   the testbed bridge, io forwarding ([`crate::dpdk`]). `,reconnect=SECS`: when testpmd
+//!   dies, vnetbed starts it again and the VMM reconnects (waiting up to SECS).
+//! - `vhost-user=SOCKET[,port=IFNAME][,reconnect=SECS]`: vnetbed's VMM and device model,
+//!   the datapath in a vhost-user backend the user runs, listening on SOCKET. `port=` names
+//!   the backend's other port (a tap or veth end in vnetbed's namespace), which vnetbed
+//!   moves onto the testbed's bridge for the run and gives back at its end
+//!   ([`crate::net::borrow`]); without it, connecting the backend to the testbed is up to
+//!   the user. `reconnect=SECS`: the VMM waits up to SECS for a backend that closed its
+//!   socket to come back (`--vhost-user ...,reconnect=SECS`).
 //!
 //! A spec is parsed with the arguments, so a bad one is a usage error before anything
 //! starts; [`SutSpec::check`] then finds the QEMU binary, also before anything starts.
@@ -41,6 +48,8 @@ pub enum SutSpec {
         model: NotifyModel,
         /// virtio-mmio (the default) or virtio-pci.
         transport: NetTransport,
+        /// On PCI: a transitional function, driven through its legacy I/O BAR.
+        legacy: bool,
     },
     /// A QEMU build.
     Qemu(QemuSpec),
@@ -49,11 +58,18 @@ pub enum SutSpec {
     Dpdk {
         /// The testpmd binary given with `dpdk=PATH`.
         binary: Option<PathBuf>,
+        /// `reconnect=SECS`: vnetbed starts testpmd again when it dies, and the VMM waits
+        /// up to SECS for it.
+        reconnect: Option<u64>,
     },
     /// vnetbed's device model with a vhost-user backend the user runs.
     VhostUser {
         /// The backend's listening socket.
         socket: PathBuf,
+        /// The backend's other port, borrowed onto the testbed's bridge for the run.
+        port: Option<String>,
+        /// How long the VMM waits for the backend to come back, seconds.
+        reconnect: Option<u64>,
     },
 }
 
@@ -85,7 +101,7 @@ pub enum SutSpecError {
          `,device=virtio-net-pci|virtio-net-device`, `,modern=on|off`, \
          `,rx_queue_size=256|512|1024`, `,extra=ARGS`, \
          `dpdk` or `dpdk=PATH` (DPDK's testpmd as a vhost-user backend), or \
-         `vhost-user=SOCKET` (a vhost-user backend you run)"
+         `vhost-user=SOCKET[,port=IFNAME][,reconnect=SECS]` (a vhost-user backend you run)"
     )]
     UnknownKind(String),
     /// The notify model after `vnetbed:` is unknown.
@@ -119,6 +135,59 @@ pub enum SutSpecError {
         /// Its largest queue.
         max: u16,
     },
+}
+
+/// `reconnect=SECS`: whole seconds, 1 to 3600.
+fn parse_reconnect(spec: &str, secs: &str) -> Result<u64, SutSpecError> {
+    match secs.parse::<u64>() {
+        Ok(n) if (1..=3600).contains(&n) && secs.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(SutSpecError::BadOption {
+            spec: spec.to_string(),
+            reason: format!("`reconnect={secs}`: whole seconds from 1 to 3600"),
+        }),
+    }
+}
+
+/// `SOCKET[,port=IFNAME][,reconnect=SECS]` of `vhost-user=`; `None`: no socket.
+fn parse_vhost_user(spec: &str, value: &str) -> Option<Result<SutSpec, SutSpecError>> {
+    let mut parts = value.split(',');
+    let socket = parts.next().filter(|s| !s.is_empty())?;
+    let bad = |reason: String| {
+        Some(Err(SutSpecError::BadOption {
+            spec: spec.to_string(),
+            reason,
+        }))
+    };
+    let (mut port, mut reconnect) = (None, None);
+    for option in parts {
+        match option.split_once('=') {
+            Some(("port", name)) if port.is_none() => {
+                if !crate::net::borrow::valid_link_name(name) {
+                    return bad(format!(
+                        "`port={name}`: an interface name has 1 to 15 characters, without `/`, `:`, `,`, `=` or spaces"
+                    ));
+                }
+                port = Some(name.to_string());
+            }
+            Some(("reconnect", secs)) if reconnect.is_none() => match parse_reconnect(spec, secs) {
+                Ok(n) => reconnect = Some(n),
+                Err(e) => return Some(Err(e)),
+            },
+            Some(("port" | "reconnect", _)) => {
+                return bad(format!("`{option}`: given twice"));
+            }
+            _ => {
+                return bad(format!(
+                    "unknown option `{option}`: `vhost-user=SOCKET` takes `,port=IFNAME` and `,reconnect=SECS`"
+                ))
+            }
+        }
+    }
+    Some(Ok(SutSpec::VhostUser {
+        socket: PathBuf::from(socket),
+        port,
+        reconnect,
+    }))
 }
 
 fn on_off(value: &str) -> Option<bool> {
@@ -308,17 +377,49 @@ impl FromStr for SutSpec {
             return QemuSpec::parse(s, binary, options).map(SutSpec::Qemu);
         }
         if let Some(rest) = s.strip_prefix("dpdk") {
-            return match rest.strip_prefix('=') {
-                None if rest.is_empty() => Ok(SutSpec::Dpdk { binary: None }),
-                Some("") => Err(SutSpecError::BadOption {
+            let (path, options) = match rest.strip_prefix('=') {
+                Some(value) => match value.split_once(',') {
+                    Some((path, options)) => (Some(path), Some(options)),
+                    None => (Some(value), None),
+                },
+                None if rest.is_empty() => (None, None),
+                None => match rest.strip_prefix(',') {
+                    Some(options) => (None, Some(options)),
+                    None => return Err(SutSpecError::UnknownKind(s.to_string())),
+                },
+            };
+            if path == Some("") {
+                return Err(SutSpecError::BadOption {
                     spec: s.to_string(),
                     reason: "`dpdk=` needs a path: `dpdk=/path/to/dpdk-testpmd`".into(),
-                }),
-                Some(path) => Ok(SutSpec::Dpdk {
-                    binary: Some(PathBuf::from(path)),
-                }),
-                None => Err(SutSpecError::UnknownKind(s.to_string())),
-            };
+                });
+            }
+            let mut reconnect = None;
+            for option in options.into_iter().flat_map(|o| o.split(',')) {
+                match option.split_once('=') {
+                    Some(("reconnect", secs)) if reconnect.is_none() => {
+                        reconnect = Some(parse_reconnect(s, secs)?);
+                    }
+                    Some(("reconnect", _)) => {
+                        return Err(SutSpecError::BadOption {
+                            spec: s.to_string(),
+                            reason: format!("`{option}`: given twice"),
+                        })
+                    }
+                    _ => {
+                        return Err(SutSpecError::BadOption {
+                            spec: s.to_string(),
+                            reason: format!(
+                                "unknown option `{option}`: `dpdk` takes `,reconnect=SECS`"
+                            ),
+                        })
+                    }
+                }
+            }
+            return Ok(SutSpec::Dpdk {
+                binary: path.map(PathBuf::from),
+                reconnect,
+            });
         }
         if let Some(rest) = s.strip_prefix("vhost-user") {
             let needs = || SutSpecError::BadOption {
@@ -327,10 +428,7 @@ impl FromStr for SutSpec {
                     .into(),
             };
             return match rest.strip_prefix('=') {
-                Some("") => Err(needs()),
-                Some(socket) => Ok(SutSpec::VhostUser {
-                    socket: PathBuf::from(socket),
-                }),
+                Some(value) => parse_vhost_user(s, value).ok_or_else(needs)?,
                 None if rest.is_empty() => Err(needs()),
                 None => Err(SutSpecError::UnknownKind(s.to_string())),
             };
@@ -358,28 +456,54 @@ impl FromStr for SutSpec {
             )?,
         };
         let mut transport = None;
+        let mut legacy = None;
         for option in options.into_iter().flat_map(|o| o.split(',')) {
             let bad = |reason: String| SutSpecError::BadOption {
                 spec: s.to_string(),
                 reason,
             };
-            let value = option.strip_prefix("transport=").ok_or_else(|| {
+            let unknown = || {
                 bad(format!(
-                    "unknown vnetbed option `{option}`: use `,transport=mmio|pci`"
+                    "unknown vnetbed option `{option}`: use `,transport=mmio|pci` and, with pci, `,legacy=on|off`"
                 ))
-            })?;
-            if transport.is_some() {
-                return Err(bad("`transport=` is given twice".into()));
+            };
+            let (key, value) = option.split_once('=').ok_or_else(unknown)?;
+            match key {
+                "transport" => {
+                    if transport.is_some() {
+                        return Err(bad("`transport=` is given twice".into()));
+                    }
+                    transport = Some(
+                        value
+                            .parse::<NetTransport>()
+                            .map_err(|e| bad(e.to_string()))?,
+                    );
+                }
+                "legacy" => {
+                    if legacy.is_some() {
+                        return Err(bad("`legacy=` is given twice".into()));
+                    }
+                    legacy = Some(match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(bad(format!("`legacy={value}`: use on or off"))),
+                    });
+                }
+                _ => return Err(unknown()),
             }
-            transport = Some(
-                value
-                    .parse::<NetTransport>()
-                    .map_err(|e| bad(e.to_string()))?,
-            );
+        }
+        let transport = transport.unwrap_or_default();
+        let legacy = legacy.unwrap_or(false);
+        if legacy && transport != NetTransport::Pci {
+            return Err(SutSpecError::BadOption {
+                spec: s.to_string(),
+                reason: "`legacy=on` needs `transport=pci` (the legacy interface is a virtio-pci I/O BAR)".into(),
+            });
         }
         Ok(SutSpec::Vnetbed {
             model,
-            transport: transport.unwrap_or_default(),
+            transport,
+            legacy,
         })
     }
 }
@@ -387,16 +511,44 @@ impl FromStr for SutSpec {
 impl fmt::Display for SutSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SutSpec::Vnetbed { model, transport } => {
+            SutSpec::Vnetbed {
+                model,
+                transport,
+                legacy,
+            } => {
                 write!(f, "vnetbed:{model}")?;
                 if *transport != NetTransport::Mmio {
                     write!(f, ",transport={transport}")?;
                 }
+                if *legacy {
+                    write!(f, ",legacy=on")?;
+                }
                 Ok(())
             }
-            SutSpec::Dpdk { binary: None } => write!(f, "dpdk"),
-            SutSpec::Dpdk { binary: Some(path) } => write!(f, "dpdk={}", path.display()),
-            SutSpec::VhostUser { socket } => write!(f, "vhost-user={}", socket.display()),
+            SutSpec::Dpdk { binary, reconnect } => {
+                write!(f, "dpdk")?;
+                if let Some(path) = binary {
+                    write!(f, "={}", path.display())?;
+                }
+                if let Some(secs) = reconnect {
+                    write!(f, ",reconnect={secs}")?;
+                }
+                Ok(())
+            }
+            SutSpec::VhostUser {
+                socket,
+                port,
+                reconnect,
+            } => {
+                write!(f, "vhost-user={}", socket.display())?;
+                if let Some(port) = port {
+                    write!(f, ",port={port}")?;
+                }
+                if let Some(secs) = reconnect {
+                    write!(f, ",reconnect={secs}")?;
+                }
+                Ok(())
+            }
             SutSpec::Qemu(q) => {
                 match &q.binary {
                     Some(path) => write!(f, "qemu={}", path.display())?,
@@ -429,7 +581,35 @@ impl SutSpec {
         SutSpec::Vnetbed {
             model,
             transport: NetTransport::Mmio,
+            legacy: false,
         }
+    }
+
+    /// Whether a vnetbed system under test is a transitional PCI function driven through
+    /// its legacy interface (`,transport=pci,legacy=on`).
+    pub fn is_legacy_pci(&self) -> bool {
+        matches!(self, SutSpec::Vnetbed { legacy: true, .. })
+    }
+
+    /// The `--net` suffix of a vnetbed system under test: `,transport=mmio|pci` and, for a
+    /// transitional function, `,legacy=on`.
+    pub fn net_options(&self) -> String {
+        let transport = self.net_transport().unwrap_or_default();
+        let legacy = if self.is_legacy_pci() {
+            ",legacy=on"
+        } else {
+            ""
+        };
+        format!(",transport={transport}{legacy}")
+    }
+
+    /// Kernel command-line words the guest needs for this system under test: on a
+    /// transitional function, the words that make the probe (`probe.virtio_pci=legacy`) and
+    /// Linux (`virtio_pci.force_legacy=1`) drive the legacy interface, as they would pick
+    /// the modern one otherwise.
+    pub fn guest_words(&self) -> Option<&'static str> {
+        self.is_legacy_pci()
+            .then_some("probe.virtio_pci=legacy virtio_pci.force_legacy=1")
     }
 
     /// vnetbed's notify model, for a vnetbed system under test.
@@ -455,8 +635,16 @@ impl SutSpec {
             SutSpec::Vnetbed {
                 model,
                 transport: NetTransport::Mmio,
+                ..
             } => model.to_string(),
-            SutSpec::Vnetbed { model, transport } => format!("{model}-{transport}"),
+            SutSpec::Vnetbed {
+                model,
+                transport,
+                legacy: false,
+            } => format!("{model}-{transport}"),
+            SutSpec::Vnetbed {
+                model, transport, ..
+            } => format!("{model}-{transport}-legacy"),
             SutSpec::Qemu(_) => "qemu".into(),
             SutSpec::Dpdk { .. } => "dpdk".into(),
             SutSpec::VhostUser { .. } => "vhost-user".into(),
@@ -476,17 +664,28 @@ impl SutSpec {
         match self {
             SutSpec::Vnetbed { .. } => Ok(()),
             SutSpec::Qemu(q) => q.resolve_binary().map(|_| ()),
-            SutSpec::Dpdk { binary } => crate::dpdk::resolve_binary(binary.as_deref())
+            SutSpec::Dpdk { binary, .. } => crate::dpdk::resolve_binary(binary.as_deref())
                 .map(|_| ())
                 .map_err(|e| SutSpecError::NoBinary(e.to_string())),
-            SutSpec::VhostUser { socket } => {
+            SutSpec::VhostUser { socket, port, .. } => {
                 use std::os::unix::fs::FileTypeExt;
                 match std::fs::metadata(socket) {
-                    Ok(m) if m.file_type().is_socket() => Ok(()),
-                    _ => Err(SutSpecError::NoBinary(format!(
+                    Ok(m) if m.file_type().is_socket() => {}
+                    _ => {
+                        return Err(SutSpecError::NoBinary(format!(
                         "{} is not a socket: start the vhost-user backend (listening there) first",
                         socket.display()
-                    ))),
+                    )))
+                    }
+                }
+                match port {
+                    Some(port) if !Path::new("/sys/class/net").join(port).exists() => {
+                        Err(SutSpecError::NoBinary(format!(
+                            "the backend's port {port} is not a network interface here: create \
+                             it (the backend's tap or veth end) before the run"
+                        )))
+                    }
+                    _ => Ok(()),
                 }
             }
         }
@@ -521,19 +720,25 @@ impl SutSpec {
             SutSpec::Vnetbed {
                 model,
                 transport: NetTransport::Mmio,
+                ..
             } => format!("vnetbed ({})", queue_backend_identity(*model)),
-            SutSpec::Vnetbed { model, transport } => format!(
-                "vnetbed ({}, virtio-{transport})",
-                queue_backend_identity(*model)
+            SutSpec::Vnetbed {
+                model,
+                transport,
+                legacy,
+            } => format!(
+                "vnetbed ({}, virtio-{transport}{})",
+                queue_backend_identity(*model),
+                if *legacy { " legacy" } else { "" }
             ),
-            SutSpec::Dpdk { binary } => format!(
+            SutSpec::Dpdk { binary, .. } => format!(
                 "vnetbed + {} (vhost-user)",
                 binary.as_deref().map_or_else(
                     || crate::dpdk::DEFAULT_BINARY.to_string(),
                     |p| p.display().to_string()
                 )
             ),
-            SutSpec::VhostUser { socket } => {
+            SutSpec::VhostUser { socket, .. } => {
                 format!("vnetbed + vhost-user backend at {}", socket.display())
             }
             SutSpec::Qemu(q) => format!(
@@ -557,16 +762,21 @@ impl SutSpec {
     /// machine and the device. Fields that cannot be read stay empty; nothing here fails.
     pub fn vmm_identity(&self) -> VmmIdentity {
         match self {
-            SutSpec::Vnetbed { model, transport } => self.vnetbed_identity(format!(
+            SutSpec::Vnetbed {
+                model,
+                transport,
+                legacy,
+            } => self.vnetbed_identity(format!(
                 "virtio-net on virtio-{}, {} notify model, {}",
-                match transport {
-                    NetTransport::Mmio => "mmio",
-                    NetTransport::Pci => "pci (MSI-X)",
+                match (transport, legacy) {
+                    (NetTransport::Mmio, _) => "mmio",
+                    (NetTransport::Pci, false) => "pci (MSI-X)",
+                    (NetTransport::Pci, true) => "pci (transitional, legacy interface, MSI-X)",
                 },
                 model,
                 queue_backend_identity(*model)
             )),
-            SutSpec::Dpdk { binary } => {
+            SutSpec::Dpdk { binary, .. } => {
                 let testpmd = crate::dpdk::resolve_binary(binary.as_deref()).ok();
                 let dpdk = testpmd.as_deref().and_then(crate::dpdk::version);
                 self.vnetbed_identity(format!(
@@ -582,9 +792,10 @@ impl SutSpec {
                         .unwrap_or_else(|| "unknown".into()),
                 ))
             }
-            SutSpec::VhostUser { socket } => self.vnetbed_identity(format!(
-                "virtio-net on virtio-mmio, datapath in the vhost-user backend at {} (not identified), relay mode",
-                socket.display()
+            SutSpec::VhostUser { socket, port, .. } => self.vnetbed_identity(format!(
+                "virtio-net on virtio-mmio, datapath in the vhost-user backend at {} (not identified){}, relay mode",
+                socket.display(),
+                port.as_ref().map_or_else(String::new, |p| format!(", its port {p} on the testbed bridge"))
             )),
             SutSpec::Qemu(q) => {
                 let path = q.resolve_binary().ok();
@@ -692,8 +903,23 @@ mod tests {
             SutSpec::Vnetbed {
                 model: NotifyModel::Unfenced,
                 transport: NetTransport::Pci,
+                legacy: false,
             }
         );
+        assert_eq!(pci.guest_words(), None);
+        let legacy: SutSpec = "vnetbed:fenced,transport=pci,legacy=on".parse().unwrap();
+        assert!(legacy.is_legacy_pci());
+        assert_eq!(legacy.to_string(), "vnetbed:fenced,transport=pci,legacy=on");
+        assert_eq!(legacy.to_string().parse::<SutSpec>().unwrap(), legacy);
+        assert_eq!(legacy.label(), "fenced-pci-legacy");
+        assert_eq!(legacy.net_options(), ",transport=pci,legacy=on");
+        assert!(legacy
+            .guest_words()
+            .unwrap()
+            .contains("probe.virtio_pci=legacy"));
+        assert!(legacy.identity().ends_with(", virtio-pci legacy)"));
+        let off: SutSpec = "vnetbed,transport=pci,legacy=off".parse().unwrap();
+        assert_eq!(off.to_string(), "vnetbed:fenced,transport=pci");
         assert_eq!(pci.to_string(), "vnetbed:unfenced,transport=pci");
         assert_eq!(pci.label(), "unfenced-pci");
         assert_eq!(pci.net_transport(), Some(NetTransport::Pci));
@@ -709,6 +935,11 @@ mod tests {
             "vnetbed:unfenced,transport=usb",
             "vnetbed,transport=pci,transport=pci",
             "vnetbed,speed=fast",
+            "vnetbed,legacy=on",
+            "vnetbed,transport=mmio,legacy=on",
+            "vnetbed,transport=pci,legacy=yes",
+            "vnetbed,transport=pci,legacy=on,legacy=on",
+            "vnetbed,transport",
             "vnetbed,",
         ] {
             let e = bad.parse::<SutSpec>().unwrap_err();
@@ -777,7 +1008,12 @@ mod tests {
             "qemu,machine=microvm,device=virtio-net-device",
             "dpdk",
             "dpdk=/opt/dpdk/bin/dpdk-testpmd",
+            "dpdk,reconnect=10",
+            "dpdk=/opt/t,reconnect=3600",
             "vhost-user=/run/ovs/vhu0.sock",
+            "vhost-user=/run/b.sock,port=veth-b1",
+            "vhost-user=/run/b.sock,reconnect=30",
+            "vhost-user=/run/b.sock,port=tap9,reconnect=5",
         ] {
             let spec: SutSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);
@@ -819,8 +1055,19 @@ mod tests {
             ),
             ("qemu,extra=", "needs QEMU arguments"),
             ("dpdk=", "needs a path"),
+            ("dpdk=,reconnect=5", "needs a path"),
+            ("dpdk,reconnect=0", "whole seconds"),
+            ("dpdk,reconnect=5,reconnect=6", "given twice"),
+            ("dpdk,fast", "unknown option `fast`"),
             ("vhost-user", "needs the backend's socket"),
             ("vhost-user=", "needs the backend's socket"),
+            ("vhost-user=,port=x", "needs the backend's socket"),
+            ("vhost-user=/s,port=a/b", "an interface name"),
+            ("vhost-user=/s,port=", "an interface name"),
+            ("vhost-user=/s,reconnect=0", "whole seconds"),
+            ("vhost-user=/s,reconnect=+5", "whole seconds"),
+            ("vhost-user=/s,port=a,port=b", "given twice"),
+            ("vhost-user=/s,mac=1", "unknown option `mac=1`"),
         ] {
             let e = spec.parse::<SutSpec>().unwrap_err().to_string();
             assert!(e.contains(words), "{spec}: {e}");
@@ -858,7 +1105,13 @@ mod tests {
     #[test]
     fn vhost_user_specs_are_vnetbed_without_a_notify_model() {
         let d: SutSpec = "dpdk".parse().unwrap();
-        assert_eq!(d, SutSpec::Dpdk { binary: None });
+        assert_eq!(
+            d,
+            SutSpec::Dpdk {
+                binary: None,
+                reconnect: None
+            }
+        );
         assert_eq!(
             (d.label(), d.notify_model(), d.is_vnetbed()),
             ("dpdk".into(), None, true)

@@ -57,6 +57,10 @@ fn bad_values_are_usage_errors_before_anything_runs() {
             "from 256 to 1024",
         ),
         (&["soak", "--duration", "1m", "--burst", "0"], "--burst"),
+        (
+            &["verify", "--sut", "qemu", "--pin-vcpu", "yes"],
+            "neither on nor off",
+        ),
         (&["reproduce", "--notify-model", "bogus"], "bogus"),
         (&["verify", "--runs", "0"], "--runs"),
         (&["verify", "--buggy-model", "fenced"], "fix"),

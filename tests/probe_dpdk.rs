@@ -40,3 +40,18 @@ fn probe_through_dpdk_in_direct_mode_answers_pings_with_kicks_uncounted() {
         acceptance::dpdk_direct_mode();
     }
 }
+
+#[test]
+fn probe_through_dpdk_survives_a_testpmd_restart_with_reconnect() {
+    if require(
+        "probe_through_dpdk_survives_a_testpmd_restart_with_reconnect",
+        &VMM.caps(),
+    ) {
+        // BENCHMARKS.md's reconnect downtime: VNETBED_RECONNECT_RESTARTS=6 restarts more.
+        let restarts = std::env::var("VNETBED_RECONNECT_RESTARTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        acceptance::dpdk_reconnect(restarts);
+    }
+}

@@ -14,7 +14,7 @@ mod probe_support;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require, vnetbed, Capability};
+use common::{bounded, require, vnetbed, Capability};
 use probe_support::testbed::Testbed;
 use probe_support::{parse_agent_lines, probe_image, vnetbed_run};
 use serde_json::Value;
@@ -41,30 +41,6 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Run `command` to its end, killing it after `limit` (then the status is None).
-fn bounded(mut command: Command, limit: Duration) -> (Option<i32>, String) {
-    command.stdin(Stdio::null()).stdout(Stdio::null());
-    command.stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn vnetbed run");
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.code();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-    }
-    (status, stderr)
 }
 
 /// The probe, confined, on the testbed's tap, its serial console in a file (the serial path

@@ -3,7 +3,9 @@
 //! function, empty slots; BARs moved anywhere, over RAM, over each other), loads and stores
 //! anywhere in the BAR window (common configuration, ISR, device configuration, notify,
 //! MSI-X table and PBA), with the real virtio-net device behind it (activation starts its
-//! thread over the fuzzed rings) and guest-memory writes between them. Nothing may panic.
+//! thread over the fuzzed rings) and guest-memory writes between them. The function is
+//! modern-only or transitional (then the legacy registers in the I/O BAR are fuzzed too,
+//! mixed with the modern ones). Nothing may panic.
 #![no_main]
 
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use vmm::devices::pci::msix::MsixVectors;
 use vmm::devices::pci::routing::{MsiMessage, MsiRoutes, RouteError};
 use vmm::devices::virtio::net::{MacAddr, Net, NetOptions, NotifyModel};
 use vmm::devices::virtio::pci::{vector_fds, VirtioPci, BAR_SIZE};
+use vmm::devices::virtio::pci_legacy::LEGACY_BAR_SIZE;
 use vmm::devices::virtio::transport::VirtioState;
 use vmm::devices::virtio::Signals;
 use vmm::events::EventSink;
@@ -39,7 +42,11 @@ impl MsiRoutes for AnyRoutes {
     }
 }
 
-fn root(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<Arc<Mutex<PciRoot>>> {
+fn root(
+    model: NotifyModel,
+    legacy: bool,
+    mem: &GuestMemoryMmap<()>,
+) -> Option<Arc<Mutex<PciRoot>>> {
     let events = EventSink::none();
     let options = NetOptions {
         notify_model: model,
@@ -61,21 +68,26 @@ fn root(model: NotifyModel, mem: &GuestMemoryMmap<()>) -> Option<Arc<Mutex<PciRo
         "virtio-net",
     ));
     let irq = EventFd::new(libc::EFD_NONBLOCK).ok()?;
-    let signals = Signals::with_msix(irq, events.clone(), "virtio-net", msix.clone(), 2);
+    let signals = Signals::with_msix(irq, None, events.clone(), "virtio-net", msix.clone(), 2);
     let state = VirtioState::new(Box::new(net), mem.clone(), signals).ok()?;
     let mut root = PciRoot::new(MMIO, IO, vec![(0, 0x1_0000)], events);
-    let bar0 = root.allocate(false, BAR_SIZE).ok()?;
+    let bar_mem = root.allocate(false, BAR_SIZE).ok()?;
     let device = root.free_device().ok()?;
-    root.insert(
-        device,
-        Arc::new(Mutex::new(VirtioPci::new(state, bar0, 23, msix, None))),
-    );
+    let function = if legacy {
+        let io = root.allocate(true, LEGACY_BAR_SIZE).ok()?;
+        VirtioPci::transitional(state, bar_mem, io, 23, msix, None)
+    } else {
+        VirtioPci::new(state, bar_mem, 23, msix, None)
+    };
+    root.insert(device, Arc::new(Mutex::new(function)));
     Some(Arc::new(Mutex::new(root)))
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
-    let model = match input.u8() % 3 {
+    let first = input.u8();
+    let legacy = first & 0x80 != 0;
+    let model = match (first & 0x7f) % 3 {
         0 => NotifyModel::Fenced,
         1 => NotifyModel::Unfenced,
         _ => NotifyModel::VirtioQueue,
@@ -86,11 +98,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         ops.push((input.u8(), input.u16(), input.u64()));
     }
     let mem = reused_guest_memory(input.rest());
-    let Some(root) = root(model, &mem) else {
+    let Some(root) = root(model, legacy, &mem) else {
         return;
     };
     let mut ecam = Ecam(root.clone());
-    let mut window = BarWindow::new(root, false, MMIO.start);
+    let mut window = BarWindow::new(root.clone(), false, MMIO.start);
+    let mut ports = BarWindow::new(root, true, IO.start);
     for (kind, at, value) in ops {
         let len = 1usize << ((kind >> 1) & 3);
         // ECAM: devices 0-3 (bridge, the NIC, empty slots), any register and a little beyond.
@@ -104,6 +117,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             0x01 => ecam.write(config, &value.to_le_bytes()[..len]),
             0x10 | 0x20 => window.read(bar, &mut buf[..len]),
             0x11 | 0x21 | 0x31 => window.write(bar, &value.to_le_bytes()[..len]),
+            // The I/O window: the legacy block (and beyond it).
+            0x40 => ports.read(bar & 0xff, &mut buf[..len]),
+            0x41 => ports.write(bar & 0xff, &value.to_le_bytes()[..len]),
             _ => poke(&mem, value & 0xfff, (value >> 16) as u16),
         }
     }

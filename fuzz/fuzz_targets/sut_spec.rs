@@ -14,6 +14,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let _ = spec.notify_model();
             let _ = spec.identity();
             let _ = spec.label();
+            let _ = (spec.net_options(), spec.guest_words());
             let printed = spec.to_string();
             assert_eq!(
                 printed.parse::<SutSpec>().as_ref(),

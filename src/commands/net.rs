@@ -386,13 +386,19 @@ fn gc() -> Result<(), NetError> {
     for pid in &report.killed_dnsmasq {
         outln!("killed leftover dnsmasq {pid}");
     }
+    for link in &report.returned_links {
+        outln!("gave borrowed link {link} back to the root namespace");
+    }
+    for path in &report.removed_dpdk {
+        outln!("removed leftover of a dead vnetbed testpmd: {path}");
+    }
     for name in &report.live {
         outln!("kept {name}: its holder is alive");
     }
     for (netns, pid) in &report.busy_netns {
         outln!("kept namespace {netns}: process {pid} is inside it");
     }
-    if report.removed.is_empty() && report.failed.is_empty() {
+    if report.removed.is_empty() && report.removed_dpdk.is_empty() && report.failed.is_empty() {
         outln!("nothing to clean up");
     }
     // Failures (if any) come last, on stderr, after what was removed.

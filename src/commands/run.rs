@@ -43,10 +43,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub events: Option<PathBuf>,
     /// A virtio-net device on a tap:
-    /// `tap=NAME[,mac=MAC][,queue-size=N][,netns=NS][,transport=mmio|pci]`, where NS is a
-    /// network namespace under /var/run/netns (a testbed's is `vnetbed-<name>`) and
-    /// `transport=pci` puts the device behind a virtio-pci function with MSI-X (default
-    /// mmio). Repeatable.
+    /// `tap=NAME[,mac=MAC][,queue-size=N][,netns=NS][,transport=mmio|pci][,legacy=on|off]`,
+    /// where NS is a network namespace under /var/run/netns (a testbed's is
+    /// `vnetbed-<name>`), `transport=pci` puts the device behind a virtio-pci function with
+    /// MSI-X (default mmio), and `legacy=on` makes that function transitional (the legacy
+    /// virtio 0.9.5 registers in an I/O BAR0, the modern ones in BAR4). Repeatable.
     #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<NetConfig>().map_err(|e| e.to_string()))]
     pub net: Vec<NetConfig>,
     /// A virtio-net device whose datapath is a vhost-user backend listening on SOCKET:
@@ -84,7 +85,8 @@ pub struct RunArgs {
     pub seccomp: bool,
 }
 
-fn parse_on_off(s: &str) -> Result<bool, String> {
+/// An `on|off` switch (`--seccomp`, `--pin-vcpu`).
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" => Ok(true),
         "off" => Ok(false),

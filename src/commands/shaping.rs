@@ -36,10 +36,11 @@ const RACE_RATE: &str = "120M";
 /// The `race` profile's queue size for vnetbed's device.
 const RACE_QUEUE_SIZE: u16 = 4;
 /// The `race` profile's guest options where the ring cannot be made short (QEMU: 256
-/// entries at least): the probe's merged-buffer mode (256-byte rx buffers, so a full-size
-/// frame takes 6) with a refill in batches of 2, which runs QEMU's ring short of buffers
-/// tens of thousands of times a minute (BENCHMARKS.md, "Exposure shaping").
-const RACE_LONG_RING_GUEST: &str = "probe.rx_buf=256 probe.refill=trickle:2";
+/// entries at least): the probe's merged-buffer mode (128-byte rx buffers, so a full-size
+/// frame takes 12) with a refill one buffer at a time, which keeps QEMU's ring short of
+/// buffers for a frame while frames arrive: QEMU's f937309 revert stalls within seconds
+/// (with `--pin-vcpu`), after about 900 such waits (BENCHMARKS.md, "QEMU's 2024 lost kick").
+const RACE_LONG_RING_GUEST: &str = "probe.rx_buf=128 probe.refill=trickle:1";
 /// The plain profile's rate.
 const PLAIN_RATE: &str = "200M";
 

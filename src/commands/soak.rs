@@ -108,6 +108,12 @@ pub struct CommonArgs {
     /// a copy around each stall and failed renewal: dhcp (UDP 67/68) or all (headers).
     #[arg(long, value_enum, default_value_t = CaptureMode::None)]
     pub capture: CaptureMode,
+    /// Pin QEMU's vCPU thread to one CPU and its other threads (the main loop, where
+    /// virtio-net takes frames from the tap) to another, from the guest's lease on, so that
+    /// the guest and the device run truly concurrently: `on` (default for QEMU) or `off`.
+    /// Needs two CPUs; the run's header records whether it was applied, and why not.
+    #[arg(long, value_name = "on|off", action = clap::ArgAction::Set, value_parser = super::run::parse_on_off)]
+    pub pin_vcpu: Option<bool>,
     /// The defaults for the options above that were not given: plain for soak, reproduce
     /// and the benchmarks; verify's `--shaping` (race by default).
     #[arg(skip)]
@@ -271,6 +277,7 @@ pub fn plan(
         phase: None,
         expect_stall: false,
         capture: common.capture,
+        pin_vcpu: common.pin_vcpu,
     })
 }
 

@@ -3,7 +3,14 @@
 //!
 //! Leftovers are found only through vnetbed's own marks, never by a broad name match:
 //! - state directories under the state root whose recorded holder (pid + start time) is gone;
-//! - namespaces named `vnetbed-<name>` with no state directory and no process inside.
+//! - namespaces named `vnetbed-<name>` with no state directory and no process inside;
+//! - DPDK leftovers of testpmd processes vnetbed started (`--sut dpdk`): vhost-user sockets
+//!   and `/var/run/dpdk/<prefix>` runtime directories whose file prefix is vnetbed's,
+//!   `vnetbed-dpdk-<pid>-<n>`, where process `<pid>` (the vnetbed that started it) is gone and
+//!   no running process uses the prefix ([`crate::dpdk::remove_dead_leftovers`]).
+//!
+//! A leftover testbed's borrowed links (`borrowed-links`: a user backend's port) are given
+//! back to PID 1's namespace before its namespace is deleted.
 //!
 //! A dnsmasq is killed only if its pid comes from a testbed's `dnsmasq.pid` *and* its
 //! `/proc/<pid>/cmdline` names that testbed's state directory.
@@ -31,6 +38,10 @@ pub struct GcReport {
     pub removed: Vec<String>,
     /// Pids of our own dnsmasq processes that were killed.
     pub killed_dnsmasq: Vec<u32>,
+    /// Links that leftover testbeds had borrowed, given back to PID 1's namespace.
+    pub returned_links: Vec<String>,
+    /// Files and directories of dead vnetbed testpmd processes, removed.
+    pub removed_dpdk: Vec<String>,
     /// Testbeds left alone because their holder is alive.
     pub live: Vec<String>,
     /// Namespaces left alone because processes are inside (with one such pid).
@@ -111,6 +122,16 @@ pub fn gc(root: &Path) -> Result<GcReport> {
             }),
         }
     }
+    let (removed, failed) = crate::dpdk::remove_dead_leftovers();
+    report
+        .removed_dpdk
+        .extend(removed.iter().map(|p| p.display().to_string()));
+    report
+        .failed
+        .extend(failed.into_iter().map(|(path, error)| GcFailure {
+            name: path.display().to_string(),
+            error,
+        }));
     Ok(report)
 }
 
@@ -118,6 +139,10 @@ fn remove_leftover(ip: &Ip, state: &StateDir, name: &str, report: &mut GcReport)
     if let Some(pid) = kill_our_dnsmasq(state)? {
         report.killed_dnsmasq.push(pid);
     }
+    let netns = names::netns_name(name);
+    report
+        .returned_links
+        .extend(super::borrow::give_back(ip, state, &netns)?);
     remove_links_and_netns(ip, &names::netns_name(name))?;
     state.remove()?;
     report.removed.push(name.to_string());

@@ -13,6 +13,7 @@
 //!
 //! Links are managed with `ip` from iproute2 (see [`ip`] for why).
 
+pub mod borrow;
 pub mod dhcp_events;
 pub mod dnsmasq;
 pub mod error;

@@ -274,6 +274,19 @@ impl Testbed {
         self.teardown()
     }
 
+    /// Borrow `link` (a tap or veth end in vnetbed's own namespace, a user's backend's
+    /// port) for the run: move it into the namespace onto the bridge; it is given back when
+    /// the testbed goes down, or by `vnetbed net gc` after a SIGKILL ([`super::borrow`]).
+    pub fn borrow_link(&self, link: &str) -> Result<()> {
+        super::borrow::borrow_link(
+            &self.ip,
+            &self.state,
+            &self.info.netns,
+            &self.info.bridge,
+            link,
+        )
+    }
+
     fn teardown(&mut self) -> Result<()> {
         if !self.up {
             return Ok(());
@@ -281,6 +294,16 @@ impl Testbed {
         self.up = false;
         if let Some(mut supervisor) = self.supervisor.take() {
             supervisor.stop();
+        }
+        // Borrowed links go back first: deleting the namespace would destroy them. If one
+        // cannot be given back, the namespace and the record stay for `vnetbed net gc`.
+        if let Err(e) = super::borrow::give_back(&self.ip, &self.state, &self.info.netns) {
+            tracing::error!(
+                "cannot give borrowed links back from {}: {e}; the testbed stays, for \
+                 `vnetbed net gc`",
+                self.info.netns
+            );
+            return Err(e);
         }
         let result = remove_links_and_netns(&self.ip, &self.info.netns).and(self.state.remove());
         tracing::info!(testbed = %self.info.name, ok = result.is_ok(), "testbed down");

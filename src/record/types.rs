@@ -30,6 +30,9 @@ pub enum Record {
     VmmExit(VmmExit),
     /// A free-form observation (dnsmasq restarted, iperf3 run failed to start, ...).
     Note(Note),
+    /// A vhost-user backend went away or came back (the VMM reconnects with
+    /// `reconnect=SECS`): reported, and not a stall.
+    Backend(BackendRecord),
     /// The orchestrator finished the run (absent after a SIGKILL).
     End(RunEnd),
 }
@@ -158,6 +161,29 @@ pub struct RunConfig {
     /// absent: the defaults of the VMM, the load and the guest.
     #[serde(default, skip_serializing_if = "Shaping::is_default")]
     pub shaping: Shaping,
+    /// `--pin-vcpu`: whether QEMU's vCPU thread was asked to be, and is, pinned to one CPU
+    /// and its other threads to another. Absent: not a QEMU run (or a record from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_vcpu: Option<VcpuPinning>,
+}
+
+/// `--pin-vcpu` as asked and as applied (a host with one CPU cannot pin apart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VcpuPinning {
+    /// `--pin-vcpu on` (the default for QEMU).
+    pub asked: bool,
+    /// Whether the run pins: asked, QEMU, and two CPUs to pin apart on. Whether the
+    /// threads were found and pinned is a note in the record (`pin-vcpu: ...`).
+    pub applied: bool,
+    /// Why not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The CPU of QEMU's vCPU thread(s), when applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu_cpu: Option<usize>,
+    /// The CPU of QEMU's other threads (its main loop, where virtio-net's rx runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpu: Option<usize>,
 }
 
 /// The settings that decide how often the notification races get a chance: how short the
@@ -572,6 +598,23 @@ pub struct VmmExit {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_events: Vec<serde_json::Value>,
 }
+
+/// A vhost-user backend went away (`disconnected`) or came back (`reconnected`), from the
+/// VMM's `backend` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendRecord {
+    /// When the VMM said so (run-elapsed seconds).
+    pub at: f64,
+    /// `disconnected` or `reconnected`.
+    pub state: BackendState,
+    /// The VMM's words.
+    pub message: String,
+    /// `reconnected`: how long the backend was away, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
+}
+
+pub use vmm::events::BackendState;
 
 /// A free-form observation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::stats::{counter_delta, Percentiles};
 use crate::record::{
-    DhcpExchange, LeaseState, Note, Ping, ProcessResources, Record, RunEnd, Sample, Stall,
-    Throughput, Timeline, VmmExit, TIMELINE_FILE,
+    BackendRecord, DhcpExchange, LeaseState, Note, Ping, ProcessResources, Record, RunEnd, Sample,
+    Stall, Throughput, Timeline, VmmExit, TIMELINE_FILE,
 };
 
 /// What the reports need of one sample: a few numbers, not the whole record, so that a
@@ -67,6 +67,8 @@ pub struct Analysis {
     pub vmm_exits: Vec<VmmExit>,
     /// Notes, from note records and samples, by time.
     pub notes: Vec<Note>,
+    /// The vhost-user backend's disconnections and reconnections, by time.
+    pub backend: Vec<BackendRecord>,
 }
 
 /// What became of the guest's renewals (REQUESTs in RENEWING or REBINDING).
@@ -208,6 +210,7 @@ pub struct AnalysisBuilder {
     dhcp: Vec<DhcpExchange>,
     vmm_exits: Vec<VmmExit>,
     notes: Vec<Note>,
+    backend: Vec<BackendRecord>,
     duration_s: f64,
     /// Each queue's last (`notify_enables`, interrupt decisions), for the deltas.
     previous_queue: std::collections::HashMap<String, (u64, u64)>,
@@ -230,6 +233,7 @@ impl AnalysisBuilder {
                 self.vmm_exits.push(v.clone());
             }
             Record::Note(n) => self.notes.push(n.clone()),
+            Record::Backend(b) => self.backend.push(b.clone()),
             Record::End(e) => {
                 self.duration_s = self.duration_s.max(e.elapsed);
                 self.end = Some(e.clone());
@@ -302,6 +306,7 @@ impl AnalysisBuilder {
             mut dhcp,
             mut vmm_exits,
             mut notes,
+            mut backend,
             duration_s,
             queue_totals,
             guest_exposure,
@@ -317,6 +322,7 @@ impl AnalysisBuilder {
         dhcp.sort_by(|a, b| a.at.total_cmp(&b.at));
         vmm_exits.sort_by(|a, b| a.at.total_cmp(&b.at));
         notes.sort_by(|a, b| a.at.total_cmp(&b.at));
+        backend.sort_by(|a, b| a.at.total_cmp(&b.at));
         Analysis {
             duration_s,
             renewals: renewal_stats(&dhcp),
@@ -333,6 +339,7 @@ impl AnalysisBuilder {
             dhcp,
             vmm_exits,
             notes,
+            backend,
         }
     }
 }

@@ -207,8 +207,8 @@ fn stalled_as_expected(a: &Analysis) -> Check {
 }
 
 fn resources_flat(a: &Analysis) -> Check {
-    use super::resources::{warm_up_s, FD_GROWTH};
-    let warm_up = warm_up_s(a.duration_s);
+    use super::resources::{warm_up_end, FD_GROWTH};
+    let warm_up = warm_up_end(&a.seconds, a.duration_s);
     if a.resources.is_empty() {
         return check(
             names::RESOURCES,

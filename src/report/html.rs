@@ -123,6 +123,24 @@ pub fn render(timeline: &Timeline, a: &Analysis, checks: &[Check], verdict: Verd
         }
         s.push_str("</table>\n");
     }
+    if !a.backend.is_empty() {
+        s.push_str(
+            "<h2>vhost-user backend</h2>\n<p>The backend went away and came back: reported, \
+             not a stall (the device's watchdog is suspended while it is away).</p>\n<table>\n\
+             <tr><th>at</th><th>state</th><th>downtime</th><th>message</th></tr>\n",
+        );
+        for b in &a.backend {
+            let _ = writeln!(
+                s,
+                "<tr><td class=\"num\">{:.1} s</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                b.at,
+                escape(&format!("{:?}", b.state).to_lowercase()),
+                b.downtime_ms.map_or("-".to_string(), |d| format!("{d} ms")),
+                escape(&b.message)
+            );
+        }
+        s.push_str("</table>\n");
+    }
     if let Some(exit) = a.vmm_exit() {
         if !exit.last_events.is_empty() {
             s.push_str("<h2>The VMM's last events</h2>\n<pre>");

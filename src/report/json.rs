@@ -47,6 +47,8 @@ pub struct ReportJson<'a> {
     pub resources: &'a [super::resources::ProcessTrend],
     /// The VMM exit that matters (the first unexpected one, else the last one).
     pub vmm_exit: Option<&'a VmmExit>,
+    /// The vhost-user backend's disconnections and reconnections (empty for other VMMs).
+    pub backend: &'a [crate::record::BackendRecord],
     /// The 2012 incident's steps as this run shows them.
     pub incident: Vec<Step>,
     /// Whether every step of the incident was observed.
@@ -116,6 +118,7 @@ pub fn build<'a>(
         exposure: &analysis.exposure,
         resources: &analysis.resources,
         vmm_exit: analysis.vmm_exit(),
+        backend: &analysis.backend,
         incident_reproduced: incident::reproduced(&steps),
         incident: steps,
     }

@@ -51,7 +51,7 @@ impl Progress {
             Record::Dhcp(d) => self.count_exchange(d),
             Record::Stall(st) => self.count_stall(st),
             Record::End(e) => self.elapsed = self.elapsed.max(e.elapsed),
-            Record::Header(_) | Record::VmmExit(_) | Record::Note(_) => {}
+            Record::Header(_) | Record::VmmExit(_) | Record::Note(_) | Record::Backend(_) => {}
         }
     }
 

@@ -73,10 +73,24 @@ fn growth(values: &[u64]) -> u64 {
     late.saturating_sub(early)
 }
 
-/// The trend of every process with at least two readings after the warm-up, in order of
-/// first appearance.
+/// When the warm-up of a run of `duration_s` with `samples` ends: [`warm_up_s`], and not
+/// before the first second in which the guest held its lease. Until then the run is still
+/// setting up, and its processes open descriptors they keep: the VMM its irqfds when the
+/// guest's driver sets up the device, the orchestrator the ping and the load it starts at
+/// the lease. A guest that boots slowly (SeaBIOS where guest ring 0 is emulated, on a busy
+/// host) must not make that look like a leak.
+pub fn warm_up_end(samples: &[Second], duration_s: f64) -> f64 {
+    let bound = samples
+        .iter()
+        .find(|s| s.lease == Some(crate::record::LeaseState::Bound))
+        .map_or(0.0, |s| s.elapsed);
+    warm_up_s(duration_s).max(bound)
+}
+
+/// The trend of every process with at least two readings after the warm-up
+/// ([`warm_up_end`]), in order of first appearance.
 pub fn trends(samples: &[Second], duration_s: f64) -> Vec<ProcessTrend> {
-    let warm_up = warm_up_s(duration_s);
+    let warm_up = warm_up_end(samples, duration_s);
     let mut series: Vec<((String, u32), Vec<&ProcessResources>)> = Vec::new();
     for s in samples.iter().filter(|s| s.elapsed > warm_up) {
         for r in &s.resources {
@@ -158,6 +172,36 @@ mod tests {
         assert_eq!(t[0].fds_growth, 4, "{t:?}");
         assert!(t[0].rss_growth_kib > RSS_GROWTH_FLOOR_KIB, "{t:?}");
         assert!(!t[0].flat());
+    }
+
+    #[test]
+    fn the_warm_up_lasts_until_the_guest_has_its_lease() {
+        // A 30 s run whose guest got its lease at 11 s: the reading at 10 s, before the
+        // load's processes and the device's irqfds, is not the baseline.
+        let mut run: Vec<Second> = [(10.0, 13), (20.0, 17), (30.0, 17)]
+            .into_iter()
+            .map(|(at, fds)| sample(at, 50_000, fds))
+            .collect();
+        assert_eq!(trends(&run, 30.0)[0].fds_growth, 4);
+        let lease = |s: &mut Second| s.lease = Some(crate::record::LeaseState::Bound);
+        run.iter_mut().skip(1).for_each(lease);
+        let bound_at_11 = {
+            let mut r = run.clone();
+            r.insert(
+                1,
+                Second {
+                    elapsed: 11.0,
+                    lease: Some(crate::record::LeaseState::Bound),
+                    ..Second::default()
+                },
+            );
+            r
+        };
+        assert_eq!(warm_up_end(&bound_at_11, 30.0), 11.0);
+        let t = trends(&bound_at_11, 30.0);
+        assert_eq!((t[0].samples, t[0].fds_growth), (2, 0), "{t:?}");
+        // Without a lease the warm-up is a tenth of the run.
+        assert_eq!(warm_up_end(&[sample(10.0, 1, 1)], 30.0), 3.0);
     }
 
     #[test]

@@ -16,14 +16,18 @@ use super::load::{LoadKind, LoadMsg};
 use super::parse::{ping_line, probe_line, PingLine};
 use crate::net::DhcpEvent;
 use crate::record::{
-    DeviceCounters, GuestCounters, LeaseState, Ping, ProcessResources, QueueCounters, Record,
-    Sample, Stall, Throughput,
+    BackendRecord, BackendState, DeviceCounters, GuestCounters, LeaseState, Ping, ProcessResources,
+    QueueCounters, Record, Sample, Stall, Throughput,
 };
 use crate::report::analysis::RenewalOutcome;
 
 /// Seconds apart within which a guest detector's stall and a device watchdog's stall on the
 /// same queue are one stall (recorded once, as the device's, which sees more).
 const SAME_STALL_S: f64 = 5.0;
+
+/// Seconds around a vhost-user backend's absence within which a guest detector's stall is
+/// the absence (the guest's clock and the host's differ by the line's way to the host).
+const BACKEND_SLACK_S: f64 = 1.0;
 
 /// How many of the VMM's last events are kept for the record of its exit.
 const LAST_EVENTS: usize = 10;
@@ -79,6 +83,8 @@ pub struct Accumulator {
     guest_stalls: GuestStalls,
     /// The device watchdog's stalls: (queue, stalled_since).
     device_stalls: Vec<(String, f64)>,
+    /// When the vhost-user backend went away and came back (run-elapsed seconds).
+    backend_away: Vec<(f64, Option<f64>)>,
     stalls: usize,
     failed_renewals: usize,
     /// When iperf3 last reported sending to the guest (run-elapsed seconds).
@@ -108,6 +114,7 @@ impl Accumulator {
             tracker: DhcpTracker::new(mac),
             guest_stalls: GuestStalls::new(),
             device_stalls: Vec::new(),
+            backend_away: Vec::new(),
             stalls: 0,
             failed_renewals: 0,
             last_to_guest_at: None,
@@ -306,6 +313,31 @@ impl Accumulator {
                         r.stalled_ms,
                         r.cause.as_str(),
                     )),
+                    // The backend went away or came back: a record of its own, not a stall;
+                    // the guest's stall reports while it is away are its absence.
+                    Event::Backend(b) => {
+                        let at = (ev.ts - self.started_unix).max(0.0);
+                        match b.state {
+                            // A second `disconnected` before `reconnected` (a new
+                            // backend that failed its vring setup) is the same absence.
+                            BackendState::Disconnected => {
+                                if self.backend_away.last().is_none_or(|w| w.1.is_some()) {
+                                    self.backend_away.push((at, None));
+                                }
+                            }
+                            BackendState::Reconnected => {
+                                if let Some(last) = self.backend_away.last_mut() {
+                                    last.1.get_or_insert(at);
+                                }
+                            }
+                        }
+                        out.push(Out::Record(Box::new(Record::Backend(BackendRecord {
+                            at,
+                            state: b.state,
+                            message: b.message,
+                            downtime_ms: b.downtime_ms,
+                        }))));
+                    }
                     Event::Start(_) | Event::Exit(_) | Event::DeviceActivated(_) => {}
                 }
                 value
@@ -394,6 +426,13 @@ impl Accumulator {
     fn settled(&mut self, settled: Vec<Settled>, out: &mut Vec<Out>) {
         for s in settled {
             match s {
+                Settled::Confirmed(stall) if self.backend_was_away(&stall) => {
+                    self.acc.notes.push(format!(
+                        "the guest's detector saw the vhost-user backend's absence (reported as \
+                         its own record), not a lost notification: {}",
+                        stall.signature()
+                    ))
+                }
                 Settled::Confirmed(stall) => {
                     let seen_by_device = self.device_stalls.iter().any(|(queue, since)| {
                         *queue == stall.queue && (since - stall.stalled_since).abs() < SAME_STALL_S
@@ -414,6 +453,16 @@ impl Accumulator {
                 )),
             }
         }
+    }
+
+    /// Whether `stall` began while the vhost-user backend was away (give or take the
+    /// guest detector's timeout and a line's way to the host: [`BACKEND_SLACK_S`]). A stall
+    /// that begins later is the new backend's, and counts.
+    fn backend_was_away(&self, stall: &Stall) -> bool {
+        self.backend_away.iter().any(|&(from, to)| {
+            stall.stalled_since >= from - BACKEND_SLACK_S
+                && to.is_none_or(|to| stall.stalled_since <= to + BACKEND_SLACK_S)
+        })
     }
 
     /// The once-a-second tick: decide the guest's stall reports whose watch is over, and
@@ -700,5 +749,60 @@ mod tests {
             "{notes:?}"
         );
         assert_eq!(soak.stalls(), 1);
+    }
+
+    fn backend_line(ts: f64, state: &str) -> String {
+        format!(
+            r#"{{"event":"backend","ts":{ts},"t_ms":1,"device":"virtio-net","socket":"/s","state":"{state}","message":"m","downtime_ms":{}}}"#,
+            if state == "reconnected" {
+                "1500"
+            } else {
+                "null"
+            }
+        )
+    }
+
+    #[test]
+    fn a_backend_away_is_a_record_and_the_guests_report_of_it_is_a_note() {
+        let mut soak = Accumulator::new("52:54:00:00:00:01", 0.0);
+        tick(&mut soak, 9, tap(500, 0));
+        let outs = soak.vmm_event(&backend_line(9.2, "disconnected"));
+        let [Record::Backend(b)] = records(&outs)[..] else {
+            panic!("{outs:?}")
+        };
+        assert_eq!((b.state, b.downtime_ms), (BackendState::Disconnected, None));
+        assert!((b.at - 9.2).abs() < 1e-9);
+        // The guest's detector sees the backend's absence (stalled since 9.5 s).
+        soak.serial(&guest_stall_line(10_500_000), 10.5);
+        let outs = soak.vmm_event(&backend_line(10.7, "reconnected"));
+        let [Record::Backend(b)] = records(&outs)[..] else {
+            panic!("{outs:?}")
+        };
+        assert_eq!(
+            (b.state, b.downtime_ms),
+            (BackendState::Reconnected, Some(1500))
+        );
+        let mut notes = Vec::new();
+        for second in 10..=13 {
+            let (outs, s) = tick(&mut soak, second, tap(500, 100 * second));
+            assert!(records(&outs).is_empty(), "counted as a stall: {outs:?}");
+            notes.extend(s.notes);
+        }
+        assert!(
+            notes.iter().any(|n| n.contains("backend's absence")),
+            "{notes:?}"
+        );
+        assert_eq!(soak.stalls(), 0);
+        // A stall that begins well after the backend came back is the new backend's.
+        soak.serial(&guest_stall_line(20_500_000), 20.5);
+        let mut stalls = 0;
+        for second in 20..=23 {
+            let (outs, _) = tick(&mut soak, second, tap(500, 100 * second));
+            stalls += records(&outs)
+                .iter()
+                .filter(|r| matches!(r, Record::Stall(_)))
+                .count();
+        }
+        assert_eq!(stalls, 1);
     }
 }

@@ -51,6 +51,8 @@ struct Vmm {
     last_output: Instant,
     /// Whether the VMM has printed anything yet (a firmware may boot silently for a while).
     spoke: bool,
+    /// Keeps a QEMU system under test's threads pinned (`--pin-vcpu`) while it runs.
+    pinner: Option<crate::qemu_pin::Pinner>,
 }
 
 impl Vmm {
@@ -71,7 +73,7 @@ fn start_backend(
     plan: &SoakPlan,
     info: &crate::net::TestbedInfo,
 ) -> Result<Option<crate::dpdk::Testpmd>, SoakError> {
-    let SutSpec::Dpdk { binary } = &plan.sut else {
+    let SutSpec::Dpdk { binary, .. } = &plan.sut else {
         return Ok(None);
     };
     let as_soak = |e: crate::dpdk::DpdkError| SoakError::Vmm(std::io::Error::other(e.to_string()));
@@ -104,10 +106,10 @@ fn start_vmm(
         .queue_size
         .map(|n| format!(",queue-size={n}"))
         .unwrap_or_default();
-    let transport = plan.sut.net_transport().unwrap_or_default();
+    let net_options = plan.sut.net_options();
     let tap_nic = || {
         format!(
-            "tap={tap},netns={},mac={mac},transport={transport}{queue_size}",
+            "tap={tap},netns={},mac={mac}{net_options}{queue_size}",
             info.netns
         )
     };
@@ -118,18 +120,26 @@ fn start_vmm(
             let (cmd, events) = vnetbed_command(plan, *model, ["--net", &tap_nic()])?;
             (cmd, Some(events))
         }
-        SutSpec::VhostUser { socket } => {
-            let nic = vhost_nic(socket);
+        SutSpec::VhostUser {
+            socket, reconnect, ..
+        } => {
+            let mut nic = vhost_nic(socket);
+            if let Some(secs) = reconnect {
+                nic.push_str(&format!(",reconnect={secs}"));
+            }
             let (cmd, events) = vnetbed_command(plan, NotifyModel::Fenced, ["--vhost-user", &nic])?;
             (cmd, Some(events))
         }
-        SutSpec::Dpdk { .. } => {
+        SutSpec::Dpdk { reconnect, .. } => {
             let Some(testpmd) = backend else {
                 return Err(SoakError::Vmm(std::io::Error::other(
                     "the dpdk system under test has no testpmd running",
                 )));
             };
-            let nic = vhost_nic(testpmd.socket());
+            let mut nic = vhost_nic(testpmd.socket());
+            if let Some(secs) = reconnect {
+                nic.push_str(&format!(",reconnect={secs}"));
+            }
             let (cmd, events) = vnetbed_command(plan, NotifyModel::Fenced, ["--vhost-user", &nic])?;
             (cmd, Some(events))
         }
@@ -177,6 +187,7 @@ fn start_vmm(
         events_forwarder,
         last_output: Instant::now(),
         spoke: false,
+        pinner: None,
     })
 }
 
@@ -207,10 +218,19 @@ fn vnetbed_command(
     }
     cmd.args(["--mem", &plan.mem_mib.to_string()]);
     cmd.args(nic);
-    if let Some(words) = &plan.shaping.guest_cmdline {
+    // The guest's words: the shaping's, and those a transitional function's legacy
+    // interface needs (SutSpec::guest_words).
+    let words: Vec<&str> = [
+        plan.sut.guest_words(),
+        plan.shaping.guest_cmdline.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !words.is_empty() {
         cmd.args([
             "--cmdline",
-            &format!("{} {words}", crate::DEFAULT_GUEST_CMDLINE),
+            &format!("{} {}", crate::DEFAULT_GUEST_CMDLINE, words.join(" ")),
         ]);
     }
     cmd.args(["--notify-model", &model.to_string(), "--on-stall", "report"]);
@@ -308,6 +328,8 @@ struct Run<'a> {
     /// A `dpdk` system under test's testpmd: stopped when the run is dropped, after
     /// [`Run::finish`] has stopped the VMM (or on any other way out).
     backend: Option<crate::dpdk::Testpmd>,
+    /// QEMU's threads to pin apart once the guest has its lease (`--pin-vcpu`).
+    pin_plan: Option<crate::qemu_pin::PinPlan>,
     t0: Instant,
     next_sample: u64,
 }
@@ -341,8 +363,19 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The guest has a lease: ping it, and start the load.
+    /// The guest has a lease: pin QEMU's threads apart (`--pin-vcpu`), ping the guest, and
+    /// start the load. The pinning starts here, not at QEMU's start, so that it does not
+    /// slow the boot (the firmware's vCPU confined to one core of a busy host), and covers
+    /// the whole load, where the races are.
     fn start_traffic(&mut self, ip: String) {
+        if let Some(plan) = self.pin_plan.take() {
+            match crate::qemu_pin::Pinner::start(self.vmm.child.pid(), plan) {
+                Ok(p) => self.vmm.pinner = Some(p),
+                Err(e) => self.soak.note(format!(
+                    "pin-vcpu: cannot start the pinning thread: {e}; QEMU runs unpinned"
+                )),
+            }
+        }
         match start_ping(&self.netns, &ip, &self.inputs_tx) {
             Ok(p) => self.ping = Some(p),
             Err(e) => self.soak.note(format!("cannot start ping: {e}")),
@@ -429,6 +462,43 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// `dpdk,reconnect=SECS`: testpmd ended by itself (it crashed, or was killed), so start
+    /// it again on the same socket, runtime directory and tap; the VMM reconnects to it and
+    /// reports both, as `backend` events. Without `reconnect=` a dead testpmd ends the VMM
+    /// (status 14), which [`Run::check_vmm`] records. The loop waits for testpmd's start
+    /// (about a second here; at most its start limit).
+    fn check_backend(&mut self) {
+        if !matches!(
+            self.plan.sut,
+            SutSpec::Dpdk {
+                reconnect: Some(_),
+                ..
+            }
+        ) || self.vmm_exit.is_some()
+        {
+            return;
+        }
+        let Some(testpmd) = self.backend.as_mut() else {
+            return;
+        };
+        if !testpmd.has_ended() {
+            return;
+        }
+        let note = match testpmd.restart() {
+            Ok(()) => format!(
+                "dpdk-testpmd ended; vnetbed started it again (pid {})",
+                testpmd.pid().unwrap_or(0)
+            ),
+            Err(e) => {
+                // Not again: the VMM gives up at its deadline and ends with status 14.
+                self.backend = None;
+                format!("dpdk-testpmd ended and could not be started again: {e}")
+            }
+        };
+        tracing::warn!("{note}");
+        self.soak.note(note);
+    }
+
     /// Has the VMM ended, or hung? Record it once, with everything it wrote until then.
     fn check_vmm(&mut self, now: Instant) -> Result<(), SoakError> {
         if self.vmm_exit.is_some() {
@@ -454,6 +524,12 @@ impl Run<'_> {
             }
             None => return Ok(()),
         };
+        // No more pinning: its pid may go to another process now that it is reaped.
+        if let Some(p) = self.vmm.pinner.take() {
+            for text in p.stop() {
+                self.soak.note(text);
+            }
+        }
         // Everything it wrote before it ended goes in first (its last events).
         self.vmm.finish_events();
         self.take_waiting()?;
@@ -504,6 +580,11 @@ impl Run<'_> {
             .ip
             .as_ref()
             .and_then(|ip| tap_stats(ip, &self.netns, &self.tap));
+        if let Some(p) = &self.vmm.pinner {
+            for text in p.take_notes() {
+                self.soak.note(text);
+            }
+        }
         let outs = self.soak.tick(Tick {
             now: el,
             second: self.next_sample as f64,
@@ -590,6 +671,12 @@ impl Run<'_> {
         } else {
             self.vmm.finish_events()
         };
+        // The VMM is gone: so is the pinning, and what it said goes in the record.
+        if let Some(p) = self.vmm.pinner.take() {
+            for text in p.stop() {
+                self.soak.note(text);
+            }
+        }
         // The VMM is gone: its backend may go too.
         if let Some(mut testpmd) = self.backend.take() {
             testpmd.stop();
@@ -665,9 +752,20 @@ fn run_on(
     let mac = guest_mac();
     // A dpdk system under test's backend first: its tap is the one the guest's frames cross.
     let backend = start_backend(plan, info)?;
-    let tap = match &backend {
-        Some(testpmd) => testpmd.tap().to_string(),
-        None => info.taps.first().cloned().unwrap_or_default(),
+    // A user's backend's port, borrowed onto the bridge (given back with the testbed).
+    let port = match &plan.sut {
+        SutSpec::VhostUser {
+            port: Some(port), ..
+        } => {
+            testbed.borrow_link(port)?;
+            Some(port.clone())
+        }
+        _ => None,
+    };
+    let tap = match (&backend, port) {
+        (Some(testpmd), _) => testpmd.tap().to_string(),
+        (None, Some(port)) => port,
+        (None, None) => info.taps.first().cloned().unwrap_or_default(),
     };
     // The capture starts before the guest, so that its boot's DHCP is in it.
     let capture = capture::Capture::start(plan.capture, &netns, &tap, &plan.out)?;
@@ -676,6 +774,13 @@ fn run_on(
         at: 0.0,
         text: format!("testbed {netns}; guest MAC {mac}; {}", info.lease_note),
     }))?;
+    // What the header recorded is what is done: QEMU's threads pinned apart, from the
+    // guest's lease on (see Run::start_traffic).
+    let pin_plan = header
+        .config
+        .pin_vcpu
+        .as_ref()
+        .and_then(crate::qemu_pin::PinPlan::from_record);
     let stop_load = Arc::new(AtomicBool::new(false));
     // The load thread stops on every way out, an error included.
     let _stop_load_on_return = StopOnDrop(stop_load.clone());
@@ -706,6 +811,7 @@ fn run_on(
         load_thread: None,
         ping: None,
         backend,
+        pin_plan,
         // One clock for the whole record: run-elapsed seconds count from the header's
         // `started_unix`, as the VMM's and dnsmasq's wall-clock times are converted, not
         // from the moment the testbed was up and the VMM started.
@@ -721,6 +827,7 @@ fn run_on(
         run.take_inputs()?;
         let now = Instant::now();
         run.check_vmm(now)?;
+        run.check_backend();
         run.sample_if_due(now)?;
         if let Some(stop) = policy.decide(&run.stop_state(now)) {
             break stop;

@@ -91,6 +91,27 @@ pub struct SoakPlan {
     pub expect_stall: bool,
     /// What tcpdump captures on the guest's tap (`--capture`).
     pub capture: capture::CaptureMode,
+    /// `--pin-vcpu`: pin a QEMU system under test's vCPU thread apart from its other
+    /// threads ([`crate::qemu_pin`]). Absent: on for QEMU.
+    pub pin_vcpu: Option<bool>,
+}
+
+impl SoakPlan {
+    /// `--pin-vcpu` for the record: what was asked, whether the run pins and on which
+    /// CPUs, or why not. Absent when the system under test is not QEMU and nothing was
+    /// asked.
+    pub fn vcpu_pinning(&self) -> Option<crate::record::VcpuPinning> {
+        let is_qemu = matches!(self.sut, SutSpec::Qemu(_));
+        if !is_qemu && self.pin_vcpu.is_none() {
+            return None;
+        }
+        let asked = self.pin_vcpu.unwrap_or(true);
+        Some(crate::qemu_pin::decide(
+            asked,
+            is_qemu,
+            &crate::qemu_pin::allowed_cpus(),
+        ))
+    }
 }
 
 /// Errors that keep a soak from running at all (a failed run is a verdict, not an error).
@@ -240,6 +261,7 @@ pub fn run(plan: &SoakPlan) -> Result<SoakResult, SoakError> {
         phase: plan.phase.clone(),
         expect_stall: plan.expect_stall,
         shaping: plan.shaping.clone(),
+        pin_vcpu: plan.vcpu_pinning(),
     };
     let mut header = RunHeader::new(config);
     header.identity = Some(Box::new(crate::verify::identity::gather(Some(

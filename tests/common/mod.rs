@@ -10,7 +10,8 @@ pub mod reports;
 pub mod soak;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A host capability a test may need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,4 +91,29 @@ pub fn vnetbed_bin() -> PathBuf {
 /// A `Command` for the `vnetbed` binary.
 pub fn vnetbed() -> Command {
     Command::new(vnetbed_bin())
+}
+
+/// Run `command` (stdin and stdout to /dev/null) to its end, killing it after `limit` (then
+/// the status is None); its exit status and stderr.
+pub fn bounded(mut command: Command, limit: Duration) -> (Option<i32>, String) {
+    command.stdin(Stdio::null()).stdout(Stdio::null());
+    command.stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn vnetbed run");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    (status, stderr)
 }

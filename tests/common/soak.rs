@@ -36,6 +36,20 @@ pub fn check(report: &Value, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The checks a healthy soak under load passes: no stall, every renewal answered and
+/// received, the lease kept, throughput above the floor, the VMM alive.
+pub fn healthy_run_checks_pass(report: &Value) {
+    for c in [
+        "no_stall",
+        "every_renewal_answered_and_received",
+        "lease_never_lost",
+        "throughput_above_floor",
+        "vmm_survived",
+    ] {
+        assert_eq!(check(report, c), "pass", "{c}: {report:#}");
+    }
+}
+
 /// The report files are valid for their consumers (JSON schema, a JUnit parser, XML) and say
 /// what report.json says: each check's status in junit.xml, the first stall, the plots.
 pub fn reports_are_valid(test: &str, out: &Path) {

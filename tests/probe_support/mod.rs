@@ -212,6 +212,17 @@ impl RunningGuest {
         self.console.lock().unwrap().clone()
     }
 
+    /// Whether the VMM is still running; its stderr so far otherwise.
+    pub fn is_running(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            other => Err(format!(
+                "the VMM ended ({other:?}); stderr:\n{}",
+                self.stderr.lock().unwrap()
+            )),
+        }
+    }
+
     /// The agent events so far (complete lines only).
     pub fn events(&self) -> Vec<Value> {
         let console = self.console();

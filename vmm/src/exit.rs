@@ -10,7 +10,7 @@
 //! | 8 | a virtio-net stall was detected and `--on-stall exit` was given |
 //! | 10 | stopped by SIGINT or SIGTERM, after a clean shutdown |
 //! | 12 | a VMM thread made a system call its seccomp filter forbids ([`crate::seccomp`]); stderr names it |
-//! | 14 | the vhost-user backend of a virtio-net device died (closed its socket) and the run cannot go on |
+//! | 14 | the vhost-user backend of a virtio-net device died (closed its socket) and the run cannot go on: no `reconnect=SECS`, no backend back within SECS, or one with fewer features |
 
 use std::fmt;
 use std::time::Instant;

@@ -1,7 +1,9 @@
 //! Attaching virtio-net devices to a VM over PCI: the VM's bus 0 (host bridge, ECAM,
 //! ports 0xCF8/0xCFC, BAR windows, KVM GSI routes) and, per NIC, a modern virtio-pci
 //! function with an MSI-X vector per queue and for configuration changes (each an irqfd on
-//! its own KVM MSI route), INTx as the fallback, and notify ioeventfds.
+//! its own KVM MSI route), INTx as the fallback, and notify ioeventfds. With
+//! `legacy=on` the function is transitional: the legacy registers in an I/O BAR0 (notify
+//! through a PIO ioeventfd) and the modern regions in BAR4.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +17,7 @@ use crate::devices::pci::msix::MsixVectors;
 use crate::devices::pci::routing::KvmRoutes;
 use crate::devices::virtio::net::{NetConfig, NetOptions};
 use crate::devices::virtio::pci::{vector_fds, VirtioPci, BAR_SIZE};
+use crate::devices::virtio::pci_legacy::LEGACY_BAR_SIZE;
 use crate::devices::virtio::signals::Signals;
 use crate::devices::virtio::transport::VirtioState;
 use crate::layout::{
@@ -122,12 +125,20 @@ pub fn attach_pci_net(
     let intx_gsi = layout::pci_intx_gsi(device);
     let fds = vector_fds(queues)?;
     let first_msi_gsi = bus.routes.allocate(fds.len() as u32)?;
-    let bar0 = bus.root().allocate(false, BAR_SIZE)?;
+    let bar_mem = bus.root().allocate(false, BAR_SIZE)?;
+    let bar_io = if cfg.legacy {
+        Some(bus.root().allocate(true, LEGACY_BAR_SIZE)?)
+    } else {
+        None
+    };
     let routes = bus.routes.clone();
     bus.intx.push((device, intx_gsi));
     let vm_fd = vm.vm_fd();
+    // INTx is level-triggered: KVM holds the line until the guest's EOI and then signals
+    // `intx_resample` (see Signals::with_msix).
+    let intx_resample = EventFd::new(libc::EFD_NONBLOCK)?;
     vm_fd
-        .register_irqfd(&intx, intx_gsi)
+        .register_irqfd_with_resample(&intx, &intx_resample, intx_gsi)
         .map_err(kvm("INTx irqfd"))?;
     for (i, fd) in fds.iter().enumerate() {
         vm_fd
@@ -141,9 +152,21 @@ pub fn attach_pci_net(
         events.clone(),
         "virtio-net",
     ));
-    let signals = Signals::with_msix(intx, events, "virtio-net", msix.clone(), queues);
+    let signals = Signals::with_msix(
+        intx,
+        Some(intx_resample),
+        events,
+        "virtio-net",
+        msix.clone(),
+        queues,
+    );
     let state = VirtioState::new(Box::new(net), mem, signals)?;
-    let function = VirtioPci::new(state, bar0, intx_gsi as u8, msix, Some(Box::new(ioevents)));
+    let ioevents: Option<Box<dyn crate::devices::pci::ioevents::IoEvents>> =
+        Some(Box::new(ioevents));
+    let function = match bar_io {
+        None => VirtioPci::new(state, bar_mem, intx_gsi as u8, msix, ioevents),
+        Some(io) => VirtioPci::transitional(state, bar_mem, io, intx_gsi as u8, msix, ioevents),
+    };
     vm.pci_bus()?
         .root()
         .insert(device, Arc::new(Mutex::new(function)));

@@ -33,6 +33,7 @@ pub fn attach_vhost_user_net(
     let net = VhostUserNet::new(
         cfg,
         conn,
+        vm.memory(),
         stall_timeout,
         vm.events().clone(),
         vm.exit_notifier(),

@@ -80,6 +80,31 @@ pub struct Options {
     pub refill: Option<RefillPolicy>,
     /// `probe.profile=modern|linux-3.2` (default modern).
     pub profile: Profile,
+    /// `probe.virtio_pci=auto|modern|legacy`: which interface of a PCI NIC to drive.
+    pub virtio_pci: PciInterface,
+}
+
+/// Which interface of a virtio-pci function the driver uses (`probe.virtio_pci=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PciInterface {
+    /// Modern when the function has the virtio 1.0 capabilities, else legacy (default).
+    Auto,
+    /// The modern capabilities only (an error without them).
+    Modern,
+    /// The legacy I/O BAR only, even on a transitional function with modern
+    /// capabilities (an error without the BAR).
+    Legacy,
+}
+
+impl PciInterface {
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "auto" => Some(PciInterface::Auto),
+            "modern" => Some(PciInterface::Modern),
+            "legacy" => Some(PciInterface::Legacy),
+            _ => None,
+        }
+    }
 }
 
 /// Smallest `probe.rx_buf`: the virtio-net header plus some data.
@@ -102,6 +127,7 @@ impl Default for Options {
             rx_buf: None,
             refill: None,
             profile: Profile::Modern,
+            virtio_pci: PciInterface::Auto,
         }
     }
 }
@@ -147,7 +173,7 @@ impl core::fmt::Display for CmdlineError<'_> {
                 f,
                 "unknown option `{w}` (known: probe.tsc_khz, probe.event_idx, probe.mrg_rxbuf, \
                  probe.exit_after_boot, probe.selftest, probe.stall_timeout, probe.on_stall, probe.msix, \
-                 probe.rx_buf, probe.refill, probe.profile)"
+                 probe.rx_buf, probe.refill, probe.profile, probe.virtio_pci)"
             ),
             CmdlineError::BadValue(w) => write!(f, "bad value in `{w}`"),
         }
@@ -186,6 +212,7 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                 }
                 "refill" => options.refill = Some(RefillPolicy::parse(value).ok_or(bad)?),
                 "profile" => options.profile = Profile::parse(value).ok_or(bad)?,
+                "virtio_pci" => options.virtio_pci = PciInterface::parse(value).ok_or(bad)?,
                 "exit_after_boot" => options.exit_after_boot = parse_bool(value).ok_or(bad)?,
                 "selftest" => {
                     options.selftest = Some(match value {
@@ -295,6 +322,19 @@ mod tests {
         assert!(options.mrg_rxbuf);
         assert!(options.msix);
         assert!(!parse("probe.msix=0").unwrap().msix);
+        assert_eq!(options.virtio_pci, PciInterface::Auto);
+        assert_eq!(
+            parse("probe.virtio_pci=legacy").unwrap().virtio_pci,
+            PciInterface::Legacy
+        );
+        assert_eq!(
+            parse("probe.virtio_pci=modern").unwrap().virtio_pci,
+            PciInterface::Modern
+        );
+        assert_eq!(
+            parse("probe.virtio_pci=old").err(),
+            Some(CmdlineError::BadValue("probe.virtio_pci=old"))
+        );
     }
 
     #[test]
@@ -338,6 +378,10 @@ mod tests {
         let options = parse("probe.rx_buf=256 probe.refill=trickle:2").unwrap();
         assert_eq!(options.rx_buf, Some(256));
         assert_eq!(options.refill_policy(), RefillPolicy::Trickle(2));
+        // verify's race profile on QEMU.
+        let options = parse("probe.rx_buf=128 probe.refill=trickle:1").unwrap();
+        assert_eq!(options.rx_buf, Some(128));
+        assert_eq!(options.refill_policy(), RefillPolicy::Trickle(1));
         let options = parse("probe.profile=linux-3.2").unwrap();
         assert_eq!(options.refill_policy(), RefillPolicy::Half);
         let options = parse("probe.profile=linux-3.2 probe.refill=low").unwrap();

@@ -249,23 +249,28 @@ mod tests {
     }
 
     #[test]
-    fn merges_a_frame_over_six_buffers_and_consumes_exactly_them() {
-        let frame: Vec<u8> = (0..1514u32).map(|i| i as u8).collect();
-        let mut buffers = spread(&frame, 256);
-        assert_eq!(buffers.len(), 6);
-        buffers.push(vec![0xee; 64]); // the next frame's first buffer: must stay unconsumed
-        let mut rest = buffers[1..].iter();
-        let mut out = [0u8; 1514];
-        let len = merge_frame(
-            &buffers[0],
-            12,
-            true,
-            || rest.next().map(|b| &b[..]),
-            &mut out,
-        );
-        assert_eq!(len, Ok(1514));
-        assert_eq!(&out[..], &frame[..]);
-        assert_eq!(rest.len(), 1, "only the announced buffers are consumed");
+    fn merges_a_frame_over_six_or_twelve_buffers_and_consumes_exactly_them() {
+        // 256-byte buffers: 6 per full-size frame; 128-byte (verify's race profile on
+        // QEMU): 12.
+        for (size, count) in [(256, 6), (128, 12)] {
+            assert_eq!(buffers_per_frame(size, 12, 1514), count);
+            let frame: Vec<u8> = (0..1514u32).map(|i| i as u8).collect();
+            let mut buffers = spread(&frame, size);
+            assert_eq!(buffers.len(), count as usize);
+            buffers.push(vec![0xee; 64]); // the next frame's first buffer: must stay unconsumed
+            let mut rest = buffers[1..].iter();
+            let mut out = [0u8; 1514];
+            let len = merge_frame(
+                &buffers[0],
+                12,
+                true,
+                || rest.next().map(|b| &b[..]),
+                &mut out,
+            );
+            assert_eq!(len, Ok(1514), "{size}-byte buffers");
+            assert_eq!(&out[..], &frame[..]);
+            assert_eq!(rest.len(), 1, "only the announced buffers are consumed");
+        }
     }
 
     #[test]

@@ -179,7 +179,14 @@ fn find_pci_nic(boot: &bootinfo::BootInfo, options: &Options) -> Option<NicSetup
         msix_vectors: MSIX_VECTORS,
         intx_vector: apic::TIMER_VECTOR + 1,
     };
-    let pci_nic = match virtio_pci::setup(&access, nic, &boot.ram, choice, apic::route_irq) {
+    let pci_nic = match virtio_pci::setup(
+        &access,
+        nic,
+        &boot.ram,
+        options.virtio_pci,
+        choice,
+        apic::route_irq,
+    ) {
         Ok(pci_nic) => pci_nic,
         Err(error) => fatal(ExitCode::DeviceError, "nic", format_args!("{error}")),
     };

@@ -133,13 +133,16 @@ pub struct IrqChoice {
     pub intx_vector: u8,
 }
 
-/// Set up the virtio-net function `nic`: BARs, the interface (modern when its
-/// capabilities are there, else legacy), the interrupt mode. Does not touch the device
-/// status (the driver does).
+pub use probe::cmdline::PciInterface;
+
+/// Set up the virtio-net function `nic`: BARs, the interface (`interface`; `Auto`: modern
+/// when its capabilities are there, else legacy), the interrupt mode. Does not touch the
+/// device status (the driver does).
 pub fn setup(
     access: &ConfigAccess,
     nic: &VirtioFunction,
     ram: &RamRanges,
+    interface: PciInterface,
     choice: IrqChoice,
     route_intx: impl FnOnce(u32, u8) -> bool,
 ) -> Result<PciNic, NetError> {
@@ -178,11 +181,16 @@ pub fn setup(
         reg::COMMAND,
         command | command::MEMORY | command::IO | command::BUS_MASTER,
     );
+    let caps_for_modern = if interface == PciInterface::Legacy {
+        [None; 5]
+    } else {
+        virtio_caps
+    };
     let modern = match (
-        virtio_caps[CFG_COMMON as usize],
-        virtio_caps[CFG_NOTIFY as usize],
-        virtio_caps[CFG_ISR as usize],
-        virtio_caps[CFG_DEVICE as usize],
+        caps_for_modern[CFG_COMMON as usize],
+        caps_for_modern[CFG_NOTIFY as usize],
+        caps_for_modern[CFG_ISR as usize],
+        caps_for_modern[CFG_DEVICE as usize],
     ) {
         (Some(common), Some(notify), Some(isr), Some(device)) => {
             let at = |bars: &mut Bars<'_>, (bar, offset, length, _): (u8, u32, u32, u16)| {
@@ -239,6 +247,7 @@ pub fn setup(
     };
     let transport = match modern {
         Some(modern) => Transport::Modern(modern),
+        None if interface == PciInterface::Modern => return Err(NetError::NoVirtioInterface(f)),
         None => match bars.read(0) {
             Bar::Io { base, size } if base != 0 && size >= 24 && base + size <= 0x1_0000 => {
                 Transport::Legacy(LegacyPci {

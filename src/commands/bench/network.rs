@@ -39,6 +39,11 @@ pub struct NetworkArgs {
     /// (q35, virtio-net-pci).
     #[arg(long = "sut", value_name = "SPEC", value_parser = vnetbed::sut::parse_arg)]
     pub suts: Vec<SutSpec>,
+    /// More words for the probe's command line on every system under test (e.g.
+    /// `probe.virtio_pci=modern` to drive a transitional function's modern interface, or
+    /// `probe.msix=0`); the tables name them next to each setup.
+    #[arg(long, value_name = "WORDS")]
+    pub guest_cmdline: Option<String>,
 }
 
 /// The systems measured without `--sut`.
@@ -103,13 +108,24 @@ fn probe_on(
     args: &NetworkArgs,
     image: &std::path::Path,
 ) -> Result<(Row, Boots), BenchError> {
-    let name = setup_name(sut);
+    let name = match &args.guest_cmdline {
+        Some(words) => format!("{} [{words}]", setup_name(sut)),
+        None => setup_name(sut),
+    };
     eprintln!("probe guest on {name}");
     let testbed = Testbed::up(TestbedConfig {
         name: format!("bn{}", std::process::id() % 100_000),
         taps: 1,
         ..TestbedConfig::default()
     })?;
+    // A user's vhost-user backend's port, on the bridge for every boot; given back with the
+    // testbed.
+    if let SutSpec::VhostUser {
+        port: Some(port), ..
+    } = sut
+    {
+        testbed.borrow_link(port)?;
+    }
     let netns = testbed.info().netns.clone();
     let mut boots = Boots {
         vmm: name.clone(),
@@ -118,7 +134,7 @@ fn probe_on(
     };
     let mut cells = Vec::new();
     for i in 0..args.boots.max(1) {
-        let mut guest = ProbeGuest::start(sut, image, &testbed)?;
+        let mut guest = ProbeGuest::start(sut, image, &testbed, args.guest_cmdline.as_deref())?;
         let bound = guest.wait_ready(Duration::from_secs(30))?;
         eprintln!(
             "  boot {}: bound {} after {:.1} ms (guest clock {:.1} ms)",

@@ -26,21 +26,31 @@ pub fn setup_name(sut: &SutSpec) -> String {
         SutSpec::Vnetbed {
             model: NotifyModel::Fenced,
             transport: NetTransport::Mmio,
+            ..
         } => "vnetbed".into(),
         SutSpec::Vnetbed {
             model,
             transport: NetTransport::Mmio,
+            ..
         } => format!("vnetbed ({model})"),
         SutSpec::Vnetbed {
-            model: NotifyModel::Fenced,
+            model,
             transport,
-        } => format!("vnetbed {transport}"),
-        SutSpec::Vnetbed { model, transport } => format!("vnetbed {transport} ({model})"),
-        SutSpec::Dpdk { binary: None } => "vnetbed + DPDK vhost-user (dpdk-testpmd)".into(),
-        SutSpec::Dpdk { binary: Some(path) } => {
+            legacy,
+        } => {
+            let legacy = if *legacy { " legacy" } else { "" };
+            match model {
+                NotifyModel::Fenced => format!("vnetbed {transport}{legacy}"),
+                _ => format!("vnetbed {transport}{legacy} ({model})"),
+            }
+        }
+        SutSpec::Dpdk { binary: None, .. } => "vnetbed + DPDK vhost-user (dpdk-testpmd)".into(),
+        SutSpec::Dpdk {
+            binary: Some(path), ..
+        } => {
             format!("vnetbed + DPDK vhost-user ({})", path.display())
         }
-        SutSpec::VhostUser { socket } => format!("vnetbed + vhost-user ({})", socket.display()),
+        SutSpec::VhostUser { socket, .. } => format!("vnetbed + vhost-user ({})", socket.display()),
         SutSpec::Qemu(q) => {
             let mut name = format!("QEMU {} {}", q.machine.name(), q.device.name());
             match q.modern {
@@ -60,7 +70,7 @@ pub fn setup_name(sut: &SutSpec) -> String {
 }
 
 /// `vnetbed run` booting `image` with 64 MiB, the console on stdout, and `nic`.
-fn vnetbed_run(image: &Path, nic: &[&str]) -> Result<Command, BenchError> {
+fn vnetbed_run(image: &Path, nic: &[&str], words: &str) -> Result<Command, BenchError> {
     let mut cmd = vnetbed::self_command().map_err(|e| BenchError::Io {
         what: "locate the vnetbed binary".into(),
         source: e,
@@ -71,7 +81,7 @@ fn vnetbed_run(image: &Path, nic: &[&str]) -> Result<Command, BenchError> {
         "--serial",
         "stdout",
         "--cmdline",
-        "console=ttyS0",
+        format!("console=ttyS0 {words}").trim_end(),
     ]);
     cmd.args(nic);
     Ok(cmd)
@@ -100,18 +110,31 @@ pub struct ProbeGuest {
 }
 
 impl ProbeGuest {
-    /// Boot `image` on `sut`, its NIC on the testbed's first tap.
-    pub fn start(sut: &SutSpec, image: &Path, testbed: &Testbed) -> Result<ProbeGuest, BenchError> {
+    /// Boot `image` on `sut`, its NIC on the testbed's first tap; `extra` words go on the
+    /// probe's command line after those the system under test needs
+    /// ([`SutSpec::guest_words`]), so they win (`probe.virtio_pci=modern` on a
+    /// transitional function drives its modern interface).
+    pub fn start(
+        sut: &SutSpec,
+        image: &Path,
+        testbed: &Testbed,
+        extra: Option<&str>,
+    ) -> Result<ProbeGuest, BenchError> {
         let info = testbed.info();
         let tap = info.taps.first().cloned().unwrap_or_default();
         let name = setup_name(sut);
+        let words = [sut.guest_words(), extra]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
         let guest_err = |detail: String| BenchError::Guest {
             vmm: name.clone(),
             detail,
         };
         let mut backend = None;
         let mut cmd = match sut {
-            SutSpec::Dpdk { binary } => {
+            SutSpec::Dpdk { binary, .. } => {
                 let binary = vnetbed::dpdk::resolve_binary(binary.as_deref())
                     .map_err(|e| guest_err(e.to_string()))?;
                 let testpmd =
@@ -120,21 +143,31 @@ impl ProbeGuest {
                 let cmd = vnetbed_run(
                     image,
                     &["--vhost-user", &testpmd.socket().display().to_string()],
+                    &words,
                 )?;
                 backend = Some(testpmd);
                 cmd
             }
-            SutSpec::VhostUser { socket } => {
-                vnetbed_run(image, &["--vhost-user", &socket.display().to_string()])?
+            SutSpec::VhostUser {
+                socket, reconnect, ..
+            } => {
+                // A `port=` is on the bridge already (`probe_on` borrowed it for the testbed).
+                let reconnect = reconnect.map_or_else(String::new, |s| format!(",reconnect={s}"));
+                vnetbed_run(
+                    image,
+                    &["--vhost-user", &format!("{}{reconnect}", socket.display())],
+                    &words,
+                )?
             }
-            SutSpec::Vnetbed { model, transport } => vnetbed_run(
+            SutSpec::Vnetbed { model, .. } => vnetbed_run(
                 image,
                 &[
                     "--net",
-                    &format!("tap={tap},netns={},transport={transport}", info.netns),
+                    &format!("tap={tap},netns={}{}", info.netns, sut.net_options()),
                     "--notify-model",
                     &model.to_string(),
                 ],
+                &words,
             )?,
             SutSpec::Qemu(q) => {
                 let binary = q.resolve_binary().map_err(|e| BenchError::Guest {
@@ -150,7 +183,7 @@ impl ProbeGuest {
                     mem_mib: 64,
                     kernel: image,
                     initrd: None,
-                    append: "",
+                    append: &words,
                     tap: Some(&tap),
                     mac: None,
                     rx_queue_size: None,

@@ -86,6 +86,7 @@ pub fn run(args: &SensitivityArgs) -> Result<bool, BenchError> {
                 &vnetbed::sut::SutSpec::Vnetbed {
                     model,
                     transport: args.transport,
+                    legacy: false,
                 },
                 args.timeout,
                 out.join(format!("{model}-{i:02}")),

@@ -2,7 +2,7 @@
 //!
 //! Every line is one [`Stamped`] [`Event`]: a JSON object with
 //! - `"event"`: the kind (`start`, `exit`, `device_activated`, `counters`, `stall`,
-//!   `recovered`, `error`);
+//!   `recovered`, `error`, `backend`);
 //! - `"ts"`: wall-clock time, seconds since the Unix epoch (float);
 //! - `"t_ms"`: milliseconds since the VMM started (monotonic);
 //!

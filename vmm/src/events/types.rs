@@ -34,6 +34,8 @@ pub enum Event {
     Recovered(Recovered),
     /// A device error (the device needs a reset, or its thread failed).
     Error(DeviceError),
+    /// A vhost-user backend went away or came back (`--vhost-user ...,reconnect=SECS`).
+    Backend(BackendEvent),
 }
 
 impl Event {
@@ -47,6 +49,7 @@ impl Event {
             Event::Stall(_) => "stall",
             Event::Recovered(_) => "recovered",
             Event::Error(_) => "error",
+            Event::Backend(_) => "backend",
         }
     }
 }
@@ -298,6 +301,35 @@ pub struct DeviceError {
     /// Whether the device set DEVICE_NEEDS_RESET.
     #[serde(default)]
     pub needs_reset: bool,
+}
+
+/// The state a `backend` event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// The backend closed its socket; the VMM is trying to reconnect, the device's watchdog
+    /// is suspended (a dead backend is not a lost notification).
+    Disconnected,
+    /// A backend is connected again and the vrings run from where the guest's used rings
+    /// stand; the watchdog is back.
+    Reconnected,
+}
+
+/// `backend`: a vhost-user backend went away or came back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendEvent {
+    /// `virtio-net`.
+    pub device: String,
+    /// The backend's socket.
+    pub socket: String,
+    /// Disconnected or reconnected.
+    pub state: BackendState,
+    /// What happened, in words.
+    pub message: String,
+    /// `reconnected`: how long the backend was away (from the disconnect to the vrings
+    /// running again), ms.
+    #[serde(default)]
+    pub downtime_ms: Option<u64>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! | [`ThreadKind::DeviceWorker`] | `virtio-net`: the device's epoll loop, which also runs the stall watchdog on its timerfd | first thing in the thread (it is started by a vCPU thread at DRIVER_OK, so it also inherits the vCPU filter) |
 //! | [`ThreadKind::StallExit`] | `stall-exit`: ends the VM when the watchdog fires with `--on-stall exit` | first thing in the thread |
 //! | [`ThreadKind::VhostUser`] | `vhost-user`: a vhost-user virtio-net's relay of kicks and calls, its watchdog, and its messages to the backend; `vhost-deadline`: shuts the backend's socket down when an exchange outlives its deadline | first thing in `vhost-deadline`; in `vhost-user` after it has set up its epoll and timer (both are started by the main thread at attach, before the guest runs) |
+//! | [`ThreadKind::VhostReconnect`] | `vhost-reconnect` (with `--vhost-user ...,reconnect=SECS`): connects to the backend's socket again after it closed it, and renegotiates (starting a new `vhost-deadline` thread); the only thread that may create a socket (`AF_UNIX` only) | first thing in the thread (started at attach, before the guest runs) |
 //!
 //! The stall watchdog has no thread of its own: it runs on the device worker's timer. The tap
 //! helper thread (`setns` into the testbed's namespace to open the tap) ends before the VM is
@@ -41,16 +42,19 @@ pub enum ThreadKind {
     StallExit,
     /// The vhost-user frontend's relay thread.
     VhostUser,
+    /// The vhost-user frontend's reconnecting thread.
+    VhostReconnect,
 }
 
 impl ThreadKind {
     /// Every kind.
-    pub const ALL: [ThreadKind; 5] = [
+    pub const ALL: [ThreadKind; 6] = [
         ThreadKind::Main,
         ThreadKind::Vcpu,
         ThreadKind::DeviceWorker,
         ThreadKind::StallExit,
         ThreadKind::VhostUser,
+        ThreadKind::VhostReconnect,
     ];
 
     /// The name used in messages and in `VNETBED_SECCOMP_SELFTEST`.
@@ -61,6 +65,7 @@ impl ThreadKind {
             ThreadKind::DeviceWorker => "device-worker",
             ThreadKind::StallExit => "stall-exit",
             ThreadKind::VhostUser => "vhost-user",
+            ThreadKind::VhostReconnect => "vhost-reconnect",
         }
     }
 
@@ -103,12 +108,12 @@ pub enum SeccompError {
     #[error("cannot install the SIGSYS handler: {0}")]
     Handler(#[source] std::io::Error),
     /// `VNETBED_SECCOMP_SELFTEST` names no thread kind.
-    #[error("VNETBED_SECCOMP_SELFTEST={0} names no thread kind: use main, vcpu, device-worker or stall-exit")]
+    #[error("VNETBED_SECCOMP_SELFTEST={0} names no thread kind: use main, vcpu, device-worker, stall-exit, vhost-user or vhost-reconnect")]
     SelfTest(String),
 }
 
 struct Policy {
-    filters: [BpfProgram; 5],
+    filters: [BpfProgram; 6],
     selftest: Option<ThreadKind>,
 }
 
@@ -137,6 +142,7 @@ pub fn enable() -> Result<(), SeccompError> {
         compile(ThreadKind::DeviceWorker)?,
         compile(ThreadKind::StallExit)?,
         compile(ThreadKind::VhostUser)?,
+        compile(ThreadKind::VhostReconnect)?,
     ];
     handler::install().map_err(SeccompError::Handler)?;
     let _ = POLICY.set(Policy { filters, selftest });

@@ -76,8 +76,11 @@ const VCPU: &[i64] = &[
     libc::SYS_sched_getaffinity,
 ];
 
-/// The stall-exit thread: poll the stall eventfd, then write the VM's exit eventfd.
-const STALL_EXIT: &[i64] = &[libc::SYS_poll, libc::SYS_ppoll];
+/// The stall-exit thread: poll the stall eventfd, then write the VM's exit eventfd; and
+/// `close`: when the VM ends, the thread returns and drops its handles, and if the main
+/// thread has already dropped its own, the stall eventfd is closed here (a CI run's
+/// SIGTERM of a Linux guest died of exactly that: exit status 12 instead of 10).
+const STALL_EXIT: &[i64] = &[libc::SYS_poll, libc::SYS_ppoll, libc::SYS_close];
 
 /// The vhost-user relay: its epoll loop over eventfds, the backend's socket and a timerfd
 /// (created before it confines itself), and the vhost-user messages it sends and receives
@@ -94,6 +97,19 @@ const VHOST_USER: &[i64] = &[
     libc::SYS_recvmsg,
     libc::SYS_recvfrom,
     libc::SYS_close,
+];
+
+/// The vhost-user reconnecting thread: beyond the relay's messages, connect a new `AF_UNIX`
+/// socket to the backend (`socket` is filtered to `AF_UNIX`), duplicate it for the deadline
+/// thread and start that thread (which confines itself), wait between attempts, and wake
+/// the relay (an eventfd write).
+const VHOST_RECONNECT: &[i64] = &[
+    libc::SYS_connect,
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_sched_getaffinity,
 ];
 
 /// `fcntl` commands that only read a descriptor's flags (std checks that a descriptor it
@@ -143,6 +159,28 @@ fn allow(rules: &mut Rules, list: &[i64]) {
     }
 }
 
+/// What a thread needs to duplicate a descriptor (`fcntl` F_DUPFD_CLOEXEC, beside the
+/// descriptor checks) and to start a thread that confines itself: its name, then its own
+/// filter (`prctl` PR_SET_NAME and PR_SET_NO_NEW_PRIVS, `seccomp` SET_MODE_FILTER), which can
+/// only narrow what the new thread may do.
+fn allow_fd_clones_and_confined_threads(r: &mut Rules) {
+    r.insert(
+        libc::SYS_fcntl,
+        one_of(1, &[FCNTL_CHECKS, &[libc::F_DUPFD_CLOEXEC as u64]].concat()),
+    );
+    r.insert(
+        libc::SYS_prctl,
+        one_of(
+            0,
+            &[libc::PR_SET_NAME as u64, libc::PR_SET_NO_NEW_PRIVS as u64],
+        ),
+    );
+    r.insert(
+        libc::SYS_seccomp,
+        one_of(0, &[libc::SECCOMP_SET_MODE_FILTER as u64]),
+    );
+}
+
 /// The rules of `kind`: system call number to argument rules (empty: any arguments).
 pub(super) fn rules(kind: ThreadKind) -> Rules {
     let mut r = Rules::new();
@@ -161,28 +199,19 @@ pub(super) fn rules(kind: ThreadKind) -> Rules {
             allow(&mut r, DEVICE_WORKER);
             allow(&mut r, VCPU);
             r.insert(libc::SYS_ioctl, one_of(1, &vcpu_ioctls()));
-            // EventFd::try_clone, and the descriptor checks below.
-            r.insert(
-                libc::SYS_fcntl,
-                one_of(1, &[FCNTL_CHECKS, &[libc::F_DUPFD_CLOEXEC as u64]].concat()),
-            );
-            // The worker thread's start: its name, then its own filter (which can only
-            // narrow what it may do).
-            r.insert(
-                libc::SYS_prctl,
-                one_of(
-                    0,
-                    &[libc::PR_SET_NAME as u64, libc::PR_SET_NO_NEW_PRIVS as u64],
-                ),
-            );
-            r.insert(
-                libc::SYS_seccomp,
-                one_of(0, &[libc::SECCOMP_SET_MODE_FILTER as u64]),
-            );
+            // EventFd::try_clone, and the worker thread's start.
+            allow_fd_clones_and_confined_threads(&mut r);
         }
         ThreadKind::DeviceWorker => allow(&mut r, DEVICE_WORKER),
         ThreadKind::StallExit => allow(&mut r, STALL_EXIT),
         ThreadKind::VhostUser => allow(&mut r, VHOST_USER),
+        ThreadKind::VhostReconnect => {
+            allow(&mut r, VHOST_USER);
+            allow(&mut r, VHOST_RECONNECT);
+            r.insert(libc::SYS_socket, one_of(0, &[libc::AF_UNIX as u64]));
+            // UnixStream::try_clone, and the deadline thread's start.
+            allow_fd_clones_and_confined_threads(&mut r);
+        }
     }
     r
 }
@@ -219,12 +248,17 @@ mod tests {
             for nr in [
                 libc::SYS_open,
                 libc::SYS_openat,
-                libc::SYS_socket,
                 libc::SYS_execve,
                 libc::SYS_setns,
                 libc::SYS_ptrace,
             ] {
                 assert!(!r.contains_key(&nr), "{kind:?} allows {nr}");
+            }
+            // Only the reconnecting thread creates a socket, and only an AF_UNIX one.
+            match (kind, r.get(&libc::SYS_socket)) {
+                (_, None) => assert_ne!(kind, ThreadKind::VhostReconnect),
+                (ThreadKind::VhostReconnect, Some(rules)) => assert_eq!(rules.len(), 1),
+                (_, Some(_)) => panic!("{kind:?} may create sockets"),
             }
         }
     }

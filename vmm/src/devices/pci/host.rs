@@ -26,6 +26,11 @@ const BRIDGE_ID: (u16, u16) = (0x8086, 0x0d57);
 pub trait PciFunction: Send {
     /// Its configuration space.
     fn config(&self) -> &ConfigSpace;
+    /// A guest configuration load (a function with windows into its BARs, such as
+    /// virtio's VIRTIO_PCI_CAP_PCI_CFG, overrides it).
+    fn config_read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), ConfigError> {
+        self.config().read(offset, data)
+    }
     /// A guest configuration write (the function applies it through the write masks and
     /// reacts to what changed).
     fn config_write(&mut self, offset: u64, data: &[u8]) -> Result<(), ConfigError>;
@@ -160,7 +165,7 @@ impl PciRoot {
         let result = if device == 0 {
             self.bridge.read(offset, data)
         } else if let Some(f) = self.function(device) {
-            lock(&f).config().read(offset, data)
+            lock(&f).config_read(offset, data)
         } else {
             data.fill(0xff);
             Ok(())

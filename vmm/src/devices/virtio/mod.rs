@@ -13,6 +13,7 @@ pub mod crate_queue;
 pub mod mmio;
 pub mod net;
 pub mod pci;
+pub mod pci_legacy;
 pub mod protocol;
 pub mod queue;
 pub mod signals;

@@ -24,6 +24,11 @@ struct Inner {
     interrupt_status: AtomicU32,
     needs_reset: AtomicBool,
     irq: EventFd,
+    /// PCI INTx only: KVM's resample EventFd of the level-triggered irqfd `irq` (see
+    /// [`Signals::with_msix`]).
+    resample: Option<EventFd>,
+    /// INTx raises since the line was last lowered by the guest's EOI (resample).
+    intx_raises: AtomicU32,
     events: EventSink,
     device: &'static str,
     msix: Option<MsixRouting>,
@@ -55,11 +60,12 @@ impl std::fmt::Debug for Signals {
 impl Signals {
     /// Signals over the interrupt EventFd `irq`, reporting errors of `device` to `events`.
     pub fn new(irq: EventFd, events: EventSink, device: &'static str) -> Self {
-        Self::build(irq, events, device, None)
+        Self::build(irq, None, events, device, None)
     }
 
     fn build(
         irq: EventFd,
+        resample: Option<EventFd>,
         events: EventSink,
         device: &'static str,
         msix: Option<MsixRouting>,
@@ -69,6 +75,8 @@ impl Signals {
                 interrupt_status: AtomicU32::new(0),
                 needs_reset: AtomicBool::new(false),
                 irq,
+                resample,
+                intx_raises: AtomicU32::new(0),
                 events,
                 device,
                 msix,
@@ -78,8 +86,17 @@ impl Signals {
 
     /// Signals of a PCI function with `queues` queues: through `vectors` while the driver
     /// has MSI-X enabled, through the INTx EventFd `irq` otherwise.
+    ///
+    /// INTx is a level-triggered line: the VMM registers `irq` as a KVM irqfd with
+    /// `resample` as its resample EventFd (KVM_IRQFD_FLAG_RESAMPLE), which keeps the line
+    /// asserted until the guest's EOI and then signals `resample`. A plain irqfd only pulses
+    /// the line: on a level-triggered IOAPIC input (what ACPI's _PRT gives PCI INTx, and
+    /// what Linux programs), a pulse that arrives while the previous interrupt is still in
+    /// service is forgotten at the EOI: a lost interrupt made by the VMM, not by the device
+    /// under test. The device thread polls `resample` and calls [`Signals::resample`].
     pub fn with_msix(
         irq: EventFd,
+        resample: Option<EventFd>,
         events: EventSink,
         device: &'static str,
         vectors: Arc<MsixVectors>,
@@ -90,7 +107,48 @@ impl Signals {
             config: AtomicU16::new(NO_VECTOR),
             queues: (0..queues).map(|_| AtomicU16::new(NO_VECTOR)).collect(),
         };
-        Self::build(irq, events, device, Some(routing))
+        Self::build(irq, resample, events, device, Some(routing))
+    }
+
+    /// KVM's INTx resample EventFd, if the line is level-triggered (for the device thread's
+    /// poll set).
+    pub fn resample_fd(&self) -> Option<&EventFd> {
+        self.inner.resample.as_ref()
+    }
+
+    /// The guest ended an INTx interrupt (KVM signalled the resample EventFd and lowered the
+    /// line): consume that signal and, if the device raised the line again while it was
+    /// still asserted (that raise was absorbed) and InterruptStatus still holds a bit the
+    /// driver has not read, raise the line again, as a level-triggered source would still
+    /// be asserted. The one raise that was delivered is not repeated: a guest that routes
+    /// the input edge-triggered and ends the interrupt before it reads the ISR (the probe
+    /// does) gets no extra interrupts. With MSI-X enabled INTx is not used.
+    pub fn resample(&self) -> std::io::Result<()> {
+        let Some(fd) = &self.inner.resample else {
+            return Ok(());
+        };
+        match fd.read() {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if self
+            .inner
+            .msix
+            .as_ref()
+            .is_some_and(|m| m.vectors.enabled())
+        {
+            return Ok(());
+        }
+        // SeqCst pairs with `raise` (status bit, count, then the EventFd write) and with the
+        // ISR read on a vCPU thread (`take_interrupt_status`): an absorbed raise is counted
+        // and its bit visible here; a bit the driver already read is not raised twice.
+        let raises = self.inner.intx_raises.swap(0, Ordering::SeqCst);
+        if raises > 1 && self.inner.interrupt_status.load(Ordering::SeqCst) != 0 {
+            self.inner.intx_raises.fetch_add(1, Ordering::SeqCst);
+            self.inner.irq.write(1)?;
+        }
+        Ok(())
     }
 
     /// The MSI-X vector of queue `queue` (`None` for the configuration vector); NO_VECTOR
@@ -162,6 +220,9 @@ impl Signals {
                 return m.vectors.signal(vector);
             }
         }
+        // Counted before the write: a raise that finds the line still asserted (its write
+        // is absorbed) is then seen by the resample that follows the EOI.
+        self.inner.intx_raises.fetch_add(1, Ordering::SeqCst);
         self.inner.irq.write(1)
     }
 
@@ -217,6 +278,7 @@ impl Signals {
     pub fn reset(&self) {
         self.inner.interrupt_status.store(0, Ordering::SeqCst);
         self.inner.needs_reset.store(false, Ordering::SeqCst);
+        self.inner.intx_raises.store(0, Ordering::SeqCst);
         if let Some(m) = &self.inner.msix {
             m.config.store(NO_VECTOR, Ordering::SeqCst);
             m.queues

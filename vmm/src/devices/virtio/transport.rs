@@ -8,6 +8,12 @@
 //! power of two, rings outside memory) set DEVICE_NEEDS_RESET and emit an `error` event; until
 //! the driver writes Status = 0 every other write is ignored. Reset returns the transport and
 //! the device to their initial state.
+//!
+//! A transitional virtio-pci function also has the legacy interface (virtio 1.x §4.1.5.1.3
+//! legacy, virtio 0.9.5): no FEATURES_OK step, 32 feature bits, queues placed by one page
+//! frame number in the legacy layout. The first write after reset decides which interface
+//! the driver uses ([`Interface`]); a write through the other one sets DEVICE_NEEDS_RESET
+//! with an error event (`legacy_and_modern_mixed`).
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -63,6 +69,32 @@ pub enum TransportError {
     /// The device failed to start.
     #[error("activation failed: {0}")]
     Activate(#[from] super::ActivateError),
+    /// The driver wrote through the legacy and the modern interface without a reset between.
+    #[error("register {offset:#x} of the {used:?} interface was written after the driver chose the {chosen:?} interface (no reset between)")]
+    MixedInterfaces {
+        /// Register offset.
+        offset: u64,
+        /// The interface written now.
+        used: Interface,
+        /// The interface the driver started with.
+        chosen: Interface,
+    },
+    /// A legacy driver accepted features the device does not offer.
+    #[error("legacy guest features {written:#x} include bits the device does not offer (offered {offered:#x})")]
+    LegacyFeatures {
+        /// Written.
+        written: u32,
+        /// Offered (low 32 bits).
+        offered: u32,
+    },
+    /// A legacy queue page frame number puts the rings past 64-bit addresses.
+    #[error("queue {queue}: page frame number {pfn:#x} puts the rings outside guest memory")]
+    LegacyPfn {
+        /// Queue index.
+        queue: usize,
+        /// Page frame number written.
+        pfn: u32,
+    },
 }
 
 impl TransportError {
@@ -74,6 +106,9 @@ impl TransportError {
             TransportError::QueueNotReady(_) => "queue_not_ready",
             TransportError::Queue { source, .. } => source.kind(),
             TransportError::Activate(_) => "activation_failed",
+            TransportError::MixedInterfaces { .. } => "legacy_and_modern_mixed",
+            TransportError::LegacyFeatures { .. } => "legacy_features_not_offered",
+            TransportError::LegacyPfn { .. } => "legacy_queue_pfn_out_of_range",
         }
     }
 }
@@ -87,6 +122,31 @@ pub enum RingField {
     Driver,
     /// The device (used) ring.
     Device,
+}
+
+/// Which interface of a transitional function a driver programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// virtio 1.x registers (virtio-mmio, the modern virtio-pci capabilities).
+    Modern,
+    /// The legacy virtio-pci I/O BAR (virtio 0.9.5).
+    Legacy,
+}
+
+/// The legacy interface's queue alignment (virtio 0.9.5 §2.3: the used ring starts on the
+/// next 4096-byte boundary after the available ring) and page size of QueuePFN.
+pub const LEGACY_PAGE: u64 = 4096;
+
+/// The legacy split-ring layout of a queue of `size` entries at page frame `pfn`:
+/// descriptor table, available ring right after it, used ring at the next page boundary.
+/// None if it does not fit 64-bit addresses.
+pub fn legacy_ring_layout(pfn: u32, size: u16) -> Option<(u64, u64, u64)> {
+    let n = u64::from(size);
+    let desc = u64::from(pfn) * LEGACY_PAGE;
+    let avail = desc + 16 * n;
+    // flags, idx, ring[n], used_event: 6 + 2 n bytes.
+    let used = (avail + 6 + 2 * n).checked_next_multiple_of(LEGACY_PAGE)?;
+    Some((desc, avail, used))
 }
 
 /// A virtio device with the transport-independent state a driver programs.
@@ -106,6 +166,7 @@ pub struct VirtioState {
     queues: Vec<QueueConfig>,
     config_generation: u32,
     active: bool,
+    interface: Option<Interface>,
 }
 
 impl VirtioState {
@@ -133,6 +194,7 @@ impl VirtioState {
             queues: vec![QueueConfig::default(); n],
             config_generation: 0,
             active: false,
+            interface: None,
         })
     }
 
@@ -249,6 +311,7 @@ impl VirtioState {
         self.driver_features_sel = 0;
         self.driver_features = 0;
         self.queue_sel = 0;
+        self.interface = None;
         self.queues
             .iter_mut()
             .for_each(|q| *q = QueueConfig::default());
@@ -259,9 +322,98 @@ impl VirtioState {
         }
     }
 
-    /// Whether queue registers may be written now: after FEATURES_OK, before DRIVER_OK (§3.1.1).
+    /// Whether queue registers may be written now: after FEATURES_OK, before DRIVER_OK
+    /// (§3.1.1); a legacy driver has no FEATURES_OK and may set queues up before DRIVER_OK.
     pub fn queue_setup_allowed(&self) -> bool {
-        self.status & FEATURES_OK != 0 && self.status & DRIVER_OK == 0
+        let negotiated = self.status & FEATURES_OK != 0 || self.is_legacy();
+        negotiated && self.status & DRIVER_OK == 0
+    }
+
+    /// Whether the driver chose the legacy interface (since the last reset).
+    pub fn is_legacy(&self) -> bool {
+        self.interface == Some(Interface::Legacy)
+    }
+
+    /// A write at `offset` through `used`: the first one after reset chooses the interface;
+    /// one through the other interface sets DEVICE_NEEDS_RESET. Returns whether the write
+    /// may go on (false also when the device is already broken). Status writes of 0 (reset)
+    /// go through either interface without this check.
+    pub fn claim(&mut self, used: Interface, offset: u64) -> bool {
+        if self.broken() {
+            return false;
+        }
+        match self.interface {
+            None => {
+                self.interface = Some(used);
+                true
+            }
+            Some(chosen) if chosen == used => true,
+            Some(chosen) => {
+                self.fail(TransportError::MixedInterfaces {
+                    offset,
+                    used,
+                    chosen,
+                });
+                false
+            }
+        }
+    }
+
+    /// Legacy GuestFeatures (register `offset`) := `v`: the low 32 feature bits, written
+    /// before DRIVER_OK; bits the device does not offer set DEVICE_NEEDS_RESET.
+    pub fn legacy_write_features(&mut self, offset: u64, v: u32) {
+        if self.broken() {
+            return;
+        }
+        if self.status & DRIVER_OK != 0 {
+            return self.fail(self.wrong(offset));
+        }
+        let offered = self.device.device_features() as u32;
+        if v & !offered != 0 {
+            return self.fail(TransportError::LegacyFeatures {
+                written: v,
+                offered,
+            });
+        }
+        self.driver_features = u64::from(v);
+    }
+
+    /// Legacy QueuePFN (register `offset`) := `pfn` for the selected queue: 0 takes the
+    /// queue down, anything else places it (at its maximum size, the legacy layout) and
+    /// makes it ready once its rings are checked against guest memory.
+    pub fn legacy_write_pfn(&mut self, offset: u64, pfn: u32) {
+        if !self.queue_write_allowed(offset) {
+            return;
+        }
+        let queue = self.queue_sel as usize;
+        let max = self.queue_num_max();
+        if queue >= self.queues.len() {
+            return self.signals.ignored(
+                "legacy_queue_select_out_of_range",
+                &format_args!(
+                    "QueuePFN written with QueueSel {queue}: the device has {} queues",
+                    self.queues.len()
+                ),
+            );
+        }
+        if pfn == 0 {
+            self.queues[queue] = QueueConfig::default();
+            return;
+        }
+        let Some((desc, avail, used)) = legacy_ring_layout(pfn, max) else {
+            return self.fail(TransportError::LegacyPfn { queue, pfn });
+        };
+        let cfg = QueueConfig {
+            size: max,
+            ready: true,
+            desc_table: desc,
+            avail_ring: avail,
+            used_ring: used,
+        };
+        if let Err(source) = SplitQueue::new(&self.mem, &cfg, max) {
+            return self.fail(TransportError::Queue { queue, source });
+        }
+        self.queues[queue] = cfg;
     }
 
     /// Whether a queue register (at `offset`) may be written now; a write at the wrong
@@ -388,15 +540,16 @@ impl VirtioState {
         // Bits are only ever added (§3.1.1), in order: ACKNOWLEDGE, DRIVER, FEATURES_OK,
         // DRIVER_OK. FAILED may be added at any time.
         let added = new & !old;
+        // A legacy driver never sets FEATURES_OK: DRIVER_OK follows DRIVER.
         let legal = new & old == old
             && (added & (DRIVER | FEATURES_OK | DRIVER_OK) == 0 || new & ACKNOWLEDGE != 0)
             && (added & (FEATURES_OK | DRIVER_OK) == 0 || new & DRIVER != 0)
-            && (added & DRIVER_OK == 0 || old & FEATURES_OK != 0)
+            && (added & DRIVER_OK == 0 || old & FEATURES_OK != 0 || self.is_legacy())
             && new & DEVICE_NEEDS_RESET == 0;
         if !legal {
             return self.fail(TransportError::BadStatus { old, new });
         }
-        if added & FEATURES_OK != 0 {
+        if added & FEATURES_OK != 0 && !self.is_legacy() {
             // §3.1.1 step 5-6: accept only a subset of the offered features that includes
             // VERSION_1 (these transports drive virtio 1.x only); otherwise leave FEATURES_OK
             // clear so the driver sees the refusal when it re-reads Status.

@@ -76,8 +76,14 @@ pub enum NetConfigError {
     /// Unknown transport.
     #[error("--net transport `{0}` is unknown: use mmio (the default) or pci")]
     BadTransport(String),
+    /// `legacy=` is neither on nor off.
+    #[error("--net legacy `{0}` must be on or off")]
+    BadLegacy(String),
+    /// `legacy=on` without `transport=pci`.
+    #[error("--net legacy=on needs transport=pci (the legacy interface is a virtio-pci I/O BAR)")]
+    LegacyNeedsPci,
     /// Unknown key.
-    #[error("unknown --net key `{0}`: use tap, mac, queue-size, netns or transport")]
+    #[error("unknown --net key `{0}`: use tap, mac, queue-size, netns, transport or legacy")]
     UnknownKey(String),
     /// A key without `=`.
     #[error("--net item `{0}` must be KEY=VALUE")]
@@ -117,7 +123,7 @@ impl FromStr for NetTransport {
     }
 }
 
-/// `--net tap=NAME[,mac=MAC][,queue-size=N][,netns=NS][,transport=mmio|pci]`.
+/// `--net tap=NAME[,mac=MAC][,queue-size=N][,netns=NS][,transport=mmio|pci][,legacy=on|off]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
     /// The tap device's name.
@@ -130,6 +136,8 @@ pub struct NetConfig {
     pub netns: Option<String>,
     /// virtio-mmio or virtio-pci.
     pub transport: NetTransport,
+    /// On PCI: a transitional function with the legacy I/O BAR too (`legacy=on`).
+    pub legacy: bool,
 }
 
 fn plain_name(s: &str, max: usize) -> bool {
@@ -142,6 +150,7 @@ impl FromStr for NetConfig {
         let (mut tap, mut mac, mut queue_size, mut netns) =
             (None, MacAddr::DEFAULT, DEFAULT_QUEUE_SIZE, None);
         let mut transport = NetTransport::default();
+        let mut legacy = false;
         for item in s.split(',').filter(|i| !i.is_empty()) {
             let (k, v) = item
                 .split_once('=')
@@ -168,8 +177,18 @@ impl FromStr for NetConfig {
                     netns = Some(v.to_string());
                 }
                 "transport" => transport = v.parse()?,
+                "legacy" => {
+                    legacy = match v {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(NetConfigError::BadLegacy(v.to_string())),
+                    }
+                }
                 other => return Err(NetConfigError::UnknownKey(other.to_string())),
             }
+        }
+        if legacy && transport != NetTransport::Pci {
+            return Err(NetConfigError::LegacyNeedsPci);
         }
         Ok(NetConfig {
             tap: tap.ok_or(NetConfigError::MissingTap)?,
@@ -177,6 +196,7 @@ impl FromStr for NetConfig {
             queue_size,
             netns,
             transport,
+            legacy,
         })
     }
 }
@@ -260,6 +280,23 @@ impl Default for NetOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_on_needs_pci() {
+        let c: NetConfig = "tap=t,transport=pci,legacy=on".parse().unwrap();
+        assert!(c.legacy && c.transport == NetTransport::Pci);
+        let c: NetConfig = "tap=t,transport=pci,legacy=off".parse().unwrap();
+        assert!(!c.legacy);
+        assert!(!"tap=t,transport=pci".parse::<NetConfig>().unwrap().legacy);
+        assert_eq!(
+            "tap=t,legacy=on".parse::<NetConfig>(),
+            Err(NetConfigError::LegacyNeedsPci)
+        );
+        assert_eq!(
+            "tap=t,transport=pci,legacy=1".parse::<NetConfig>(),
+            Err(NetConfigError::BadLegacy("1".into()))
+        );
+    }
 
     #[test]
     fn parses_a_full_net_option() {

@@ -16,6 +16,7 @@ use super::notify_model::{Notifier, QueueNotifyState};
 use super::ring::Ring;
 use super::watchdog::WatchState;
 use crate::devices::virtio::queue::QueueError;
+use crate::devices::virtio::VIRTIO_F_VERSION_1;
 use crate::devices::virtio::{Signals, VIRTIO_RING_F_EVENT_IDX};
 use crate::events::EventSink;
 
@@ -23,6 +24,19 @@ use crate::events::EventSink;
 pub const NET_HDR_LEN: usize = 12;
 /// Offset of `num_buffers` in the header.
 pub const NUM_BUFFERS_OFFSET: usize = 10;
+/// Size of the legacy `struct virtio_net_hdr` (§5.1.6.1 legacy interface: a driver that
+/// negotiated neither VERSION_1 nor MRG_RXBUF uses the header without `num_buffers`).
+pub const LEGACY_NET_HDR_LEN: usize = 10;
+
+/// The net header length the driver uses with `features`: 12 bytes with VERSION_1 or
+/// MRG_RXBUF, else the legacy 10 bytes.
+pub fn net_hdr_len(features: u64) -> usize {
+    if features & ((1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_NET_F_MRG_RXBUF)) != 0 {
+        NET_HDR_LEN
+    } else {
+        LEGACY_NET_HDR_LEN
+    }
+}
 /// The largest frame the device moves (a 64 KiB tap read; anything larger is never
 /// delivered truncated: it is counted and dropped).
 pub const MAX_FRAME_LEN: usize = 65535;
@@ -118,6 +132,8 @@ pub struct NetCore {
     pub(super) options: NetOptions,
     /// VIRTIO_NET_F_MRG_RXBUF negotiated.
     pub(super) mrg_rxbuf: bool,
+    /// The net header length for the negotiated features ([`net_hdr_len`]).
+    pub(super) hdr_len: usize,
     /// VIRTIO_RING_F_EVENT_IDX negotiated.
     pub(super) event_idx: bool,
     /// rx: header + frame read from the backend but not delivered yet.
@@ -163,6 +179,7 @@ impl NetCore {
             events,
             options,
             mrg_rxbuf: features & (1 << VIRTIO_NET_F_MRG_RXBUF) != 0,
+            hdr_len: net_hdr_len(features),
             event_idx,
             rx_buf: Vec::new(),
             deferred: None,

@@ -109,7 +109,9 @@ impl NetCore {
 
     /// Put header + frame (`len` bytes) into as many chains as needed.
     fn deliver(&mut self, len: usize) -> Result<Delivery, QueueError> {
-        let total = (NET_HDR_LEN + len) as u64;
+        // The frame sits at NET_HDR_LEN in rx_buf; a shorter (legacy) header ends there too.
+        let start = NET_HDR_LEN - self.hdr_len;
+        let total = (self.hdr_len + len) as u64;
         let size = self.rx.queue.size();
         let mut chains: Vec<(Chain, u64)> = Vec::new();
         let mut remaining = total;
@@ -133,10 +135,14 @@ impl NetCore {
             }
         }
         // virtio_net_hdr_v1: no offloads; num_buffers = chains used (1 without MRG_RXBUF).
+        // The legacy 10-byte header (no VERSION_1, no MRG_RXBUF) has no num_buffers.
         self.rx_buf[..NET_HDR_LEN].fill(0);
-        let num_buffers = chains.len() as u16;
-        self.rx_buf[NUM_BUFFERS_OFFSET..NET_HDR_LEN].copy_from_slice(&num_buffers.to_le_bytes());
-        let mut offset = 0usize;
+        if self.hdr_len == NET_HDR_LEN {
+            let num_buffers = chains.len() as u16;
+            self.rx_buf[NUM_BUFFERS_OFFSET..NET_HDR_LEN]
+                .copy_from_slice(&num_buffers.to_le_bytes());
+        }
+        let mut offset = start;
         for (chain, take) in &chains {
             let mut left = *take as usize;
             for b in &chain.buffers {

@@ -15,7 +15,7 @@ use std::io::ErrorKind;
 
 use vm_memory::Bytes;
 
-use super::core::{NetCore, PendingTx, MAX_FRAME_LEN, NET_HDR_LEN, TX};
+use super::core::{NetCore, PendingTx, MAX_FRAME_LEN, TX};
 use super::metrics::QueueMetrics;
 use crate::devices::virtio::queue::{Direction, QueueError};
 
@@ -54,9 +54,10 @@ impl NetCore {
             match self.tx.queue.pop(&self.mem, Direction::DeviceReads)? {
                 Some(chain) => {
                     let total = chain.total_len() as usize;
-                    if total < NET_HDR_LEN || total - NET_HDR_LEN > MAX_FRAME_LEN {
+                    let hdr = self.hdr_len;
+                    if total < hdr || total - hdr > MAX_FRAME_LEN {
                         QueueMetrics::inc(&self.metrics.tx.drops);
-                        if total >= NET_HDR_LEN {
+                        if total >= hdr {
                             QueueMetrics::inc(&self.metrics.tx.oversize_drops);
                         }
                         self.tx.queue.add_used(&self.mem, chain.head, 0)?;
@@ -77,10 +78,10 @@ impl NetCore {
                         off = end;
                     }
                     // Drop the virtio-net header: no offloads were offered.
-                    self.tx_buf.drain(..NET_HDR_LEN);
+                    self.tx_buf.drain(..hdr);
                     self.tx_pending = Some(PendingTx {
                         head: chain.head,
-                        len: total - NET_HDR_LEN,
+                        len: total - hdr,
                     });
                 }
                 None => {

@@ -25,6 +25,7 @@ const TOKEN_KICK_TX: u64 = 2;
 const TOKEN_TICK: u64 = 3;
 const TOKEN_DRAIN: u64 = 4;
 const TOKEN_STOP: u64 = 5;
+const TOKEN_INTX_RESAMPLE: u64 = 6;
 
 /// How the VMM learns that `--on-stall exit` fired: a flag plus an EventFd it can poll.
 #[derive(Clone)]
@@ -149,6 +150,13 @@ fn setup(core: &NetCore, kicks: &[EventFd; 2], stop: &EventFd) -> std::io::Resul
         core.backend.as_raw_fd(),
         EpollEvent::new(EventSet::IN, TOKEN_BACKEND),
     )?;
+    if let Some(resample) = core.signals.resample_fd() {
+        epoll.ctl(
+            ControlOperation::Add,
+            resample.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, TOKEN_INTX_RESAMPLE),
+        )?;
+    }
     let ticks_per_counters =
         (core.options.counters_period.as_millis() / period.as_millis().max(1)).max(1) as u64;
     Ok(Loop {
@@ -218,6 +226,13 @@ fn event_loop(core: &mut NetCore, l: &mut Loop, kicks: &[EventFd; 2], exit: &Sta
                     }
                     if l.ticks % l.ticks_per_counters == 0 {
                         emit_counters(core);
+                    }
+                }
+                TOKEN_INTX_RESAMPLE => {
+                    // The guest ended an INTx interrupt: re-raise the line while
+                    // InterruptStatus still holds an unread bit.
+                    if let Err(e) = core.signals.resample() {
+                        tracing::warn!("virtio-net: INTx resample failed: {e}");
                     }
                 }
                 TOKEN_DRAIN => {

@@ -1,8 +1,9 @@
-//! `--vhost-user SOCKET[,mac=MAC][,queue-size=N][,mode=relay|direct]`: a virtio-net device
-//! whose datapath is a vhost-user backend listening on SOCKET.
+//! `--vhost-user SOCKET[,mac=MAC][,queue-size=N][,mode=relay|direct][,reconnect=SECS]`: a
+//! virtio-net device whose datapath is a vhost-user backend listening on SOCKET.
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::devices::virtio::net::MacAddr;
 
@@ -40,16 +41,22 @@ pub struct VhostUserConfig {
     pub queue_size: u16,
     /// Relay (default) or direct kicks.
     pub mode: Mode,
+    /// How long to try to reconnect to a backend that closed its socket; `None`: the VM
+    /// ends with status 14 at once.
+    pub reconnect: Option<Duration>,
 }
+
+/// The longest `reconnect=SECS`.
+pub const MAX_RECONNECT_SECS: u64 = 3600;
 
 /// Why a `--vhost-user` value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VhostUserConfigError {
     /// No socket path.
-    #[error("--vhost-user needs the backend's socket path first: --vhost-user /run/backend.sock[,mac=MAC][,queue-size=N][,mode=relay|direct]")]
+    #[error("--vhost-user needs the backend's socket path first: --vhost-user /run/backend.sock[,mac=MAC][,queue-size=N][,mode=relay|direct][,reconnect=SECS]")]
     NoSocket,
     /// An option is unknown or has a bad value.
-    #[error("--vhost-user option `{0}`: the options are mac=MAC, queue-size=N (a power of two, 2 to 256) and mode=relay|direct")]
+    #[error("--vhost-user option `{0}`: the options are mac=MAC, queue-size=N (a power of two, 2 to 256), mode=relay|direct and reconnect=SECS (whole seconds, 1 to 3600)")]
     BadOption(String),
 }
 
@@ -66,6 +73,7 @@ impl FromStr for VhostUserConfig {
             mac: MacAddr::DEFAULT,
             queue_size: 256,
             mode: Mode::Relay,
+            reconnect: None,
         };
         for option in parts {
             let bad = || VhostUserConfigError::BadOption(option.to_string());
@@ -85,6 +93,13 @@ impl FromStr for VhostUserConfig {
                         "direct" => Mode::Direct,
                         _ => return Err(bad()),
                     }
+                }
+                "reconnect" => {
+                    let secs: u64 = value.parse().map_err(|_| bad())?;
+                    if !(1..=MAX_RECONNECT_SECS).contains(&secs) {
+                        return Err(bad());
+                    }
+                    config.reconnect = Some(Duration::from_secs(secs));
                 }
                 _ => return Err(bad()),
             }
@@ -107,6 +122,9 @@ mod tests {
             .unwrap();
         assert_eq!(c.mac.to_string(), "52:54:00:00:00:01");
         assert_eq!((c.queue_size, c.mode), (64, Mode::Direct));
+        assert_eq!(c.reconnect, None);
+        let c: VhostUserConfig = "/s,reconnect=10".parse().unwrap();
+        assert_eq!(c.reconnect, Some(Duration::from_secs(10)));
     }
 
     #[test]
@@ -125,6 +143,9 @@ mod tests {
             "/s,queue-size=512",
             "/s,x=1",
             "/s,mac=1",
+            "/s,reconnect=0",
+            "/s,reconnect=1.5",
+            "/s,reconnect=3601",
         ] {
             let e = bad.parse::<VhostUserConfig>().unwrap_err().to_string();
             assert!(e.contains(bad.split(',').nth(1).unwrap()), "{bad}: {e}");

@@ -8,10 +8,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS};
+use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::config::{Mode, VhostUserConfig};
 use super::frontend::{Connection, REQUEST_TIMEOUT};
+use super::reconnect;
 use super::relay::{self, Activation, Command, RelaySetup, Request};
 use crate::devices::virtio::net::device::{read_net_config, NET_FEATURES, VIRTIO_ID_NET};
 use crate::devices::virtio::net::metrics::NetMetrics;
@@ -34,10 +36,12 @@ pub struct VhostUserNet {
 }
 
 impl VhostUserNet {
-    /// A device over the negotiated `conn`, with its relay thread started.
+    /// A device over the negotiated `conn`, with its relay thread started (and, with
+    /// `reconnect=SECS`, its reconnecting thread, which sends `mem`'s table to a new backend).
     pub fn new(
         config: &VhostUserConfig,
         conn: Connection,
+        mem: &GuestMemoryMmap,
         stall_timeout: Duration,
         events: EventSink,
         exit: ExitNotifier,
@@ -46,6 +50,14 @@ impl VhostUserNet {
         // of what the guest may use is what both vnetbed's device and the backend support.
         let model_only = (1 << VIRTIO_NET_F_MAC) | (1 << VIRTIO_NET_F_STATUS);
         let features = NET_FEATURES & (conn.backend_features() | model_only);
+        let reconnect = match config.reconnect {
+            Some(window) => Some(reconnect::spawn(
+                config.socket.clone(),
+                window,
+                mem.clone(),
+            )?),
+            None => None,
+        };
         let metrics = Arc::new(NetMetrics::default());
         let wake = EventFd::new(libc::EFD_NONBLOCK)?;
         let (requests, requests_rx) = channel();
@@ -58,6 +70,8 @@ impl VhostUserNet {
             metrics: metrics.clone(),
             events,
             exit,
+            reconnect,
+            backend_offered: features & !model_only,
         };
         let relay = std::thread::Builder::new()
             .name("vhost-user".into())

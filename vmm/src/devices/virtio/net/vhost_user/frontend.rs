@@ -236,13 +236,17 @@ impl Connection {
     }
 
     /// Start the vrings: the features the driver accepted (less those only vnetbed's
-    /// device model implements), then per queue its size, addresses, base 0, and the call,
-    /// kick and error eventfds; then enable the queues when protocol features are in use.
+    /// device model implements), then per queue its size, addresses, where the backend
+    /// starts in the available ring (`bases`: 0 for a freshly activated device; after a
+    /// reconnect, the used ring's index), and the call, kick and error eventfds; then enable
+    /// the queues when protocol features are in use.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         mem: &GuestMemoryMmap,
         driver_features: u64,
         queues: &[QueueConfig; 2],
+        bases: [u16; 2],
         kicks: [&EventFd; 2],
         calls: [&EventFd; 2],
         errs: [&EventFd; 2],
@@ -280,7 +284,7 @@ impl Connection {
                 .set_vring_addr(i, &config)
                 .map_err(req("SET_VRING_ADDR"))?;
             self.frontend
-                .set_vring_base(i, 0)
+                .set_vring_base(i, bases[i])
                 .map_err(req("SET_VRING_BASE"))?;
             self.frontend
                 .set_vring_call(i, calls[i])

@@ -17,11 +17,14 @@
 //!
 //! A backend that dies (closes its socket) ends the VM with exit status 14
 //! ([`ExitReason::BackendDied`](crate::exit::ExitReason::BackendDied)) after an `error` event
-//! of kind `backend_died`: reconnecting is not implemented.
+//! of kind `backend_died`, unless `reconnect=SECS` is given: then `reconnect`'s thread
+//! connects again for up to SECS and the relay renegotiates and restarts the vrings (a
+//! `backend` event `disconnected`, then `reconnected` with the downtime).
 
 pub mod config;
 pub mod device;
 pub mod frontend;
+mod reconnect;
 mod relay;
 mod watch;
 

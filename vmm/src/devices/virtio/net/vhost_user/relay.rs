@@ -9,14 +9,20 @@
 //!   bit, then the irqfd), counted;
 //! - reports a vring error eventfd as a device error (DEVICE_NEEDS_RESET);
 //! - notices the backend going away (its socket readable at end of file, or hung up): an
-//!   `error` event (`backend_died`) and the VM's end with [`ExitReason::BackendDied`];
+//!   `error` event (`backend_died`) and the VM's end with [`ExitReason::BackendDied`]; or,
+//!   with `reconnect=SECS`, a `backend` event (`disconnected`), the watchdog suspended, and
+//!   the [`reconnect`](super::reconnect) thread asked for a new connection. When it brings
+//!   one, the features are checked (the new backend must offer every feature the first
+//!   one gave the guest), the vrings restart where the guest's used rings stand, and a
+//!   `backend` event (`reconnected`, with the downtime) follows; when it gives up, or the
+//!   features fall short, the VM ends with status 14 as above;
 //! - every 100 ms runs the [`Watch`] over both queues, and every second writes the
 //!   `counters` events.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -25,11 +31,12 @@ use vmm_sys_util::timerfd::TimerFd;
 
 use super::config::Mode;
 use super::frontend::Connection;
+use super::reconnect::{Outcome, Reconnector};
 use super::watch::{queue_name, RingView, Verdict, Watch, WatchContext};
 use crate::devices::virtio::net::metrics::{NetMetrics, QueueMetrics};
 use crate::devices::virtio::queue::QueueConfig;
 use crate::devices::virtio::{Signals, VIRTIO_RING_F_EVENT_IDX};
-use crate::events::{Counters, DeviceError, Event, EventSink};
+use crate::events::{BackendEvent, BackendState, Counters, DeviceError, Event, EventSink};
 use crate::exit::ExitReason;
 use crate::exit_notifier::ExitNotifier;
 
@@ -39,6 +46,7 @@ const TICK: u64 = 2;
 const KICK: u64 = 10;
 const CALL: u64 = 20;
 const ERR: u64 = 30;
+const RECONNECTED: u64 = 40;
 
 /// Watchdog period; counters every [`TICKS_PER_COUNTERS`] ticks.
 const TICK_PERIOD: Duration = Duration::from_millis(100);
@@ -73,6 +81,17 @@ pub(super) struct RelaySetup {
     pub metrics: Arc<NetMetrics>,
     pub events: EventSink,
     pub exit: ExitNotifier,
+    /// The reconnecting thread, with `reconnect=SECS`.
+    pub reconnect: Option<Reconnector>,
+    /// The features the device offers the guest that only the backend implements: a
+    /// backend that reconnects must offer them all (the guest may have read them).
+    pub backend_offered: u64,
+}
+
+/// The backend is away, and since when.
+struct Away {
+    since: Instant,
+    why: String,
 }
 
 struct Active {
@@ -80,6 +99,8 @@ struct Active {
     queues: [QueueConfig; 2],
     guest_kicks: [EventFd; 2],
     signals: Signals,
+    /// The features the guest's driver accepted.
+    features: u64,
     event_idx: bool,
     last_used: [u16; 2],
 }
@@ -94,6 +115,8 @@ struct Relay {
     errs: [EventFd; 2],
     active: Option<Active>,
     watch: [Watch; 2],
+    /// The backend closed its socket and a reconnection is under way.
+    away: Option<Away>,
 }
 
 fn new_eventfds() -> std::io::Result<[EventFd; 2]> {
@@ -120,6 +143,9 @@ fn build(s: RelaySetup) -> std::io::Result<Relay> {
         EventSet::IN | EventSet::READ_HANG_UP | EventSet::HANG_UP,
     )?;
     add(tick.as_raw_fd(), TICK, EventSet::IN)?;
+    if let Some(r) = &s.reconnect {
+        add(r.ready.as_raw_fd(), RECONNECTED, EventSet::IN)?;
+    }
     for i in 0..2 {
         add(calls[i].as_raw_fd(), CALL + i as u64, EventSet::IN)?;
         add(errs[i].as_raw_fd(), ERR + i as u64, EventSet::IN)?;
@@ -134,6 +160,7 @@ fn build(s: RelaySetup) -> std::io::Result<Relay> {
         errs,
         active: None,
         watch: Default::default(),
+        away: None,
     })
 }
 
@@ -174,6 +201,7 @@ impl Relay {
                 let done = match token {
                     WAKE => self.take_requests(),
                     SOCKET => self.socket_event(),
+                    RECONNECTED => self.reconnected(),
                     TICK => {
                         let _ = self.tick.wait();
                         self.on_tick();
@@ -230,17 +258,22 @@ impl Relay {
         } else {
             [&self.backend_kicks[0], &self.backend_kicks[1]]
         };
-        self.s
-            .conn
-            .start(
-                &a.mem,
-                a.features,
-                &a.queues,
-                kicks,
-                [&self.calls[0], &self.calls[1]],
-                [&self.errs[0], &self.errs[1]],
-            )
-            .map_err(|e| e.to_string())?;
+        // With the backend away, the vrings start when it is back (from the used rings,
+        // which a fresh device has at 0).
+        if self.away.is_none() {
+            self.s
+                .conn
+                .start(
+                    &a.mem,
+                    a.features,
+                    &a.queues,
+                    [0, 0],
+                    kicks,
+                    [&self.calls[0], &self.calls[1]],
+                    [&self.errs[0], &self.errs[1]],
+                )
+                .map_err(|e| e.to_string())?;
+        }
         if !direct {
             for (i, k) in a.kicks.iter().enumerate() {
                 self.epoll
@@ -261,6 +294,7 @@ impl Relay {
             queues: a.queues,
             guest_kicks: a.kicks,
             signals: a.signals,
+            features: a.features,
             event_idx: a.features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0,
             last_used: [0; 2],
         });
@@ -281,8 +315,10 @@ impl Relay {
                 );
             }
         }
-        if let Err(e) = self.s.conn.stop() {
-            tracing::warn!("vhost-user: stopping the vrings at reset failed: {e}");
+        if self.away.is_none() {
+            if let Err(e) = self.s.conn.stop() {
+                tracing::warn!("vhost-user: stopping the vrings at reset failed: {e}");
+            }
         }
     }
 
@@ -360,8 +396,168 @@ impl Relay {
             }
             _ => "the backend sent a vhost-user message nobody asked for (vnetbed offers no backend-initiated channel)".to_string(),
         };
+        if self.s.reconnect.is_some() {
+            return self.disconnected(why);
+        }
         self.died(&why);
         true
+    }
+
+    /// The backend went away and `reconnect=SECS` is set: stop listening to its socket,
+    /// suspend the watchdog (a dead backend is not a lost kick or interrupt), say so, and ask
+    /// the reconnecting thread for a new connection before the deadline. True: the relay
+    /// ends (the thread is gone).
+    fn disconnected(&mut self, why: String) -> bool {
+        let Some(r) = &self.s.reconnect else {
+            return false;
+        };
+        let _ = self.epoll.ctl(
+            ControlOperation::Delete,
+            self.s.conn.socket_fd(),
+            EpollEvent::default(),
+        );
+        let since = self.away.as_ref().map_or_else(Instant::now, |a| a.since);
+        let deadline = since + r.window;
+        tracing::warn!("vhost-user: {why}; reconnecting for up to {:?}", r.window);
+        self.s.events.emit(Event::Backend(BackendEvent {
+            device: "virtio-net".into(),
+            socket: r.socket.display().to_string(),
+            state: BackendState::Disconnected,
+            message: format!(
+                "{why}; reconnecting for up to {} s, the watchdog is suspended",
+                r.window.as_secs()
+            ),
+            downtime_ms: None,
+        }));
+        let sent = r.trigger.send(deadline).is_ok();
+        self.away = Some(Away { since, why });
+        self.watch = Default::default();
+        if !sent {
+            self.died("the vhost-user reconnecting thread has ended");
+            return true;
+        }
+        false
+    }
+
+    /// The reconnecting thread answered. True: the relay ends.
+    fn reconnected(&mut self) -> bool {
+        let Some(r) = &self.s.reconnect else {
+            return false;
+        };
+        let _ = r.ready.read();
+        let window = r.window;
+        let socket = r.socket.display().to_string();
+        let Ok(outcome) = r.outcomes.try_recv() else {
+            return false;
+        };
+        let Some(away) = self.away.take() else {
+            return false;
+        };
+        let conn = match outcome {
+            Outcome::Connected(conn) => conn,
+            Outcome::GaveUp(last) => {
+                self.died(&format!(
+                    "{}; no backend came back within {} s (last attempt: {last})",
+                    away.why,
+                    window.as_secs()
+                ));
+                return true;
+            }
+        };
+        // The features the guest may rely on: what it accepted, or (before its driver
+        // started the device) what the device offered it, of those only the backend gives.
+        let needed = self.active.as_ref().map_or(self.s.backend_offered, |a| {
+            a.features & self.s.backend_offered
+        });
+        let missing = needed & !conn.backend_features();
+        if missing != 0 {
+            self.died(&format!(
+                "{}; the backend that came back offers features {:#x}, without {missing:#x} that the first one offered and the guest may use: vnetbed cannot go on",
+                away.why,
+                conn.backend_features()
+            ));
+            return true;
+        }
+        self.s.conn = *conn;
+        if let Err(e) = self.epoll.ctl(
+            ControlOperation::Add,
+            self.s.conn.socket_fd(),
+            EpollEvent::new(
+                EventSet::IN | EventSet::READ_HANG_UP | EventSet::HANG_UP,
+                SOCKET,
+            ),
+        ) {
+            self.died(&format!("cannot watch the new backend's socket: {e}"));
+            return true;
+        }
+        if let Err(e) = self.restart_vrings() {
+            // The new backend failed the vring setup (it went away again?): keep trying
+            // until the first deadline.
+            self.away = Some(away);
+            return self.disconnected(format!("restarting the vrings on the new backend: {e}"));
+        }
+        let downtime_ms = away.since.elapsed().as_millis() as u64;
+        tracing::warn!("vhost-user: the backend is back after {downtime_ms} ms");
+        self.s.events.emit(Event::Backend(BackendEvent {
+            device: "virtio-net".into(),
+            socket,
+            state: BackendState::Reconnected,
+            message: format!(
+                "a backend is connected again after {downtime_ms} ms; the vrings run on from the used rings, the watchdog is back"
+            ),
+            downtime_ms: Some(downtime_ms),
+        }));
+        false
+    }
+
+    /// Start the vrings of an active device on a new backend, each at the index of its used
+    /// ring in guest memory: what the old backend completed is done, what it took and did
+    /// not complete is taken again. Then kick the backend and interrupt the guest once, for
+    /// buffers the guest made available and used entries the old backend published while
+    /// the kicks and calls had nowhere to go.
+    fn restart_vrings(&mut self) -> Result<(), String> {
+        let Some(a) = &self.active else {
+            return Ok(());
+        };
+        let view = |i: usize| {
+            RingView::read(&a.mem, &a.queues[i])
+                .map(|v| v.used_idx)
+                .ok_or_else(|| format!("the {} rings are outside guest memory", queue_name(i)))
+        };
+        let bases = [view(0)?, view(1)?];
+        let direct = self.s.mode == Mode::Direct;
+        let kicks = if direct {
+            [&a.guest_kicks[0], &a.guest_kicks[1]]
+        } else {
+            [&self.backend_kicks[0], &self.backend_kicks[1]]
+        };
+        self.s
+            .conn
+            .start(
+                &a.mem,
+                a.features,
+                &a.queues,
+                bases,
+                kicks,
+                [&self.calls[0], &self.calls[1]],
+                [&self.errs[0], &self.errs[1]],
+            )
+            .map_err(|e| e.to_string())?;
+        for k in kicks {
+            let _ = k.write(1);
+        }
+        if let Err(e) = a.signals.signal_used() {
+            tracing::warn!("vhost-user: interrupting the guest after the reconnect failed: {e}");
+        }
+        // The watchdog starts afresh from the rings as they are now, with the kick and the
+        // interrupt just given: the old backend's history says nothing about the new one.
+        self.watch = Default::default();
+        for i in 0..2 {
+            let v = RingView::read(&a.mem, &a.queues[i]);
+            self.watch[i].kicked(v);
+            self.watch[i].called(v);
+        }
+        Ok(())
     }
 
     fn died(&mut self, why: &str) {
@@ -385,6 +581,9 @@ impl Relay {
     fn on_tick(&mut self) {
         self.ticks += 1;
         let Some(a) = &mut self.active else { return };
+        // The watchdog is suspended while the backend is away: nothing moves, and that is
+        // the backend's absence, already reported, not a lost notification.
+        let away = self.away.is_some();
         for i in 0..2 {
             let Some(v) = RingView::read(&a.mem, &a.queues[i]) else {
                 continue;
@@ -394,6 +593,9 @@ impl Relay {
             let moved = v.used_idx.wrapping_sub(a.last_used[i]);
             a.last_used[i] = v.used_idx;
             QueueMetrics::add(&self.s.metrics.queue(i).frames, u64::from(moved));
+            if away {
+                continue;
+            }
             let ctx = WatchContext {
                 queue_index: i,
                 event_idx: a.event_idx,
