@@ -315,9 +315,19 @@ fn guest_detector_recovers_with_on_stall_recover() {
             .all(|e| e["on_stall"] == "recover"));
         // Recovering is what kept the load flowing after the first stall: with the
         // detector only reporting, that stall would have held until the device's
-        // watchdog (3 s), and each later one too.
+        // watchdog (3 s), and each later one too. A later stall needs frames that came
+        // after the recovery (a lost interrupt for new used entries, or a ring run dry
+        // again), so two or more recovered stalls show the flow resumed; and frames kept
+        // coming. How many depends on how often the race strikes (on an idle host it may
+        // strike every second, each costing the detector's 1 s), not on the recovery: so
+        // the floor is a thousand frames, not a rate.
         assert!(
-            stalls.guest_rx_packets > stalls.rx_before_first_stall + 10_000,
+            stalls.guest.len() >= 2,
+            "one stall only: did the flow resume after the recovery? {:#?}",
+            stalls.guest_lines
+        );
+        assert!(
+            stalls.guest_rx_packets > stalls.rx_before_first_stall + 1_000,
             "{} frames, {} before the first stall",
             stalls.guest_rx_packets,
             stalls.rx_before_first_stall
