@@ -129,15 +129,7 @@ impl Vmm {
                 ));
                 command
             }
-            Vmm::Dpdk => {
-                let binary = vnetbed::dpdk::resolve_binary(None).expect("dpdk-testpmd");
-                let testpmd =
-                    vnetbed::dpdk::Testpmd::start(&binary, &testbed.netns, &testbed.bridge, None)
-                        .expect("start dpdk-testpmd");
-                let mut command = vnetbed_run(&image, append);
-                command.arg("--vhost-user").arg(testpmd.socket());
-                return RunningGuest::start(command).with_backend(testpmd);
-            }
+            Vmm::Dpdk => return start_on_testpmd(testbed, append, "", None),
         };
         RunningGuest::start(command)
     }
@@ -493,6 +485,36 @@ pub fn iperf3_udp_200m(vmm: Vmm) {
     );
 }
 
+/// Start DPDK's testpmd in the testbed (its tap port on the bridge) and the probe with
+/// `append` on vnetbed's VMM with `--vhost-user SOCKET{options}`, the VMM's events to
+/// `events` if given. testpmd goes down with the returned guest.
+fn start_on_testpmd(
+    testbed: &Testbed,
+    append: &str,
+    options: &str,
+    events: Option<&std::path::Path>,
+) -> RunningGuest {
+    let binary = vnetbed::dpdk::resolve_binary(None).expect("dpdk-testpmd");
+    let testpmd = vnetbed::dpdk::Testpmd::start(&binary, &testbed.netns, &testbed.bridge, None)
+        .expect("start dpdk-testpmd");
+    let mut command = vnetbed_run(&probe_image(), append);
+    command
+        .arg("--vhost-user")
+        .arg(format!("{}{options}", testpmd.socket().display()));
+    if let Some(events) = events {
+        command.arg("--events").arg(events);
+    }
+    RunningGuest::start(command).with_backend(testpmd)
+}
+
+/// A per-process file for a VMM's event stream.
+fn events_file(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "vnetbed-{what}-events-{}.jsonl",
+        std::process::id()
+    ))
+}
+
 /// vnetbed's device model with testpmd as the datapath in direct mode (`--vhost-user
 /// SOCKET,mode=direct`): KVM's ioeventfd is the backend's kick eventfd. DHCP binds and 20
 /// pings are answered; the device counted the backend's calls but none of the guest's kicks,
@@ -500,20 +522,8 @@ pub fn iperf3_udp_200m(vmm: Vmm) {
 pub fn dpdk_direct_mode() {
     let _serial = exclusive();
     let testbed = Testbed::up(None);
-    let binary = vnetbed::dpdk::resolve_binary(None).expect("dpdk-testpmd");
-    let testpmd = vnetbed::dpdk::Testpmd::start(&binary, &testbed.netns, &testbed.bridge, None)
-        .expect("start dpdk-testpmd");
-    let events = std::env::temp_dir().join(format!(
-        "vnetbed-direct-events-{}.jsonl",
-        std::process::id()
-    ));
-    let mut command = vnetbed_run(&probe_image(), "");
-    command
-        .arg("--vhost-user")
-        .arg(format!("{},mode=direct", testpmd.socket().display()))
-        .arg("--events")
-        .arg(&events);
-    let mut guest = RunningGuest::start(command).with_backend(testpmd);
+    let events = events_file("direct");
+    let mut guest = start_on_testpmd(&testbed, "", ",mode=direct", Some(&events));
     let bound = guest.wait_for("DHCP binding", Vmm::Dpdk.boot_limit(), is_bound);
     assert_eq!(ping(&testbed, &address(&bound), 20), 20);
     // The relay writes counters every second: wait for one after the pings.
@@ -556,20 +566,8 @@ fn backend_events(text: &str) -> Vec<(String, Option<u64>)> {
 pub fn dpdk_reconnect(restarts: usize) -> Vec<u64> {
     let _serial = exclusive();
     let testbed = Testbed::up(None);
-    let binary = vnetbed::dpdk::resolve_binary(None).expect("dpdk-testpmd");
-    let testpmd = vnetbed::dpdk::Testpmd::start(&binary, &testbed.netns, &testbed.bridge, None)
-        .expect("start dpdk-testpmd");
-    let events = std::env::temp_dir().join(format!(
-        "vnetbed-reconnect-events-{}.jsonl",
-        std::process::id()
-    ));
-    let mut command = vnetbed_run(&probe_image(), "");
-    command
-        .arg("--vhost-user")
-        .arg(format!("{},reconnect=60", testpmd.socket().display()))
-        .arg("--events")
-        .arg(&events);
-    let mut guest = RunningGuest::start(command).with_backend(testpmd);
+    let events = events_file("reconnect");
+    let mut guest = start_on_testpmd(&testbed, "", ",reconnect=60", Some(&events));
     let bound = guest.wait_for("DHCP binding", Vmm::Dpdk.boot_limit(), is_bound);
     let target = address(&bound);
     assert_eq!(ping(&testbed, &target, 5), 5);

@@ -164,6 +164,20 @@ fn build(s: RelaySetup) -> std::io::Result<Relay> {
     })
 }
 
+/// The eventfds the backend reads the guest's kicks from: in direct mode KVM's ioeventfds
+/// themselves (`guest_kicks`), in relay mode the relay's own (`backend_kicks`), which it
+/// writes after counting each kick.
+fn kicks_to_backend<'a>(
+    mode: Mode,
+    backend_kicks: &'a [EventFd; 2],
+    guest_kicks: &'a [EventFd; 2],
+) -> [&'a EventFd; 2] {
+    match mode {
+        Mode::Direct => [&guest_kicks[0], &guest_kicks[1]],
+        Mode::Relay => [&backend_kicks[0], &backend_kicks[1]],
+    }
+}
+
 /// The relay thread's body.
 pub(super) fn run(setup: RelaySetup) {
     let events = setup.events.clone();
@@ -253,26 +267,10 @@ impl Relay {
             self.reset();
         }
         let direct = self.s.mode == Mode::Direct;
-        let kicks = if direct {
-            [&a.kicks[0], &a.kicks[1]]
-        } else {
-            [&self.backend_kicks[0], &self.backend_kicks[1]]
-        };
         // With the backend away, the vrings start when it is back (from the used rings,
         // which a fresh device has at 0).
         if self.away.is_none() {
-            self.s
-                .conn
-                .start(
-                    &a.mem,
-                    a.features,
-                    &a.queues,
-                    [0, 0],
-                    kicks,
-                    [&self.calls[0], &self.calls[1]],
-                    [&self.errs[0], &self.errs[1]],
-                )
-                .map_err(|e| e.to_string())?;
+            self.start_vrings(&a.mem, a.features, &a.queues, [0, 0], &a.kicks)?;
         }
         if !direct {
             for (i, k) in a.kicks.iter().enumerate() {
@@ -299,6 +297,30 @@ impl Relay {
             last_used: [0; 2],
         });
         Ok(())
+    }
+
+    /// Hand the backend the memory and both vrings, starting at `bases`, with the kick,
+    /// call and error eventfds of this relay.
+    fn start_vrings(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        features: u64,
+        queues: &[QueueConfig; 2],
+        bases: [u16; 2],
+        guest_kicks: &[EventFd; 2],
+    ) -> Result<(), String> {
+        self.s
+            .conn
+            .start(
+                mem,
+                features,
+                queues,
+                bases,
+                kicks_to_backend(self.s.mode, &self.backend_kicks, guest_kicks),
+                [&self.calls[0], &self.calls[1]],
+                [&self.errs[0], &self.errs[1]],
+            )
+            .map_err(|e| e.to_string())
     }
 
     fn reset(&mut self) {
@@ -351,7 +373,10 @@ impl Relay {
         }
         let Some(a) = &self.active else { return };
         QueueMetrics::inc(&self.s.metrics.queue(i).interrupts_sent);
-        if let Err(e) = a.signals.signal_used() {
+        // The queue's own interrupt: on virtio-mmio's one line this is the used-buffer bit
+        // and the line, as for any queue; a transport with a vector per queue picks this
+        // queue's.
+        if let Err(e) = a.signals.signal_queue(i) {
             tracing::warn!("vhost-user: raising the guest's interrupt failed: {e}");
         }
         let view = self.view(i);
@@ -516,38 +541,32 @@ impl Relay {
     /// buffers the guest made available and used entries the old backend published while
     /// the kicks and calls had nowhere to go.
     fn restart_vrings(&mut self) -> Result<(), String> {
-        let Some(a) = &self.active else {
+        // Out of `self` for the restart (start_vrings needs the relay mutably), back after.
+        let Some(a) = self.active.take() else {
             return Ok(());
         };
+        let result = self.restart_vrings_of(&a);
+        self.active = Some(a);
+        result
+    }
+
+    fn restart_vrings_of(&mut self, a: &Active) -> Result<(), String> {
         let view = |i: usize| {
             RingView::read(&a.mem, &a.queues[i])
                 .map(|v| v.used_idx)
                 .ok_or_else(|| format!("the {} rings are outside guest memory", queue_name(i)))
         };
         let bases = [view(0)?, view(1)?];
-        let direct = self.s.mode == Mode::Direct;
-        let kicks = if direct {
-            [&a.guest_kicks[0], &a.guest_kicks[1]]
-        } else {
-            [&self.backend_kicks[0], &self.backend_kicks[1]]
-        };
-        self.s
-            .conn
-            .start(
-                &a.mem,
-                a.features,
-                &a.queues,
-                bases,
-                kicks,
-                [&self.calls[0], &self.calls[1]],
-                [&self.errs[0], &self.errs[1]],
-            )
-            .map_err(|e| e.to_string())?;
-        for k in kicks {
+        self.start_vrings(&a.mem, a.features, &a.queues, bases, &a.guest_kicks)?;
+        for k in kicks_to_backend(self.s.mode, &self.backend_kicks, &a.guest_kicks) {
             let _ = k.write(1);
         }
-        if let Err(e) = a.signals.signal_used() {
-            tracing::warn!("vhost-user: interrupting the guest after the reconnect failed: {e}");
+        for i in 0..2 {
+            if let Err(e) = a.signals.signal_queue(i) {
+                tracing::warn!(
+                    "vhost-user: interrupting the guest after the reconnect failed: {e}"
+                );
+            }
         }
         // The watchdog starts afresh from the rings as they are now, with the kick and the
         // interrupt just given: the old backend's history says nothing about the new one.
