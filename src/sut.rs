@@ -651,6 +651,13 @@ impl SutSpec {
         }
     }
 
+    /// Whether the datapath is a vhost-user backend (`dpdk`, `vhost-user=`). Such a
+    /// backend polls its own port and drops what a full rx ring cannot take (DPDK's
+    /// testpmd frees it), where vnetbed's device and QEMU leave frames waiting in the tap.
+    pub fn is_vhost_user(&self) -> bool {
+        matches!(self, SutSpec::Dpdk { .. } | SutSpec::VhostUser { .. })
+    }
+
     /// Whether vnetbed's VMM and device model run, so that the device's watchdog and
     /// counters are in the record (for QEMU only the guest's detector and counters are).
     /// True for the vhost-user backends too: vnetbed relays their kicks and calls and its

@@ -126,10 +126,13 @@ pub struct SoakArgs {
     /// How long to run (e.g. 60s, 30m, 48h; a bare number is seconds).
     #[arg(long, value_parser = args::positive_duration)]
     pub duration: Duration,
-    /// The system under test: `vnetbed[:MODEL]` (vnetbed's VMM; MODEL fenced, unfenced,
-    /// no-recheck, missing-enable-fence, missing-notify-fence or virtio-queue) or
-    /// `qemu[=PATH][,machine=q35|pc|microvm][,device=virtio-net-pci|virtio-net-device][,modern=on|off][,extra=ARGS]`.
-    /// Default: vnetbed:fenced.
+    /// The system under test: `vnetbed[:MODEL][,transport=mmio|pci][,legacy=on]` (vnetbed's
+    /// VMM and device; MODEL fenced, unfenced, no-recheck, missing-enable-fence,
+    /// missing-notify-fence or virtio-queue),
+    /// `qemu[=PATH][,machine=q35|pc|microvm][,device=virtio-net-pci|virtio-net-device][,modern=on|off][,rx_queue_size=N][,extra=ARGS]`,
+    /// `dpdk[=PATH][,reconnect=SECS]` (DPDK's testpmd as the vhost-user backend, started by
+    /// vnetbed) or `vhost-user=SOCKET[,port=IFNAME][,reconnect=SECS]` (a vhost-user backend
+    /// you run). Default: vnetbed:fenced.
     #[arg(long, value_name = "SPEC", value_parser = vnetbed::sut::parse_arg, conflicts_with = "notify_model")]
     pub sut: Option<SutSpec>,
     /// Shorthand for `--sut vnetbed:MODEL`.

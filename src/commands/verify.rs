@@ -55,8 +55,11 @@ pub struct VerifyArgs {
     #[arg(long, value_parser = args::buggy_model)]
     pub buggy_model: Option<NotifyModel>,
     /// The system under test of B: `vnetbed` (vnetbed's own queue, fenced),
-    /// `vnetbed:MODEL` (e.g. `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate), or
-    /// `qemu[=PATH][,machine=q35|pc|microvm][,device=...][,modern=on|off][,extra=ARGS]`.
+    /// `vnetbed:MODEL` (e.g. `vnetbed:virtio-queue` for rust-vmm's virtio-queue crate;
+    /// `,transport=pci[,legacy=on]` for virtio-pci),
+    /// `qemu[=PATH][,machine=q35|pc|microvm][,device=...][,modern=on|off][,rx_queue_size=N][,extra=ARGS]`,
+    /// `dpdk[=PATH][,reconnect=SECS]` or `vhost-user=SOCKET[,port=IFNAME][,reconnect=SECS]`
+    /// (a spec as for `soak --sut`).
     #[arg(long, value_name = "SPEC", default_value = "vnetbed", value_parser = vnetbed::sut::parse_arg)]
     pub sut: SutSpec,
     /// The defaults of --load, --rate, --burst, --queue-size and --guest-cmdline: race (UDP
