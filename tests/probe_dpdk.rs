@@ -55,3 +55,13 @@ fn probe_through_dpdk_survives_a_testpmd_restart_with_reconnect() {
         acceptance::dpdk_reconnect(restarts);
     }
 }
+
+#[test]
+fn a_backend_whose_calls_are_lost_is_judged_lost_interrupt_by_the_relay() {
+    if require(
+        "a_backend_whose_calls_are_lost_is_judged_lost_interrupt_by_the_relay",
+        &VMM.caps(),
+    ) {
+        acceptance::dpdk_lost_interrupt_is_judged();
+    }
+}

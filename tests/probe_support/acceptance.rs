@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::call_dropper::CallDropper;
 use super::testbed::{Testbed, HOST_ADDRESS};
 use super::*;
 use crate::common::Capability;
@@ -494,9 +495,7 @@ fn start_on_testpmd(
     options: &str,
     events: Option<&std::path::Path>,
 ) -> RunningGuest {
-    let binary = vnetbed::dpdk::resolve_binary(None).expect("dpdk-testpmd");
-    let testpmd = vnetbed::dpdk::Testpmd::start(&binary, &testbed.netns, &testbed.bridge, None)
-        .expect("start dpdk-testpmd");
+    let testpmd = testpmd_in(testbed);
     let mut command = vnetbed_run(&probe_image(), append);
     command
         .arg("--vhost-user")
@@ -505,6 +504,83 @@ fn start_on_testpmd(
         command.arg("--events").arg(events);
     }
     RunningGuest::start(command).with_backend(testpmd)
+}
+
+/// DPDK's testpmd in the testbed's namespace, its tap port on the bridge.
+fn testpmd_in(testbed: &Testbed) -> vnetbed::dpdk::Testpmd {
+    let binary = vnetbed::dpdk::resolve_binary(None).expect("dpdk-testpmd");
+    vnetbed::dpdk::Testpmd::start(&binary, &testbed.netns, &testbed.bridge, None)
+        .expect("start dpdk-testpmd")
+}
+
+/// A real backend that loses interrupts: testpmd behind a [`CallDropper`], which passes
+/// everything on until it drops every call. Before the drop the guest binds and answers
+/// pings; after it, testpmd goes on completing rx buffers for frames sent to the guest and
+/// signalling into the void, and the relay's watchdog, which sees only the rings and the
+/// calls that reach it, reports a `stall`: `lost_interrupt` on rx. Returns that event.
+pub fn dpdk_lost_interrupt_is_judged() -> Value {
+    let _serial = exclusive();
+    let testbed = Testbed::up(None);
+    let testpmd = testpmd_in(&testbed);
+    let proxy = CallDropper::start(
+        std::env::temp_dir().join(format!("vnetbed-call-dropper-{}.sock", std::process::id())),
+        testpmd.socket(),
+    );
+    let events = events_file("call-dropper");
+    let mut command = vnetbed_run(&probe_image(), "");
+    command
+        .arg("--vhost-user")
+        .arg(proxy.socket())
+        .arg("--events")
+        .arg(&events);
+    let mut guest = RunningGuest::start(command).with_backend(testpmd);
+    let bound = guest.wait_for("DHCP binding", Vmm::Dpdk.boot_limit(), is_bound);
+    let target = address(&bound);
+    assert_eq!(ping(&testbed, &target, 10), 10, "through the proxy");
+    let stalls = |text: &str| -> Vec<Value> {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == "stall")
+            .collect()
+    };
+    let text = std::fs::read_to_string(&events).unwrap_or_default();
+    assert!(
+        stalls(&text).is_empty(),
+        "a stall before any call was dropped:\n{text}"
+    );
+    assert!(
+        proxy.passed() > 0,
+        "no call passed the proxy before the drop"
+    );
+    proxy.drop_calls();
+    // Frames for the guest: testpmd completes rx buffers past the guest's used_event.
+    let answered = ping(&testbed, &target, 50);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stall = loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if let Some(stall) = stalls(&text).into_iter().find(|e| e["queue"] == "rx") {
+            break stall;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rx stall reported within 20 s of dropping the calls ({} dropped, {answered} of 50 pings answered):\n{text}",
+            proxy.dropped()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = std::fs::remove_file(&events);
+    assert_eq!(stall["kind"], "lost_interrupt", "{stall}");
+    assert!(proxy.dropped() > 0, "{stall}");
+    // The guest asked for the interrupt: used->idx is past its used_event.
+    let used = stall["guest_visible_used_idx"].as_u64().unwrap();
+    let event = stall["guest_used_event"].as_u64().unwrap();
+    assert_ne!(used, event, "{stall}");
+    eprintln!(
+        "{} calls passed, {} dropped, {answered} of 50 pings answered after the drop; stall: {stall}",
+        proxy.passed(),
+        proxy.dropped()
+    );
+    stall
 }
 
 /// A per-process file for a VMM's event stream.

@@ -297,3 +297,4 @@ pub fn qemu_microvm_in(testbed: &testbed::Testbed, image: &Path, append: &str) -
     vnetbed::qemu::microvm_in_netns(&testbed.netns, image, append, &testbed.tap)
 }
 pub mod acceptance;
+pub mod call_dropper;
