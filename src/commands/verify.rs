@@ -64,8 +64,10 @@ pub struct VerifyArgs {
     pub sut: SutSpec,
     /// The defaults of --load, --rate, --burst, --queue-size and --guest-cmdline: race (UDP
     /// at 120M in bursts of one and a half rings into 4-entry rings; QEMU: 256 entries and
-    /// the probe's merged-buffer mode; the most chances for both races while every mutant of
-    /// the fix is still caught and no answer is dropped) or plain (soak's: steady UDP at 200M
+    /// the probe's merged-buffer mode; a vhost-user backend, which drops what a full ring
+    /// cannot take: its 256-entry rings and bursts of 6; the most chances for both races
+    /// while every mutant of the fix is still caught and no answer is dropped) or plain
+    /// (soak's: steady UDP at 200M
     /// into the VMM's default rings). Options given explicitly win.
     #[arg(long, value_enum, default_value_t = ShapingProfile::Race)]
     pub shaping: ShapingProfile,
