@@ -696,6 +696,16 @@ mod tests {
         u64::from_le_bytes(b)
     }
 
+    /// Set MSI-X Enable in the function's MSI-X capability (entries stay as they are).
+    fn enable_msix(f: &mut VirtioPci) {
+        let control = f.msix_control as u64;
+        f.config_write(
+            control,
+            &crate::devices::pci::msix::CONTROL_ENABLE.to_le_bytes(),
+        )
+        .unwrap();
+    }
+
     fn bring_up(f: &mut VirtioPci) {
         w(f, common::DEVICE_STATUS, u64::from(ACKNOWLEDGE | DRIVER), 1);
         w(f, common::DRIVER_FEATURE_SELECT, 1, 4);
@@ -791,12 +801,7 @@ mod tests {
         assert_eq!(r(&mut f, region::ISR, 1), 1);
         assert_eq!(r(&mut f, region::ISR, 1), 0, "reading the ISR clears it");
         // MSI-X on, entries unmasked: queue i on vector i + 1 only.
-        let control = f.msix_control as u64;
-        f.config_write(
-            control,
-            &crate::devices::pci::msix::CONTROL_ENABLE.to_le_bytes(),
-        )
-        .unwrap();
+        enable_msix(&mut f);
         for v in 0..3u64 {
             w(&mut f, region::MSIX_TABLE + 16 * v, 0xfee0_0000, 4);
             w(&mut f, region::MSIX_TABLE + 16 * v + 8, 0x30 + v, 4);
@@ -1074,12 +1079,7 @@ mod tests {
         assert_eq!(lr(&mut f, lreg::ISR, 1), 1);
         assert_eq!(lr(&mut f, lreg::ISR, 1), 0, "reading the ISR clears it");
         // With MSI-X enabled the vectors sit at 20/22 and the device config moves to 24.
-        let control = f.msix_control as u64;
-        f.config_write(
-            control,
-            &crate::devices::pci::msix::CONTROL_ENABLE.to_le_bytes(),
-        )
-        .unwrap();
+        enable_msix(&mut f);
         lw(&mut f, lreg::QUEUE_SEL, 0, 2);
         lw(&mut f, lreg::QUEUE_VECTOR, 1, 2);
         lw(&mut f, lreg::CONFIG_VECTOR, 0, 2);
